@@ -1,0 +1,2 @@
+//! The `evolution` command line tool (not built yet).
+fn main() {}

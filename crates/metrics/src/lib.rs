@@ -1,0 +1,2 @@
+//! evolution-metrics: see the workspace README. This crate is not built yet.
+#![forbid(unsafe_code)]

@@ -1,0 +1,195 @@
+//! Future types
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response, StatusCode, header::AUTHORIZATION};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::{AccessToken, BoxError, TokenError, TokenManager};
+
+type TokenFuture = BoxFuture<'static, Result<AccessToken, TokenError>>;
+
+pin_project! {
+    /// Response future of [`Auth`](super::Auth).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        inner: S,
+        tokens: TokenManager,
+        #[pin]
+        state: State<S::Future, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        // Slow path only: no usable token was cached.
+        Token { fetch: TokenFuture, request: Option<Request<B>>, resend: bool },
+        // Waiting for the inner service to accept the resend.
+        Ready { request: Option<Request<B>>, token: AccessToken },
+        Calling {
+            #[pin]
+            future: F,
+            token: AccessToken,
+            // A copy kept for the one resend after a 401; `None` on the resend itself.
+            retry: Option<Request<B>>,
+        },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+    B: Clone,
+{
+    pub(super) fn new(mut inner: S, tokens: TokenManager, request: Request<B>) -> Self {
+        let state = match tokens.cached() {
+            Some(token) => {
+                let (future, retry) = send(&mut inner, request, &token, true);
+                State::Calling {
+                    future,
+                    token,
+                    retry,
+                }
+            }
+            None => State::Token {
+                fetch: fetch(&tokens),
+                request: Some(request),
+                resend: false,
+            },
+        };
+        Self {
+            inner,
+            tokens,
+            state,
+        }
+    }
+}
+
+fn fetch(tokens: &TokenManager) -> TokenFuture {
+    let tokens = tokens.clone();
+    Box::pin(async move { tokens.get_token().await })
+}
+
+/// Sets the header and calls `inner`, keeping a copy of the request if a resend may follow.
+fn send<S, B>(
+    inner: &mut S,
+    mut request: Request<B>,
+    token: &AccessToken,
+    keep_copy: bool,
+) -> (S::Future, Option<Request<B>>)
+where
+    S: Service<Request<B>>,
+    B: Clone,
+{
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, token.bearer_header());
+    let copy = keep_copy.then(|| clone_request(&request));
+    (inner.call(request), copy)
+}
+
+fn clone_request<B: Clone>(request: &Request<B>) -> Request<B> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    B: Clone,
+{
+    type Output = Result<Response<ResBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Token {
+                    fetch,
+                    request,
+                    resend,
+                } => {
+                    let token = ready!(fetch.as_mut().poll(cx))?;
+                    let request = request.take().expect("polled after completion");
+                    if *resend {
+                        this.state.set(State::Ready {
+                            request: Some(request),
+                            token,
+                        });
+                    } else {
+                        // The service was made ready by `Auth::poll_ready`.
+                        let (future, retry) = send(this.inner, request, &token, true);
+                        this.state.set(State::Calling {
+                            future,
+                            token,
+                            retry,
+                        });
+                    }
+                }
+                StateProj::Ready { request, token } => {
+                    ready!(this.inner.poll_ready(cx)).map_err(Into::into)?;
+                    let request = request.take().expect("polled after completion");
+                    let token = token.clone();
+                    let (future, retry) = send(this.inner, request, &token, false);
+                    this.state.set(State::Calling {
+                        future,
+                        token,
+                        retry,
+                    });
+                }
+                StateProj::Calling {
+                    future,
+                    token,
+                    retry,
+                } => {
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if response.status() != StatusCode::UNAUTHORIZED {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let Some(request) = retry.take() else {
+                        // Already resent once: the caller gets the 401.
+                        return Poll::Ready(Ok(response));
+                    };
+                    tracing::debug!(
+                        key_id = token.key_id(),
+                        "401 from the API: invalidating the token and resending once"
+                    );
+                    this.tokens.invalidate_if_current(token);
+                    let state = match this.tokens.cached() {
+                        Some(token) => State::Ready {
+                            request: Some(request),
+                            token,
+                        },
+                        None => State::Token {
+                            fetch: fetch(this.tokens),
+                            request: Some(request),
+                            resend: true,
+                        },
+                    };
+                    this.state.set(state);
+                }
+            }
+        }
+    }
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

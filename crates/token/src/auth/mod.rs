@@ -1,0 +1,95 @@
+//! Bearer authentication as a tower middleware.
+//!
+//! [`Auth`] sets `Authorization: Bearer <token>` (marked sensitive) from a
+//! [`TokenManager`]. When the server answers 401 — the token was revoked or expired
+//! early — it invalidates that token (only if it is still the current one), takes a
+//! fresh one and sends the request once more, so the caller never sees it.
+//! A 403 is an answer about permissions, not about the token: it is passed through.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use evolution_token::{AuthLayer, Credentials, TokenManager};
+//! use tower::{ServiceBuilder, service_fn};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let tokens = TokenManager::builder(Credentials::from_env()?).build()?;
+//! let transport = service_fn(|request: http::Request<Bytes>| async move {
+//!     // send `request` with your HTTP client here
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
+//! });
+//! let service = ServiceBuilder::new()
+//!     .layer(AuthLayer::new(tokens))
+//!     .service(transport);
+//! # drop(service);
+//! # Ok(()) }
+//! ```
+
+pub mod future;
+mod layer;
+
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use self::future::ResponseFuture;
+pub use self::layer::AuthLayer;
+use crate::{BoxError, TokenManager};
+
+/// Adds a bearer token to each request and resends once on a 401. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    tokens: TokenManager,
+}
+
+impl<S> Auth<S> {
+    /// Wraps `inner`, taking tokens from `tokens`.
+    pub fn new(inner: S, tokens: TokenManager) -> Self {
+        Self { inner, tokens }
+    }
+
+    /// The token manager in use.
+    pub fn tokens(&self) -> &TokenManager {
+        &self.tokens
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ReqBody: Clone,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // Keep the instance that was driven to readiness; leave a clone in its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(inner, self.tokens.clone(), request)
+    }
+}

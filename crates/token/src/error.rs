@@ -1,0 +1,198 @@
+//! What can go wrong while obtaining a token.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use tokio::time::Duration;
+
+/// Why an IAM answer could not be used. Never contains the body itself: it may hold a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidResponseReason {
+    /// The body is not JSON (or is empty).
+    #[error("the body is not JSON")]
+    NotJson,
+    /// The JSON is not an object.
+    #[error("the body is not a JSON object")]
+    NotAnObject,
+    /// No `access_token` field, or it is not a string.
+    #[error("`access_token` is missing or not a string")]
+    MissingAccessToken,
+    /// `access_token` is empty or cannot be sent in an HTTP header.
+    #[error("`access_token` is empty or has characters not allowed in a header")]
+    InvalidAccessToken,
+    /// `expires_in` is present but not a number.
+    #[error("`expires_in` is not a number")]
+    ExpiresInNotANumber,
+    /// `expires_in` is zero or negative: the token would be expired on arrival.
+    #[error("`expires_in` is zero or negative")]
+    ExpiresInNotPositive,
+}
+
+/// A failure to obtain an IAM access token.
+///
+/// Messages say what to check and never contain the secret or a token.
+/// It is `Clone` because one refresh answers every caller waiting for it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// IAM answered 401: the key id or the secret is wrong, or the key was deleted.
+    #[error(
+        "IAM rejected key id `{key_id}` (401 Unauthorized): check the key id and the secret (EVOLUTION_KEY_ID, EVOLUTION_SECRET)"
+    )]
+    InvalidCredentials {
+        /// The key id that was rejected.
+        key_id: Arc<str>,
+    },
+    /// IAM answered 403: the key exists but may not obtain tokens.
+    #[error(
+        "IAM refused key id `{key_id}` (403 Forbidden): check that the key is active and its service account has access"
+    )]
+    Forbidden {
+        /// The key id that was refused.
+        key_id: Arc<str>,
+    },
+    /// IAM kept answering 429 or 5xx.
+    #[error(
+        "IAM at {auth_url} is unavailable ({status}) after {attempts} attempt(s): try again later, or check the auth URL"
+    )]
+    Unavailable {
+        /// The last status seen.
+        status: StatusCode,
+        /// How many IAM requests were made.
+        attempts: u32,
+        /// Where they went.
+        auth_url: Arc<str>,
+    },
+    /// IAM answered a status that neither a retry nor new credentials can fix (400, 404, ...).
+    #[error(
+        "IAM at {auth_url} answered {status}: check that the auth URL is the Cloud.ru IAM token endpoint"
+    )]
+    UnexpectedStatus {
+        /// The status IAM answered.
+        status: StatusCode,
+        /// Where the request went.
+        auth_url: Arc<str>,
+    },
+    /// IAM could not be reached.
+    #[error(
+        "could not reach IAM at {auth_url} after {attempts} attempt(s): check the network and the auth URL"
+    )]
+    Network {
+        /// How many IAM requests were made.
+        attempts: u32,
+        /// Where they went.
+        auth_url: Arc<str>,
+        /// The transport error.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    /// IAM did not answer in time.
+    #[error(
+        "IAM at {auth_url} did not answer within {timeout:?} ({attempts} attempt(s)): check the network, or raise the fetch timeout"
+    )]
+    Timeout {
+        /// The per-request limit.
+        timeout: Duration,
+        /// How many IAM requests were made.
+        attempts: u32,
+        /// Where they went.
+        auth_url: Arc<str>,
+    },
+    /// IAM answered 200 with something that is not a usable token.
+    #[error(
+        "IAM at {auth_url} sent an unusable token response ({reason}): check that the auth URL is the Cloud.ru IAM token endpoint"
+    )]
+    InvalidResponse {
+        /// What was wrong with it.
+        reason: InvalidResponseReason,
+        /// Where it came from.
+        auth_url: Arc<str>,
+    },
+    /// The token manager was configured with something unusable.
+    #[error("invalid token configuration: {0}")]
+    InvalidConfiguration(Arc<str>),
+    /// The refresh task ended without an answer (the tokio runtime is shutting down).
+    #[error("the token refresh was aborted: the tokio runtime is shutting down")]
+    Aborted,
+}
+
+/// The kind of a [`TokenError`], without its data: for metric labels and matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenErrorKind {
+    /// See [`TokenError::InvalidCredentials`].
+    InvalidCredentials,
+    /// See [`TokenError::Forbidden`].
+    Forbidden,
+    /// See [`TokenError::Unavailable`].
+    Unavailable,
+    /// See [`TokenError::UnexpectedStatus`].
+    UnexpectedStatus,
+    /// See [`TokenError::Network`].
+    Network,
+    /// See [`TokenError::Timeout`].
+    Timeout,
+    /// See [`TokenError::InvalidResponse`].
+    InvalidResponse,
+    /// See [`TokenError::InvalidConfiguration`].
+    InvalidConfiguration,
+    /// See [`TokenError::Aborted`].
+    Aborted,
+}
+
+impl TokenErrorKind {
+    /// A short snake_case name, stable for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Forbidden => "forbidden",
+            Self::Unavailable => "unavailable",
+            Self::UnexpectedStatus => "unexpected_status",
+            Self::Network => "network",
+            Self::Timeout => "timeout",
+            Self::InvalidResponse => "invalid_response",
+            Self::InvalidConfiguration => "invalid_configuration",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+impl TokenError {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::InvalidConfiguration(Arc::from(message.into()))
+    }
+
+    /// The kind of this error.
+    pub fn kind(&self) -> TokenErrorKind {
+        match self {
+            Self::InvalidCredentials { .. } => TokenErrorKind::InvalidCredentials,
+            Self::Forbidden { .. } => TokenErrorKind::Forbidden,
+            Self::Unavailable { .. } => TokenErrorKind::Unavailable,
+            Self::UnexpectedStatus { .. } => TokenErrorKind::UnexpectedStatus,
+            Self::Network { .. } => TokenErrorKind::Network,
+            Self::Timeout { .. } => TokenErrorKind::Timeout,
+            Self::InvalidResponse { .. } => TokenErrorKind::InvalidResponse,
+            Self::InvalidConfiguration(_) => TokenErrorKind::InvalidConfiguration,
+            Self::Aborted => TokenErrorKind::Aborted,
+        }
+    }
+
+    /// Whether trying again later may succeed (IAM overloaded, down or unreachable).
+    ///
+    /// Wrong or forbidden credentials, bad configuration and unusable answers are not transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Network { .. } | Self::Timeout { .. } | Self::Aborted
+        )
+    }
+
+    /// Whether the key itself was rejected (401 or 403 from IAM): a backup key may help, a retry will not.
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidCredentials { .. } | Self::Forbidden { .. }
+        )
+    }
+}

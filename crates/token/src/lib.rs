@@ -1,0 +1,58 @@
+//! Cloud.ru IAM token management for Evolution inference.
+//!
+//! Every Evolution API call needs a short-lived bearer token, obtained by posting a
+//! key id and secret to IAM. [`TokenManager`] does that exchange on first use, caches
+//! the token, refreshes it in the background before it expires, and makes exactly one
+//! IAM request for any number of concurrent callers. [`AuthLayer`] (tower) and
+//! [`AuthMiddleware`] (reqwest-middleware) put the token on requests and turn a 401
+//! for a revoked token into one transparent resend.
+//!
+//! Secrets and tokens are [`secrecy`] values: never in `Debug`, logs or errors.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use evolution_token::{Credentials, TokenManager};
+//!
+//! # async fn run() -> Result<(), evolution_token::TokenError> {
+//! let tokens = TokenManager::builder(Credentials::new("key-id", "secret")).build()?;
+//! let token = tokens.get_token().await?; // one IAM request
+//! let again = tokens.get_token().await?; // cached: an atomic load
+//! assert!(token.same_as(&again));
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+pub mod auth;
+mod credentials;
+mod error;
+mod event;
+mod fetch;
+mod manager;
+mod middleware;
+mod response;
+mod token;
+
+pub use self::auth::{Auth, AuthLayer};
+pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
+pub use self::error::{InvalidResponseReason, TokenError, TokenErrorKind};
+pub use self::event::{RefreshTrigger, TokenEvent, TokenObserver};
+pub use self::manager::{
+    DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
+    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, MonitorGuard, TokenInfo, TokenManager,
+    TokenManagerBuilder,
+};
+pub use self::middleware::AuthMiddleware;
+pub use self::response::{
+    DEFAULT_EXPIRES_IN, MAX_TOKEN_LIFETIME, TokenGrant, parse_token_response,
+};
+pub use self::token::AccessToken;
+
+/// The error type between tower services (the tower convention).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,244 @@
+//! Configuration of a [`TokenManager`].
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::time::Duration;
+
+use super::schedule::Schedule;
+use super::{Shared, TokenManager};
+use crate::event::Observers;
+use crate::fetch::IamClient;
+use crate::{Credentials, TokenError, TokenObserver};
+
+/// Cloud.ru's IAM token endpoint.
+pub const DEFAULT_AUTH_URL: &str = "https://iam.api.cloud.ru/api/v1/auth/token";
+/// Environment variable read by [`TokenManagerBuilder::from_env`] for the auth URL.
+pub const ENV_TOKEN_URL: &str = "EVOLUTION_TOKEN_URL";
+/// A token this close to expiry is not handed out: callers wait for a new one (the reference's 30 s).
+pub const DEFAULT_REFRESH_BUFFER: Duration = Duration::from_secs(30);
+/// Background refresh starts between this and half of it (plus the buffer) before expiry.
+pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
+/// Limit for one IAM request.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// IAM requests per refresh when IAM answers 408/429/5xx or cannot be reached.
+pub const DEFAULT_FETCH_ATTEMPTS: u32 = 3;
+
+const FETCH_BACKOFF_BASE: Duration = Duration::from_millis(200);
+const FETCH_BACKOFF_CAP: Duration = Duration::from_secs(2);
+const MAX_FETCH_ATTEMPTS: u32 = 10;
+
+/// Builds a [`TokenManager`]; every setting has a documented default.
+///
+/// ```
+/// use std::time::Duration;
+/// use evolution_token::{Credentials, TokenManager};
+///
+/// let tokens = TokenManager::builder(Credentials::new("key-id", "secret"))
+///     .auth_url("https://iam.api.cloud.ru/api/v1/auth/token")
+///     .refresh_buffer(Duration::from_secs(30))
+///     .refresh_ahead(Duration::from_secs(300))
+///     .fetch_timeout(Duration::from_secs(5))
+///     .build()?;
+/// # Ok::<(), evolution_token::TokenError>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct TokenManagerBuilder {
+    credentials: Credentials,
+    auth_url: String,
+    refresh_buffer: Duration,
+    refresh_ahead: Duration,
+    fetch_timeout: Duration,
+    fetch_attempts: u32,
+    allow_insecure_http: bool,
+    http: Option<reqwest::Client>,
+    observers: Observers,
+}
+
+impl TokenManagerBuilder {
+    pub(crate) fn new(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            auth_url: DEFAULT_AUTH_URL.to_owned(),
+            refresh_buffer: DEFAULT_REFRESH_BUFFER,
+            refresh_ahead: DEFAULT_REFRESH_AHEAD,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            fetch_attempts: DEFAULT_FETCH_ATTEMPTS,
+            allow_insecure_http: false,
+            http: None,
+            observers: Observers::default(),
+        }
+    }
+
+    /// A builder for `EVOLUTION_KEY_ID` / `EVOLUTION_SECRET`, with the auth URL from
+    /// `EVOLUTION_TOKEN_URL` when it is set.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidConfiguration`] naming the variable to set or fix.
+    pub fn from_env() -> Result<Self, TokenError> {
+        let builder = Self::new(Credentials::from_env()?);
+        Ok(match std::env::var(ENV_TOKEN_URL) {
+            Ok(url) if !url.trim().is_empty() => builder.auth_url(url.trim()),
+            _ => builder,
+        })
+    }
+
+    /// The IAM token endpoint. Defaults to [`DEFAULT_AUTH_URL`].
+    pub fn auth_url(mut self, url: impl Into<String>) -> Self {
+        self.auth_url = url.into();
+        self
+    }
+
+    /// How close to expiry a token stops being handed out. Defaults to 30 seconds.
+    pub fn refresh_buffer(mut self, buffer: Duration) -> Self {
+        self.refresh_buffer = buffer;
+        self
+    }
+
+    /// How long before expiry a background refresh may start; must not be shorter than
+    /// the buffer (equal turns background refresh off, as in the reference SDK).
+    /// Defaults to 5 minutes.
+    pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
+        self.refresh_ahead = ahead;
+        self
+    }
+
+    /// Limit for one IAM request. Defaults to 10 seconds.
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// IAM requests per refresh when IAM answers 408/429/5xx, times out or cannot be
+    /// reached (1 to 10). 401 and 403 are never retried. Defaults to 3.
+    pub fn fetch_attempts(mut self, attempts: u32) -> Self {
+        self.fetch_attempts = attempts;
+        self
+    }
+
+    /// Allows a plain `http://` auth URL to a host other than loopback. The secret
+    /// travels in clear then; off by default.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// The HTTP client for IAM requests (to share a connection pool or set a proxy).
+    /// Defaults to a new `reqwest::Client` with rustls.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Adds an observer of [`TokenEvent`](crate::TokenEvent)s (metrics, logs).
+    pub fn observer(mut self, observer: impl TokenObserver) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
+    /// Adds an observer already behind an `Arc`.
+    pub fn shared_observer(mut self, observer: Arc<dyn TokenObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// Validates the configuration and builds the manager. No IAM request is made
+    /// until the first token is needed.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidConfiguration`] saying which setting to fix.
+    pub fn build(self) -> Result<TokenManager, TokenError> {
+        self.credentials.validate()?;
+        let url = parse_auth_url(&self.auth_url, self.allow_insecure_http)?;
+        if self.refresh_ahead < self.refresh_buffer {
+            return Err(TokenError::config(format!(
+                "refresh_ahead ({:?}) is shorter than refresh_buffer ({:?}): it must be at least as long",
+                self.refresh_ahead, self.refresh_buffer
+            )));
+        }
+        if self.fetch_timeout.is_zero() {
+            return Err(TokenError::config("fetch_timeout must be longer than zero"));
+        }
+        if !(1..=MAX_FETCH_ATTEMPTS).contains(&self.fetch_attempts) {
+            return Err(TokenError::config(format!(
+                "fetch_attempts is {}: it must be between 1 and {MAX_FETCH_ATTEMPTS}",
+                self.fetch_attempts
+            )));
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder().build().map_err(|error| {
+                TokenError::config(format!("cannot create the HTTP client for IAM: {error}"))
+            })?,
+        };
+        Ok(TokenManager {
+            shared: Arc::new(Shared {
+                iam: IamClient {
+                    http,
+                    auth_url: Arc::from(url.as_str()),
+                    url,
+                    timeout: self.fetch_timeout,
+                    attempts: self.fetch_attempts,
+                    backoff_base: FETCH_BACKOFF_BASE,
+                    backoff_cap: FETCH_BACKOFF_CAP,
+                },
+                schedule: Schedule {
+                    buffer: self.refresh_buffer,
+                    ahead: self.refresh_ahead,
+                },
+                credentials: ArcSwap::from_pointee(self.credentials),
+                cache: ArcSwapOption::empty(),
+                refreshing: AtomicBool::new(false),
+                invalidated: AtomicBool::new(false),
+                next_refresh_id: AtomicU64::new(1),
+                refresh: Mutex::default(),
+                observers: self.observers,
+            }),
+        })
+    }
+}
+
+/// Parses and checks an auth URL: http(s) with a host; plain http only to loopback
+/// unless allowed, because the secret is in the request body.
+pub(crate) fn parse_auth_url(
+    raw: &str,
+    allow_insecure_http: bool,
+) -> Result<reqwest::Url, TokenError> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|error| {
+        TokenError::config(format!(
+            "auth URL `{raw}` is not a valid URL ({error}); expected something like {DEFAULT_AUTH_URL}"
+        ))
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_insecure_http || is_loopback(&url) => {}
+        "http" => {
+            return Err(TokenError::config(format!(
+                "auth URL `{url}` is plain http to a non-loopback host: the secret would travel in clear; use https, or allow_insecure_http(true) if you mean it"
+            )));
+        }
+        other => {
+            return Err(TokenError::config(format!(
+                "auth URL `{url}` has scheme `{other}`: use https"
+            )));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(TokenError::config(format!("auth URL `{raw}` has no host")));
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}

@@ -1,0 +1,160 @@
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use evolution_emulator::{Emulator, Fault, Route};
+use evolution_token::{AuthLayer, AuthMiddleware, BoxError};
+use http::{Request, Response, StatusCode};
+use secrecy::ExposeSecret;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+use crate::{emulator, manager};
+
+/// The simplest transport: reqwest as a `Service<Request<Bytes>>`.
+pub(crate) fn transport()
+-> impl Service<Request<Bytes>, Response = Response<Bytes>, Error = BoxError, Future = impl Send> + Clone
+{
+    let client = reqwest::Client::new();
+    service_fn(move |request: Request<Bytes>| {
+        let client = client.clone();
+        async move {
+            let response = client.execute(reqwest::Request::try_from(request)?).await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            let mut answer = Response::new(body);
+            *answer.status_mut() = status;
+            Ok::<_, BoxError>(answer)
+        }
+    })
+}
+
+fn chat_request(emu: &Emulator) -> Request<Bytes> {
+    Request::post(format!("{}/chat/completions", emu.base_url()))
+        .header("content-type", "application/json")
+        .body(Bytes::from_static(
+            br#"{"model":"demo-model","messages":[{"role":"user","content":"hi"}]}"#,
+        ))
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn revoked_token_is_invisible_to_the_caller() {
+    let emu = emulator().await;
+    let tokens = manager(&emu);
+    let mut service = ServiceBuilder::new()
+        .layer(AuthLayer::new(tokens.clone()))
+        .service(transport());
+
+    let ok = service
+        .ready()
+        .await
+        .unwrap()
+        .call(chat_request(&emu))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+
+    let token = tokens.get_token().await.unwrap();
+    emu.revoke_token(token.secret().expose_secret());
+    let ok = service
+        .ready()
+        .await
+        .unwrap()
+        .call(chat_request(&emu))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+
+    let stats = emu.stats();
+    assert_eq!(stats.iam_requests, 2, "exactly one extra IAM request");
+    assert_eq!(stats.chat_status(401), 1);
+    assert_eq!(stats.chat_status(200), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_persistent_401_is_resent_once_then_returned() {
+    let emu = emulator().await;
+    emu.push_fault(Route::Chat, Fault::status(401));
+    emu.push_fault(Route::Chat, Fault::status(401));
+    let service = AuthLayer::new(manager(&emu));
+    let response = tower::Layer::layer(&service, transport())
+        .oneshot(chat_request(&emu))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let stats = emu.stats();
+    assert_eq!(stats.chat_requests, 2);
+    assert_eq!(stats.iam_requests, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_is_not_an_expiry() {
+    let emu = emulator().await;
+    emu.push_fault(Route::Chat, Fault::status(403));
+    let tokens = manager(&emu);
+    let service = ServiceBuilder::new()
+        .layer(AuthLayer::new(tokens.clone()))
+        .service(transport());
+    let response = service.oneshot(chat_request(&emu)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(emu.stats().iam_requests, 1);
+    assert_eq!(emu.stats().chat_requests, 1);
+    assert!(tokens.info().has_token);
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_errors_surface_as_typed_errors() {
+    let emu = emulator().await;
+    emu.push_fault(Route::Iam, Fault::status(401));
+    let service = ServiceBuilder::new()
+        .layer(AuthLayer::new(manager(&emu)))
+        .service(transport());
+    let error = service.oneshot(chat_request(&emu)).await.unwrap_err();
+    let token_error = error
+        .downcast_ref::<evolution_token::TokenError>()
+        .expect("a TokenError");
+    assert!(token_error.is_auth());
+    assert_eq!(emu.stats().chat_requests, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn authorization_header_is_sensitive() {
+    let emu = emulator().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let captured = seen.clone();
+    let inner = service_fn(move |request: Request<Bytes>| {
+        let header = request.headers().get(http::header::AUTHORIZATION).cloned();
+        *captured.lock().unwrap() = header;
+        async { Ok::<_, Infallible>(Response::new(Bytes::new())) }
+    });
+    ServiceBuilder::new()
+        .layer(AuthLayer::new(manager(&emu)))
+        .service(inner)
+        .oneshot(chat_request(&emu))
+        .await
+        .unwrap();
+    let header = seen.lock().unwrap().clone().unwrap();
+    assert!(header.is_sensitive());
+    assert!(header.to_str().unwrap().starts_with("Bearer evo"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_middleware_resends_once_on_a_revoked_token() {
+    let emu = emulator().await;
+    let tokens = manager(&emu);
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthMiddleware::new(tokens.clone()))
+        .build();
+    let send = || {
+        client
+            .post(format!("{}/chat/completions", emu.base_url()))
+            .header("content-type", "application/json")
+            .body(r#"{"model":"demo-model","messages":[{"role":"user","content":"hi"}]}"#)
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    let token = tokens.get_token().await.unwrap();
+    emu.revoke_token(token.secret().expose_secret());
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(emu.stats().iam_requests, 2);
+    assert_eq!(emu.stats().chat_status(401), 1);
+}
