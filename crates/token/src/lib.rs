@@ -46,7 +46,7 @@ pub use self::event::{RefreshTrigger, TokenEvent, TokenObserver};
 pub use self::manager::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
     DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, MonitorGuard, TokenInfo, TokenManager,
-    TokenManagerBuilder,
+    TokenManagerBuilder, parse_endpoint_url,
 };
 pub use self::middleware::AuthMiddleware;
 pub use self::response::{

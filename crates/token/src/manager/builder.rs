@@ -203,35 +203,52 @@ impl TokenManagerBuilder {
     }
 }
 
-/// Parses and checks an auth URL: http(s) with a host; plain http only to loopback
-/// unless allowed, because the secret is in the request body.
-pub(crate) fn parse_auth_url(
+/// Parses an endpoint URL that will carry a secret or a token, and checks it:
+/// `https` with a host; plain `http` only to a loopback host unless
+/// `allow_insecure_http`. `what` names the setting in the error message
+/// ("auth URL", "base URL").
+///
+/// ```
+/// use evolution_token::parse_endpoint_url;
+///
+/// assert!(parse_endpoint_url("base URL", "https://foundation-models.api.cloud.ru/v1", false).is_ok());
+/// assert!(parse_endpoint_url("base URL", "http://127.0.0.1:8080/v1", false).is_ok());
+/// let error = parse_endpoint_url("base URL", "http://example.com/v1", false).unwrap_err();
+/// assert!(error.contains("plain http"));
+/// ```
+///
+/// # Errors
+///
+/// A sentence saying what is wrong with the URL and what to use instead.
+pub fn parse_endpoint_url(
+    what: &str,
     raw: &str,
     allow_insecure_http: bool,
-) -> Result<reqwest::Url, TokenError> {
-    let url = reqwest::Url::parse(raw.trim()).map_err(|error| {
-        TokenError::config(format!(
-            "auth URL `{raw}` is not a valid URL ({error}); expected something like {DEFAULT_AUTH_URL}"
-        ))
-    })?;
+) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|error| format!("{what} `{raw}` is not a valid URL ({error})"))?;
     match url.scheme() {
         "https" => {}
         "http" if allow_insecure_http || is_loopback(&url) => {}
         "http" => {
-            return Err(TokenError::config(format!(
-                "auth URL `{url}` is plain http to a non-loopback host: the secret would travel in clear; use https, or allow_insecure_http(true) if you mean it"
-            )));
+            return Err(format!(
+                "{what} `{url}` is plain http to a non-loopback host, so credentials would travel in clear: use https, or allow_insecure_http(true) if you mean it"
+            ));
         }
-        other => {
-            return Err(TokenError::config(format!(
-                "auth URL `{url}` has scheme `{other}`: use https"
-            )));
-        }
+        other => return Err(format!("{what} `{url}` has scheme `{other}`: use https")),
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(TokenError::config(format!("auth URL `{raw}` has no host")));
+        return Err(format!("{what} `{raw}` has no host"));
     }
     Ok(url)
+}
+
+fn parse_auth_url(raw: &str, allow_insecure_http: bool) -> Result<reqwest::Url, TokenError> {
+    parse_endpoint_url("auth URL", raw, allow_insecure_http).map_err(|message| {
+        TokenError::config(format!(
+            "{message}; the Cloud.ru default is {DEFAULT_AUTH_URL}"
+        ))
+    })
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {

@@ -15,7 +15,7 @@ use tokio::time::{Duration, Instant};
 
 pub use self::builder::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, TokenManagerBuilder,
+    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, TokenManagerBuilder, parse_endpoint_url,
 };
 pub use self::monitor::MonitorGuard;
 use self::schedule::{Cached, Schedule};

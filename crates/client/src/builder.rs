@@ -1,0 +1,330 @@
+//! Configuration of an [`EvolutionInference`] client.
+
+use std::fmt;
+use std::time::Duration;
+
+use evolution_token::{Credentials, TokenManager, parse_endpoint_url};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::client::{EvolutionInference, Params};
+use crate::stack::{self, StackConfig};
+use crate::{Error, Result};
+
+/// Environment variable for the key id.
+pub const ENV_KEY_ID: &str = "EVOLUTION_KEY_ID";
+/// Environment variable for the secret.
+pub const ENV_SECRET: &str = "EVOLUTION_SECRET";
+/// Environment variable for the API base URL (ending in `/v1`).
+pub const ENV_BASE_URL: &str = "EVOLUTION_BASE_URL";
+/// Environment variable for the model name.
+pub const ENV_MODEL: &str = "EVOLUTION_MODEL";
+/// Environment variable for the IAM token endpoint.
+pub const ENV_TOKEN_URL: &str = "EVOLUTION_TOKEN_URL";
+
+/// `max_tokens` unless set (the reference SDK's default).
+pub const DEFAULT_MAX_TOKENS: u32 = 512;
+/// `temperature` unless set.
+pub const DEFAULT_TEMPERATURE: f32 = 1.0;
+/// `top_p` unless set.
+pub const DEFAULT_TOP_P: f32 = 1.0;
+/// `frequency_penalty` and `presence_penalty` unless set.
+pub const DEFAULT_PENALTY: f32 = 0.0;
+/// `n` unless set.
+pub const DEFAULT_N: u32 = 1;
+/// Limit for one HTTP attempt, unless set (the reference SDK's 60 s).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds an [`EvolutionInference`]. Everything is validated in [`build`](Self::build).
+///
+/// ```
+/// use evolution_client::EvolutionInference;
+///
+/// let llm = EvolutionInference::builder()
+///     .model("your-model")
+///     .key_id("your-key-id")
+///     .secret("your-secret")
+///     .base_url("https://your-api-endpoint.com/v1")
+///     .temperature(0.7)
+///     .build()?;
+/// # drop(llm);
+/// # Ok::<(), evolution_client::Error>(())
+/// ```
+#[must_use]
+pub struct EvolutionInferenceBuilder {
+    model: Option<String>,
+    key_id: Option<String>,
+    secret: Option<SecretString>,
+    base_url: Option<String>,
+    auth_url: Option<String>,
+    params: Params,
+    request_timeout: Duration,
+    total_timeout: Option<Duration>,
+    allow_insecure_http: bool,
+    http: Option<reqwest::Client>,
+}
+
+impl Default for EvolutionInferenceBuilder {
+    fn default() -> Self {
+        Self {
+            model: None,
+            key_id: None,
+            secret: None,
+            base_url: None,
+            auth_url: None,
+            params: Params {
+                model: String::new(),
+                max_tokens: DEFAULT_MAX_TOKENS,
+                temperature: DEFAULT_TEMPERATURE,
+                top_p: DEFAULT_TOP_P,
+                frequency_penalty: DEFAULT_PENALTY,
+                presence_penalty: DEFAULT_PENALTY,
+                stop: None,
+                n: DEFAULT_N,
+            },
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            total_timeout: None,
+            allow_insecure_http: false,
+            http: None,
+        }
+    }
+}
+
+impl EvolutionInferenceBuilder {
+    /// A builder with the reference SDK's defaults and nothing else set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder filled from the `EVOLUTION_*` variables (and a `.env` file in the
+    /// current directory or above, which never overrides variables already set).
+    /// Methods called afterwards override what the environment said.
+    pub fn from_env() -> Self {
+        // A missing .env file is normal; a malformed one is reported by the build
+        // errors below, when a variable it should have set is missing.
+        let _ = dotenvy::dotenv();
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut builder = Self::new();
+        builder.model = var(ENV_MODEL);
+        builder.key_id = var(ENV_KEY_ID);
+        builder.secret = var(ENV_SECRET).map(SecretString::from);
+        builder.base_url = var(ENV_BASE_URL);
+        builder.auth_url = var(ENV_TOKEN_URL);
+        builder
+    }
+
+    /// The model name. Required (or `EVOLUTION_MODEL`).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The key id. Required (or `EVOLUTION_KEY_ID`).
+    pub fn key_id(mut self, key_id: impl Into<String>) -> Self {
+        self.key_id = Some(key_id.into());
+        self
+    }
+
+    /// The secret. Required (or `EVOLUTION_SECRET`). Kept in a [`SecretString`].
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = Some(SecretString::from(secret.into()));
+        self
+    }
+
+    /// The API base URL, for example `https://foundation-models.api.cloud.ru/v1`.
+    /// Required (or `EVOLUTION_BASE_URL`). A trailing slash is fine.
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = Some(base_url.into());
+        self
+    }
+
+    /// The IAM token endpoint. Defaults to [`evolution_token::DEFAULT_AUTH_URL`]
+    /// (or `EVOLUTION_TOKEN_URL`).
+    pub fn auth_url(mut self, auth_url: impl Into<String>) -> Self {
+        self.auth_url = Some(auth_url.into());
+        self
+    }
+
+    /// Maximum tokens to generate, at least 1. Defaults to 512.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.params.max_tokens = max_tokens;
+        self
+    }
+
+    /// Sampling temperature, 0 to 2. Defaults to 1.0.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.params.temperature = temperature;
+        self
+    }
+
+    /// Nucleus sampling, 0 to 1. Defaults to 1.0.
+    pub fn top_p(mut self, top_p: f32) -> Self {
+        self.params.top_p = top_p;
+        self
+    }
+
+    /// Frequency penalty, -2 to 2. Defaults to 0.0.
+    pub fn frequency_penalty(mut self, penalty: f32) -> Self {
+        self.params.frequency_penalty = penalty;
+        self
+    }
+
+    /// Presence penalty, -2 to 2. Defaults to 0.0.
+    pub fn presence_penalty(mut self, penalty: f32) -> Self {
+        self.params.presence_penalty = penalty;
+        self
+    }
+
+    /// Stop sequences. Defaults to none (the field is not sent).
+    pub fn stop(mut self, stop: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.params.stop = Some(stop.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Number of choices, at least 1. Defaults to 1.
+    pub fn n(mut self, n: u32) -> Self {
+        self.params.n = n;
+        self
+    }
+
+    /// Limit for one HTTP attempt (until the response head; reading a non-streamed
+    /// body gets the same limit again). Defaults to 60 seconds.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Limit for a whole call, retries included. Defaults to none: the attempts'
+    /// own limits bound it.
+    pub fn total_timeout(mut self, timeout: Duration) -> Self {
+        self.total_timeout = Some(timeout);
+        self
+    }
+
+    /// Allows plain `http://` URLs to hosts other than loopback. Tokens and the
+    /// secret travel in clear then. Off by default.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// The HTTP client for API and IAM requests (proxy, pool, TLS settings).
+    /// Defaults to a new `reqwest::Client` with rustls.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Validates everything and builds the client. No request is made.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the setting to fix.
+    pub fn build(self) -> Result<EvolutionInference> {
+        let model = required(self.model, "model", ENV_MODEL)?;
+        let key_id = required(self.key_id, "key_id", ENV_KEY_ID)?;
+        let secret = match self.secret {
+            Some(secret) if !secret.expose_secret().trim().is_empty() => secret,
+            _ => return Err(missing("secret", ENV_SECRET)),
+        };
+        let base_url = required(self.base_url, "base_url", ENV_BASE_URL)?;
+        let base = parse_endpoint_url("base URL", &base_url, self.allow_insecure_http)
+            .map_err(|message| Error::config("base_url", message))?;
+        let mut params = self.params;
+        params.model = model;
+        params.validate()?;
+        if self.request_timeout.is_zero() {
+            return Err(Error::config("request_timeout", "must be longer than zero"));
+        }
+        if self.total_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::config("total_timeout", "must be longer than zero"));
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder().build().map_err(|error| {
+                Error::config(
+                    "http_client",
+                    format!("cannot create the HTTP client: {error}"),
+                )
+            })?,
+        };
+        let credentials = Credentials::new(key_id, secret.expose_secret());
+        let mut tokens = TokenManager::builder(credentials)
+            .http_client(http.clone())
+            .allow_insecure_http(self.allow_insecure_http);
+        if let Some(auth_url) = self.auth_url {
+            tokens = tokens.auth_url(auth_url);
+        }
+        let tokens = tokens.build().map_err(|error| match error {
+            evolution_token::TokenError::InvalidConfiguration(message) => {
+                Error::config("auth_url", message.to_string())
+            }
+            other => Error::Auth(other),
+        })?;
+        let config = StackConfig {
+            request_timeout: self.request_timeout,
+            total_timeout: self.total_timeout,
+        };
+        let service = stack::build(http, tokens.clone(), &config);
+        EvolutionInference::new(service, &base, params, tokens, config)
+    }
+}
+
+fn required(value: Option<String>, field: &'static str, env: &str) -> Result<String> {
+    match value {
+        Some(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+        _ => Err(missing(field, env)),
+    }
+}
+
+fn missing(field: &'static str, env: &str) -> Error {
+    Error::config(
+        field,
+        format!("it is not set: call .{field}(..) on the builder or set {env}"),
+    )
+}
+
+impl Params {
+    fn validate(&self) -> Result<()> {
+        fn range(field: &'static str, value: f32, min: f32, max: f32) -> Result<()> {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    field,
+                    format!("{value} is out of range: it must be between {min} and {max}"),
+                ))
+            }
+        }
+        range("temperature", self.temperature, 0.0, 2.0)?;
+        range("top_p", self.top_p, 0.0, 1.0)?;
+        range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
+        range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
+        if self.max_tokens == 0 {
+            return Err(Error::config("max_tokens", "must be at least 1"));
+        }
+        if self.n == 0 {
+            return Err(Error::config("n", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for EvolutionInferenceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EvolutionInferenceBuilder")
+            .field("model", &self.model)
+            .field("key_id", &self.key_id)
+            .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
+            .field("base_url", &self.base_url)
+            .field("auth_url", &self.auth_url)
+            .field("params", &self.params)
+            .field("request_timeout", &self.request_timeout)
+            .field("total_timeout", &self.total_timeout)
+            .finish_non_exhaustive()
+    }
+}

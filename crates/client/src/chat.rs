@@ -1,0 +1,322 @@
+//! Chat completion requests and answers (the OpenAI-compatible schema).
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Role {
+    /// Instructions for the model.
+    System,
+    /// The user.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool's output.
+    Tool,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who wrote it.
+    pub role: Role,
+    /// What it says.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub content: String,
+}
+
+impl Message {
+    /// A message from `role`.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+        }
+    }
+
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+}
+
+/// A chat completion request: messages plus per-call overrides of the client's
+/// generation parameters.
+///
+/// ```
+/// use evolution_client::ChatRequest;
+///
+/// let request = ChatRequest::new()
+///     .system("Answer in one sentence.")
+///     .user("What is Rust?")
+///     .temperature(0.2)
+///     .max_tokens(64);
+/// assert_eq!(request.messages.len(), 2);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use]
+pub struct ChatRequest {
+    /// The conversation so far.
+    pub messages: Vec<Message>,
+    /// Overrides of the client's defaults; `None` keeps the client's value.
+    pub overrides: Overrides,
+}
+
+/// Per-call generation parameters; `None` keeps the client's value.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Overrides {
+    /// Model name.
+    pub model: Option<String>,
+    /// Maximum tokens to generate.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling, 0 to 1.
+    pub top_p: Option<f32>,
+    /// Frequency penalty, -2 to 2.
+    pub frequency_penalty: Option<f32>,
+    /// Presence penalty, -2 to 2.
+    pub presence_penalty: Option<f32>,
+    /// Stop sequences.
+    pub stop: Option<Vec<String>>,
+    /// Number of choices.
+    pub n: Option<u32>,
+}
+
+impl ChatRequest {
+    /// An empty request.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A request with one user message.
+    pub fn from_prompt(prompt: impl Into<String>) -> Self {
+        Self::new().user(prompt)
+    }
+
+    /// Appends a message.
+    pub fn message(mut self, message: Message) -> Self {
+        self.messages.push(message);
+        self
+    }
+
+    /// Appends a system message.
+    pub fn system(self, content: impl Into<String>) -> Self {
+        self.message(Message::system(content))
+    }
+
+    /// Appends a user message.
+    pub fn user(self, content: impl Into<String>) -> Self {
+        self.message(Message::user(content))
+    }
+
+    /// Appends an assistant message.
+    pub fn assistant(self, content: impl Into<String>) -> Self {
+        self.message(Message::assistant(content))
+    }
+
+    /// Uses another model for this call.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.overrides.model = Some(model.into());
+        self
+    }
+
+    /// Overrides `max_tokens`.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.overrides.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Overrides `temperature`.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.overrides.temperature = Some(temperature);
+        self
+    }
+
+    /// Overrides `top_p`.
+    pub fn top_p(mut self, top_p: f32) -> Self {
+        self.overrides.top_p = Some(top_p);
+        self
+    }
+
+    /// Overrides `frequency_penalty`.
+    pub fn frequency_penalty(mut self, penalty: f32) -> Self {
+        self.overrides.frequency_penalty = Some(penalty);
+        self
+    }
+
+    /// Overrides `presence_penalty`.
+    pub fn presence_penalty(mut self, penalty: f32) -> Self {
+        self.overrides.presence_penalty = Some(penalty);
+        self
+    }
+
+    /// Overrides the stop sequences.
+    pub fn stop(mut self, stop: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.overrides.stop = Some(stop.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Overrides `n`, the number of choices.
+    pub fn n(mut self, n: u32) -> Self {
+        self.overrides.n = Some(n);
+        self
+    }
+}
+
+/// The body sent to `POST {base_url}/chat/completions`.
+#[derive(Debug, Serialize)]
+pub(crate) struct WireRequest<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) messages: &'a [Message],
+    pub(crate) max_tokens: u32,
+    pub(crate) temperature: f32,
+    pub(crate) top_p: f32,
+    pub(crate) frequency_penalty: f32,
+    pub(crate) presence_penalty: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stop: Option<&'a [String]>,
+    pub(crate) n: u32,
+    pub(crate) stream: bool,
+}
+
+/// A chat completion.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct ChatResponse {
+    /// The completion id.
+    #[serde(default)]
+    pub id: String,
+    /// The model that answered.
+    #[serde(default)]
+    pub model: String,
+    /// The choices (`n` of them).
+    pub choices: Vec<Choice>,
+    /// Token accounting, when the server sends it.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+impl ChatResponse {
+    /// The first choice's text.
+    pub fn text(&self) -> Option<&str> {
+        self.choices.first().map(|c| c.message.content.as_str())
+    }
+}
+
+/// One answer of a completion.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct Choice {
+    /// Its position.
+    #[serde(default)]
+    pub index: u32,
+    /// The message.
+    pub message: Message,
+    /// Why generation stopped (`stop`, `length`, ...).
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// Token accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Tokens in the prompt.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Their sum.
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// One Server-Sent Events chunk of a streamed completion.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct ChatChunk {
+    /// The completion id.
+    #[serde(default)]
+    pub id: String,
+    /// The model that answers.
+    #[serde(default)]
+    pub model: String,
+    /// The choices' deltas.
+    #[serde(default)]
+    pub choices: Vec<ChunkChoice>,
+}
+
+impl ChatChunk {
+    /// The text this chunk adds to the first choice (empty when it adds none).
+    pub fn text(&self) -> &str {
+        self.choices
+            .first()
+            .and_then(|c| c.delta.content.as_deref())
+            .unwrap_or("")
+    }
+}
+
+/// One choice's part of a chunk.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct ChunkChoice {
+    /// Which choice.
+    #[serde(default)]
+    pub index: u32,
+    /// What it adds.
+    #[serde(default)]
+    pub delta: Delta,
+    /// Set on the last chunk of the choice.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// What a chunk adds to a choice.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct Delta {
+    /// Sent once, on the first chunk.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Text to append.
+    #[serde(default)]
+    pub content: Option<String>,
+}
+
+/// A model from `GET {base_url}/models`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct Model {
+    /// Its name, for [`ChatRequest::model`].
+    pub id: String,
+    /// Its owner.
+    #[serde(default)]
+    pub owned_by: Option<String>,
+    /// Creation time, Unix seconds.
+    #[serde(default)]
+    pub created: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ModelList {
+    pub(crate) data: Vec<Model>,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
+}

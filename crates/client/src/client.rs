@@ -1,0 +1,308 @@
+//! [`EvolutionInference`]: the typed chat API over the tower stack.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::try_join_all;
+use http::{Method, Request, Response, Uri, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::chat::{ModelList, WireRequest};
+use crate::stack::{EvolutionService, StackConfig};
+use crate::{
+    Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
+};
+use evolution_token::TokenManager;
+
+/// Answers larger than this are refused instead of buffered.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The client's generation parameters (the request body defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Params {
+    pub(crate) model: String,
+    pub(crate) max_tokens: u32,
+    pub(crate) temperature: f32,
+    pub(crate) top_p: f32,
+    pub(crate) frequency_penalty: f32,
+    pub(crate) presence_penalty: f32,
+    pub(crate) stop: Option<Vec<String>>,
+    pub(crate) n: u32,
+}
+
+/// A client for Cloud.ru Evolution inference with automatic token management.
+///
+/// The Rust counterpart of the reference `EvolutionInference`: the first call
+/// fetches an IAM token, later calls reuse it, it is refreshed in the background
+/// before it expires, and a 401 for a revoked token is retried once with a fresh
+/// one, invisibly. `Clone` is cheap and shares the token cache and connection pool.
+///
+/// ```no_run
+/// use evolution_client::EvolutionInference;
+///
+/// # async fn run() -> evolution_client::Result<()> {
+/// let llm = EvolutionInference::builder()
+///     .model("your-model")
+///     .key_id("your-key-id")
+///     .secret("your-secret")
+///     .base_url("https://your-api-endpoint.com/v1")
+///     .build()?;
+/// let answer = llm.invoke("Привет!").await?;
+/// println!("{answer}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EvolutionInference {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: EvolutionService,
+    chat_url: Uri,
+    models_url: Uri,
+    params: Params,
+    tokens: TokenManager,
+    config: StackConfig,
+}
+
+impl EvolutionInference {
+    /// Starts configuring a client.
+    pub fn builder() -> EvolutionInferenceBuilder {
+        EvolutionInferenceBuilder::new()
+    }
+
+    /// A client configured from `EVOLUTION_MODEL`, `EVOLUTION_KEY_ID`,
+    /// `EVOLUTION_SECRET`, `EVOLUTION_BASE_URL` and (optionally) `EVOLUTION_TOKEN_URL`,
+    /// read from the environment and a `.env` file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable to set.
+    pub fn from_env() -> Result<Self> {
+        EvolutionInferenceBuilder::from_env().build()
+    }
+
+    pub(crate) fn new(
+        service: EvolutionService,
+        base: &url::Url,
+        params: Params,
+        tokens: TokenManager,
+        config: StackConfig,
+    ) -> Result<Self> {
+        let base = base.as_str().trim_end_matches('/');
+        let uri = |path: &str| {
+            format!("{base}/{path}").parse::<Uri>().map_err(|error| {
+                Error::config(
+                    "base_url",
+                    format!("`{base}` does not form a request URI: {error}"),
+                )
+            })
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                chat_url: uri("chat/completions")?,
+                models_url: uri("models")?,
+                service,
+                params,
+                tokens,
+                config,
+            }),
+        })
+    }
+
+    /// Sends one user message and returns the first choice's text.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`]; a 401 for a revoked token never reaches you (it is retried once).
+    pub async fn invoke(&self, prompt: impl Into<String>) -> Result<String> {
+        let response = self.chat(ChatRequest::from_prompt(prompt)).await?;
+        match response.choices.into_iter().next() {
+            Some(choice) => Ok(choice.message.content),
+            None => Err(Error::Decode("the answer has no choices".into())),
+        }
+    }
+
+    /// Sends each prompt concurrently; the answers come back in prompt order.
+    ///
+    /// # Errors
+    ///
+    /// The first error of any prompt.
+    pub async fn generate<I, P>(&self, prompts: I) -> Result<Vec<String>>
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        try_join_all(prompts.into_iter().map(|p| self.invoke(p))).await
+    }
+
+    /// A chat completion for `request`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`].
+    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
+        let response = self.send(self.chat_request(&request, false)?).await?;
+        let body = self.read_body(response.into_body()).await?;
+        serde_json::from_slice(&body).map_err(|error| {
+            Error::Decode(format!(
+                "the chat completion is not valid JSON of the expected shape ({error})"
+            ))
+        })
+    }
+
+    /// A streamed chat completion: chunks as the server sends them (Server-Sent Events).
+    ///
+    /// The stream ends after `data: [DONE]`; if the connection breaks before that,
+    /// its last item is an error. Retries and the 401 resend apply only until the
+    /// response head has arrived.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`], for failures before the first chunk.
+    pub async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        let response = self.send(self.chat_request(&request, true)?).await?;
+        Ok(ChatStream::new(
+            response.into_body(),
+            self.inner.config.request_timeout,
+        ))
+    }
+
+    /// The models the endpoint serves.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`].
+    pub async fn models(&self) -> Result<Vec<Model>> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(self.inner.models_url.clone())
+            .body(Bytes::new())
+            .map_err(|error| Error::Decode(error.to_string()))?;
+        let response = self.send(request).await?;
+        let body = self.read_body(response.into_body()).await?;
+        let list: ModelList = serde_json::from_slice(&body).map_err(|error| {
+            Error::Decode(format!(
+                "the model list is not valid JSON of the expected shape ({error})"
+            ))
+        })?;
+        Ok(list.data)
+    }
+
+    /// The token manager of the (primary) key: its `info()`, `invalidate()`,
+    /// `set_credentials(..)` and monitor.
+    pub fn token_manager(&self) -> &TokenManager {
+        &self.inner.tokens
+    }
+
+    /// The assembled tower service, to call directly or wrap in layers of your own.
+    pub fn service(&self) -> EvolutionService {
+        self.inner.service.clone()
+    }
+
+    /// The model used when a request does not name one.
+    pub fn model(&self) -> &str {
+        &self.inner.params.model
+    }
+
+    fn chat_request(&self, request: &ChatRequest, stream: bool) -> Result<Request<Bytes>> {
+        if request.messages.is_empty() {
+            return Err(Error::config(
+                "messages",
+                "a chat request needs at least one message",
+            ));
+        }
+        let params = &self.inner.params;
+        let o = &request.overrides;
+        let wire = WireRequest {
+            model: o.model.as_deref().unwrap_or(&params.model),
+            messages: &request.messages,
+            max_tokens: o.max_tokens.unwrap_or(params.max_tokens),
+            temperature: o.temperature.unwrap_or(params.temperature),
+            top_p: o.top_p.unwrap_or(params.top_p),
+            frequency_penalty: o.frequency_penalty.unwrap_or(params.frequency_penalty),
+            presence_penalty: o.presence_penalty.unwrap_or(params.presence_penalty),
+            stop: o.stop.as_deref().or(params.stop.as_deref()),
+            n: o.n.unwrap_or(params.n),
+            stream,
+        };
+        let body = serde_json::to_vec(&wire).map_err(|error| {
+            Error::config("messages", format!("cannot be encoded as JSON: {error}"))
+        })?;
+        Request::builder()
+            .method(Method::POST)
+            .uri(self.inner.chat_url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(
+                header::ACCEPT,
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
+            .body(Bytes::from(body))
+            .map_err(|error| Error::Decode(error.to_string()))
+    }
+
+    /// Calls the stack; an error status becomes [`Error::Api`] with the server's message.
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>> {
+        let timeout = self
+            .inner
+            .config
+            .total_timeout
+            .unwrap_or(self.inner.config.request_timeout);
+        let response = self
+            .inner
+            .service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|error| Error::from_service(error, timeout))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = self
+            .read_body(response.into_body())
+            .await
+            .unwrap_or_default();
+        Err(Error::from_answer(status, &body))
+    }
+
+    async fn read_body(&self, body: Body) -> Result<Bytes> {
+        let timeout = self.inner.config.request_timeout;
+        tokio::time::timeout(timeout, read_limited(body))
+            .await
+            .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+}
+
+/// Reads a whole body, refusing more than [`MAX_RESPONSE_BYTES`].
+async fn read_limited(mut body: Body) -> Result<Bytes> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Error::Transport)?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > MAX_RESPONSE_BYTES {
+                return Err(Error::Decode(format!(
+                    "the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+impl fmt::Debug for EvolutionInference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EvolutionInference")
+            .field("model", &self.inner.params.model)
+            .field("chat_url", &self.inner.chat_url)
+            .field("tokens", &self.inner.tokens)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,73 @@
+//! Assembly of the tower stack behind [`EvolutionInference`](crate::EvolutionInference).
+//!
+//! ```text
+//! Timeout (overall, optional)   the caller's deadline
+//!   Auth                        Authorization: Bearer; on 401 invalidate-if-current, resend once
+//!   SetSensitiveRequestHeaders  (tower-http)
+//!   Trace                       a debug span per attempt: method, URI, status, latency
+//!   Timeout (per attempt)       tower::timeout
+//!   HttpTransport               reqwest::Client (rustls)
+//! ```
+//!
+//! The pieces are public so that a service of your own can reuse them:
+//!
+//! ```
+//! use std::time::Duration;
+//! use evolution_client::stack;
+//! use evolution_token::{Credentials, TokenManager};
+//!
+//! let tokens = TokenManager::builder(Credentials::new("key-id", "secret")).build()?;
+//! let service = stack::authenticated(reqwest::Client::new(), tokens, Duration::from_secs(60));
+//! # drop(service);
+//! # Ok::<(), evolution_token::TokenError>(())
+//! ```
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use evolution_token::{AuthLayer, BoxError, TokenManager};
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+use crate::trace::TraceLayer;
+use crate::{Body, HttpTransport};
+
+/// The assembled service: requests with `Bytes` bodies in, streaming responses out.
+pub type EvolutionService = BoxCloneSyncService<Request<Bytes>, Response<Body>, BoxError>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct StackConfig {
+    pub(crate) request_timeout: Duration,
+    pub(crate) total_timeout: Option<Duration>,
+}
+
+/// One key's stack: bearer tokens from `tokens`, tower-http's sensitive headers and
+/// tracing, a per-attempt timeout, and `http` as the transport.
+pub fn authenticated(
+    http: reqwest::Client,
+    tokens: TokenManager,
+    per_attempt: Duration,
+) -> EvolutionService {
+    let service = ServiceBuilder::new()
+        .layer(AuthLayer::new(tokens))
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        .layer(TraceLayer)
+        .timeout(per_attempt)
+        .service(HttpTransport::new(http));
+    BoxCloneSyncService::new(service)
+}
+
+pub(crate) fn build(
+    http: reqwest::Client,
+    tokens: TokenManager,
+    config: &StackConfig,
+) -> EvolutionService {
+    let side = authenticated(http, tokens, config.request_timeout);
+    match config.total_timeout {
+        Some(total) => BoxCloneSyncService::new(ServiceBuilder::new().timeout(total).service(side)),
+        None => side,
+    }
+}
