@@ -1,0 +1,349 @@
+//! `POST /v1/chat/completions`: a deterministic OpenAI-compatible chat completion.
+//!
+//! The answer's content is `"[<key id>] echo: <last user message>"`, so a test can see which key
+//! a request was sent with. Token counts are whitespace-separated word counts. `n` asks for that
+//! many identical choices; `stream: true` answers server-sent events whose `delta.content`
+//! pieces concatenate to exactly the non-streamed content, ending with `data: [DONE]`, plus a
+//! usage chunk first when `stream_options.include_usage` is true.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::authorize;
+use crate::exchange::{Answer, Exchange, read_body};
+use crate::route::Route;
+use crate::state::Shared;
+use crate::stats::Counters;
+
+/// Most choices one request may ask for.
+const MAX_CHOICES: u32 = 128;
+
+pub(crate) async fn completions(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let exchange = Exchange::begin(&shared, Route::Chat, &request);
+    let (parts, body) = request.into_parts();
+    let body = read_body(body).await;
+    if let Ok(body) = &body {
+        shared.record_chat_body(body);
+    }
+    exchange
+        .serve(|| answer(&shared, &parts.headers, body))
+        .await
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    model: String,
+    messages: Vec<Message>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<Choice<'a>>,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: AssistantMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Clone, Copy, Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Default, Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> Answer {
+    let key = match authorize(shared, headers) {
+        Ok(key) => key,
+        Err(answer) => return answer,
+    };
+    key.chat_requests.fetch_add(1, Ordering::Relaxed);
+    let request = match body.and_then(|body| parse(&body)) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|message| message.role == "user")
+        .map_or("", |message| message.content.as_str());
+    let content = format!("[{}] echo: {last_user}", key.id);
+    let n = request.n.unwrap_or(1);
+    let completion_tokens = words(&content) * u64::from(n);
+    let prompt_tokens = request.messages.iter().map(|m| words(&m.content)).sum();
+    let usage = Usage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
+    };
+    let id = format!("chatcmpl-{}", shared.next_completion());
+    let created = unix_now();
+    let reply = Reply {
+        id: &id,
+        created,
+        model: &request.model,
+        content: &content,
+        n,
+        usage,
+    };
+    if request.stream.unwrap_or(false) {
+        Counters::bump(&shared.counters.chat_streams);
+        let include_usage = request
+            .stream_options
+            .and_then(|options| options.include_usage)
+            .unwrap_or(false);
+        Answer::Events(reply.events(include_usage))
+    } else {
+        Answer::ok(reply.completion())
+    }
+}
+
+fn parse(body: &[u8]) -> Result<ChatRequest, Answer> {
+    let invalid = |message: &str| {
+        Answer::error(
+            StatusCode::BAD_REQUEST,
+            message,
+            Some("invalid_request_error"),
+        )
+    };
+    // serde would also take a JSON array for a struct.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(invalid("request body must be a JSON object"));
+    }
+    let request: ChatRequest = serde_json::from_slice(body)
+        .map_err(|error| invalid(&format!("invalid request body: {error}")))?;
+    if request.messages.is_empty() {
+        return Err(invalid("`messages` must not be empty"));
+    }
+    if let Some(n) = request.n
+        && !(1..=MAX_CHOICES).contains(&n)
+    {
+        return Err(invalid("`n` must be between 1 and 128"));
+    }
+    Ok(request)
+}
+
+/// Everything one answer is made of.
+struct Reply<'a> {
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+    content: &'a str,
+    n: u32,
+    usage: Usage,
+}
+
+impl Reply<'_> {
+    fn completion(&self) -> Bytes {
+        let choices = (0..self.n)
+            .map(|index| Choice {
+                index,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: self.content,
+                },
+                logprobs: None,
+                finish_reason: "stop",
+            })
+            .collect();
+        let completion = Completion {
+            id: self.id,
+            object: "chat.completion",
+            created: self.created,
+            model: self.model,
+            choices,
+            usage: self.usage,
+        };
+        serde_json::to_vec(&completion)
+            .map(Bytes::from)
+            .unwrap_or_default()
+    }
+
+    /// Per choice: a role event, one event per piece of content, a finish event; then the usage
+    /// event if asked for, then `[DONE]`.
+    fn events(&self, include_usage: bool) -> Vec<Bytes> {
+        let mut events = Vec::new();
+        for index in 0..self.n {
+            let role = Delta {
+                role: Some("assistant"),
+                content: Some(""),
+            };
+            events.push(self.chunk(index, role, None));
+            for piece in pieces(self.content) {
+                let delta = Delta {
+                    role: None,
+                    content: Some(piece),
+                };
+                events.push(self.chunk(index, delta, None));
+            }
+            events.push(self.chunk(index, Delta::default(), Some("stop")));
+        }
+        if include_usage {
+            events.push(event(&Chunk {
+                id: self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: self.model,
+                choices: Vec::new(),
+                usage: Some(self.usage),
+            }));
+        }
+        events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        events
+    }
+
+    fn chunk(&self, index: u32, delta: Delta<'_>, finish_reason: Option<&'static str>) -> Bytes {
+        event(&Chunk {
+            id: self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model,
+            choices: vec![ChunkChoice {
+                index,
+                delta,
+                logprobs: None,
+                finish_reason,
+            }],
+            usage: None,
+        })
+    }
+}
+
+/// One server-sent event: `data: <json>` and a blank line.
+fn event(chunk: &Chunk<'_>) -> Bytes {
+    let mut event = b"data: ".to_vec();
+    // Serializing plain structs into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut event, chunk);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
+}
+
+/// Split into word-ish pieces, each word with the whitespace after it; they concatenate back to
+/// `text` exactly.
+fn pieces(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut seen_space = false;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                if c.is_whitespace() {
+                    seen_space = true;
+                    false
+                } else {
+                    seen_space
+                }
+            })
+            .map_or(rest.len(), |(at, _)| at);
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+fn words(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn pieces_concatenate_to_the_text() {
+        for text in [
+            "",
+            "a",
+            " a",
+            "a b",
+            "[k1] echo:  hello\n world ",
+            "  ",
+            "é ü",
+        ] {
+            let parts: Vec<&str> = pieces(text).collect();
+            assert_eq!(parts.concat(), text);
+            assert!(parts.iter().all(|part| !part.is_empty()));
+        }
+        assert_eq!(
+            pieces("[k] echo: hi there").collect::<Vec<_>>(),
+            ["[k] ", "echo: ", "hi ", "there"]
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The command line of `evolution-emulator`, reusable as a subcommand of another tool.
+//!
+//! ```no_run
+//! use clap::Parser;
+//! use evolution_emulator::cli::{Args, run};
+//!
+//! # async fn main_() -> std::io::Result<()> {
+//! run(Args::parse()).await
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, Write};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::config::EmulatorBuilder;
+use crate::emulator::Emulator;
+use crate::route::Route;
+
+/// Run a local Cloud.ru Evolution emulator (IAM + OpenAI-compatible inference) with fault
+/// injection.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "evolution-emulator", version)]
+pub struct Args {
+    /// Port to listen on, on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub ttl: u64,
+
+    /// An accepted access key (repeatable). Without any, demo-key-id:demo-secret.
+    #[arg(long = "key", value_name = "ID:SECRET")]
+    pub keys: Vec<KeyArg>,
+
+    /// A model id served at /v1/models (repeatable). Without any, demo-model.
+    #[arg(long = "model", value_name = "MODEL")]
+    pub models: Vec<String>,
+
+    /// Latency added to every request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Latency added to IAM requests instead of --latency-ms, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub iam_latency_ms: Option<u64>,
+
+    /// Probability of a random fault (500/502/503/429/dropped connection) on chat requests.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fault_probability: f64,
+
+    /// Seed of the random faults.
+    #[arg(long, value_name = "SEED", default_value_t = 0)]
+    pub fault_seed: u64,
+}
+
+/// A `--key ID:SECRET` argument. The secret is kept out of `Debug`.
+#[derive(Clone)]
+pub struct KeyArg {
+    /// The key id.
+    pub id: String,
+    /// The secret.
+    pub secret: String,
+}
+
+impl fmt::Debug for KeyArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyArg")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+impl FromStr for KeyArg {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.split_once(':') {
+            Some((id, secret)) if !id.is_empty() => Ok(KeyArg {
+                id: id.to_owned(),
+                secret: secret.to_owned(),
+            }),
+            _ => Err("expected ID:SECRET".to_owned()),
+        }
+    }
+}
+
+impl Args {
+    /// The emulator these arguments describe.
+    pub fn builder(&self) -> EmulatorBuilder {
+        let mut builder = Emulator::builder()
+            .port(self.port)
+            .ttl(Duration::from_secs(self.ttl));
+        for key in &self.keys {
+            builder = builder.key(&key.id, &key.secret);
+        }
+        for model in &self.models {
+            builder = builder.model(model);
+        }
+        let latency = Duration::from_millis(self.latency_ms);
+        let iam_latency = self.iam_latency_ms.map_or(latency, Duration::from_millis);
+        builder = builder
+            .latency(Route::Iam, iam_latency)
+            .latency(Route::Chat, latency)
+            .latency(Route::Models, latency);
+        if self.fault_probability > 0.0 {
+            builder =
+                builder.fault_probability(self.fault_probability, self.fault_seed, &[Route::Chat]);
+        }
+        builder
+    }
+}
+
+/// Start the emulator, print where it listens, and serve until Ctrl-C or SIGTERM.
+///
+/// Prints `evolution-emulator listening on http://127.0.0.1:PORT`, then `base_url=...` and
+/// `auth_url=...` lines, to stdout.
+///
+/// # Errors
+///
+/// If the port cannot be bound.
+pub async fn run(args: Args) -> io::Result<()> {
+    run_until(args, shutdown_signal()).await
+}
+
+/// Like [`run`], serving until `shutdown` completes.
+///
+/// # Errors
+///
+/// If the port cannot be bound.
+pub async fn run_until(args: Args, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let emulator = args.builder().start().await?;
+    {
+        let mut out = io::stdout().lock();
+        // A closed stdout must not stop the server.
+        let _ = writeln!(out, "evolution-emulator listening on {}", emulator.origin());
+        let _ = writeln!(out, "base_url={}", emulator.base_url());
+        let _ = writeln!(out, "auth_url={}", emulator.auth_url());
+        let _ = out.flush();
+    }
+    shutdown.await;
+    tracing::info!("shutting down");
+    emulator.shutdown().await;
+    Ok(())
+}
+
+/// Completes on Ctrl-C, or SIGTERM on Unix.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    () = ctrl_c => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}

@@ -1,0 +1,122 @@
+//! [`EmulatorBuilder`]: keys, models, token lifetime and faults to start with.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::emulator::Emulator;
+use crate::fault::Fault;
+use crate::route::Route;
+
+/// The key id of the demo key, used when no key is configured.
+pub const DEMO_KEY_ID: &str = "demo-key-id";
+/// The secret of the demo key.
+pub const DEMO_SECRET: &str = "demo-secret";
+/// The model served when no model is configured.
+pub const DEMO_MODEL: &str = "demo-model";
+/// Lifetime of issued tokens unless configured: one hour, like Cloud.ru IAM.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+
+/// Configures and starts an [`Emulator`]. Made by [`Emulator::builder`].
+#[derive(Clone)]
+pub struct EmulatorBuilder {
+    pub(crate) keys: Vec<(String, String)>,
+    pub(crate) models: Vec<String>,
+    pub(crate) ttl: Duration,
+    pub(crate) port: u16,
+    pub(crate) latency: Vec<(Route, Duration)>,
+    pub(crate) faults: Vec<(Route, Fault)>,
+    pub(crate) random: Option<(f64, u64, Vec<Route>)>,
+    pub(crate) random_faults: Option<Vec<Fault>>,
+}
+
+impl fmt::Debug for EmulatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key_ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("EmulatorBuilder")
+            .field("key_ids", &key_ids)
+            .field("models", &self.models)
+            .field("ttl", &self.ttl)
+            .field("port", &self.port)
+            .field("latency", &self.latency)
+            .field("faults", &self.faults)
+            .field("random", &self.random)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        EmulatorBuilder {
+            keys: Vec::new(),
+            models: Vec::new(),
+            ttl: DEFAULT_TTL,
+            port: 0,
+            latency: Vec::new(),
+            faults: Vec::new(),
+            random: None,
+            random_faults: None,
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// Accept this key id / secret pair at IAM. Repeatable; with none, the
+    /// [`DEMO_KEY_ID`] / [`DEMO_SECRET`] pair is accepted.
+    pub fn key(mut self, key_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.keys.push((key_id.into(), secret.into()));
+        self
+    }
+
+    /// Serve this model id at `/v1/models`. Repeatable; defaults to [`DEMO_MODEL`]. Chat requests
+    /// may name any model.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.models.push(model.into());
+        self
+    }
+
+    /// Lifetime of issued tokens, measured on tokio's clock. Defaults to 3600 seconds.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Port to listen on, always on 127.0.0.1. Defaults to 0: any free port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Latency added to every request of `route`. Defaults to none.
+    pub fn latency(mut self, route: Route, latency: Duration) -> Self {
+        self.latency.push((route, latency));
+        self
+    }
+
+    /// Queue a fault from the start, as [`Emulator::push_fault`] does.
+    pub fn fault(mut self, route: Route, fault: Fault) -> Self {
+        self.faults.push((route, fault));
+        self
+    }
+
+    /// Random faults from the start, as [`Emulator::set_fault_probability`] does.
+    pub fn fault_probability(mut self, probability: f64, seed: u64, routes: &[Route]) -> Self {
+        self.random = Some((probability, seed, routes.to_vec()));
+        self
+    }
+
+    /// The set random faults are drawn from, as [`Emulator::set_random_faults`] does.
+    pub fn random_faults(mut self, faults: Vec<Fault>) -> Self {
+        self.random_faults = Some(faults);
+        self
+    }
+
+    /// Bind 127.0.0.1 and start serving on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// If the port cannot be bound.
+    pub async fn start(self) -> io::Result<Emulator> {
+        Emulator::start(self).await
+    }
+}

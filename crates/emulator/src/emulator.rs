@@ -1,0 +1,268 @@
+//! [`Emulator`]: the running server and the handle that steers it.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, EmulatorBuilder};
+use crate::fault::Fault;
+use crate::route::Route;
+use crate::server;
+use crate::state::Shared;
+use crate::stats::Stats;
+use crate::sync::lock;
+
+/// A running Evolution emulator: IAM, chat completions and models on 127.0.0.1, with fault
+/// injection and counters.
+///
+/// Cheap to clone; every clone steers the same server. The server stops gracefully on
+/// [`shutdown`](Self::shutdown), or when the last clone is dropped.
+///
+/// # Example
+///
+/// ```
+/// use evolution_emulator::{Emulator, Fault, Route};
+/// use serde_json::{Value, json};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emu = Emulator::builder().key("k1", "s1").start().await?;
+/// let http = reqwest::Client::new();
+///
+/// let token: Value = http
+///     .post(emu.auth_url())
+///     .json(&json!({ "keyId": "k1", "secret": "s1" }))
+///     .send()
+///     .await?
+///     .json()
+///     .await?;
+/// let token = token["access_token"].as_str().unwrap();
+///
+/// emu.push_fault(Route::Chat, Fault::status(503).with_header("retry-after", "1"));
+/// let chat = |content: &str| {
+///     http.post(format!("{}/chat/completions", emu.base_url()))
+///         .bearer_auth(token)
+///         .json(&json!({ "model": "demo-model", "messages": [{ "role": "user", "content": content }] }))
+///         .send()
+/// };
+/// assert_eq!(chat("hello").await?.status(), 503);
+///
+/// let answer: Value = chat("hello").await?.json().await?;
+/// assert_eq!(answer["choices"][0]["message"]["content"], "[k1] echo: hello");
+/// assert_eq!(emu.stats().chat_status(503), 1);
+/// emu.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    /// Dropping it (with the last handle) also stops the server.
+    shutdown: watch::Sender<bool>,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.inner.addr)
+            .field("models", &self.inner.shared.models)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Start configuring an emulator.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    pub(crate) async fn start(config: EmulatorBuilder) -> io::Result<Emulator> {
+        let models = if config.models.is_empty() {
+            vec![DEMO_MODEL.to_owned()]
+        } else {
+            config.models
+        };
+        let shared = Arc::new(Shared::new(models, config.ttl));
+        if config.keys.is_empty() {
+            shared.keys.add(DEMO_KEY_ID, DEMO_SECRET);
+        }
+        for (id, secret) in &config.keys {
+            shared.keys.add(id, secret);
+        }
+        for (route, latency) in config.latency {
+            shared.set_latency(route, latency);
+        }
+        for (route, fault) in config.faults {
+            shared.faults.push(route, fault);
+        }
+        if let Some(faults) = config.random_faults {
+            shared.faults.set_random_faults(faults);
+        }
+        if let Some((probability, seed, routes)) = config.random {
+            shared.faults.set_probability(probability, seed, &routes);
+        }
+
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stop) = watch::channel(false);
+        let router = server::router(shared.clone());
+        let server = tokio::spawn(server::serve(listener, router, stop));
+        tracing::debug!(%addr, "evolution emulator started");
+        Ok(Emulator {
+            inner: Arc::new(Inner {
+                shared,
+                addr,
+                shutdown,
+                server: Mutex::new(Some(server)),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// The address the server listens on (always 127.0.0.1).
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the root of every route.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.inner.addr)
+    }
+
+    /// The inference base URL, `http://127.0.0.1:PORT/v1`.
+    ///
+    /// Always an IP literal, so clients never resolve a name (no DNS, no `spawn_blocking`, which
+    /// matters under paused time).
+    pub fn base_url(&self) -> String {
+        format!("{}/v1", self.origin())
+    }
+
+    /// The IAM token URL, `http://127.0.0.1:PORT/api/v1/auth/token`.
+    pub fn auth_url(&self) -> String {
+        format!("{}/api/v1/auth/token", self.origin())
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared().stats()
+    }
+
+    /// Zero the counters (requests in flight stay in the in-flight gauges).
+    pub fn reset_stats(&self) {
+        self.shared().reset_stats();
+    }
+
+    /// Queue `fault` for `route`: the next request to that route without an earlier queued fault
+    /// gets it.
+    pub fn push_fault(&self, route: Route, fault: Fault) {
+        self.shared().faults.push(route, fault);
+    }
+
+    /// Drop the faults still queued for `route`.
+    pub fn clear_faults(&self, route: Route) {
+        self.shared().faults.clear(route);
+    }
+
+    /// How many faults are still queued for `route`.
+    pub fn pending_faults(&self, route: Route) -> usize {
+        self.shared().faults.pending(route)
+    }
+
+    /// Add this latency to every request of `route` (zero removes it).
+    pub fn set_latency(&self, route: Route, latency: Duration) {
+        self.shared().set_latency(route, latency);
+    }
+
+    /// Lifetime of tokens issued from now on; tokens already issued keep theirs.
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.shared().set_ttl(ttl);
+    }
+
+    /// The lifetime given to new tokens.
+    pub fn ttl(&self) -> Duration {
+        self.shared().ttl()
+    }
+
+    /// Revoke one token: requests with it answer 401. False if it was never issued.
+    pub fn revoke_token(&self, token: &str) -> bool {
+        self.shared().tokens.revoke(token)
+    }
+
+    /// Revoke every token issued so far for `key_id`; returns how many were live. The key can
+    /// still get new tokens (see [`disable_key`](Self::disable_key) for that).
+    pub fn revoke_key(&self, key_id: &str) -> usize {
+        self.shared().tokens.revoke_key(key_id)
+    }
+
+    /// Make IAM refuse the key with 401. Tokens already issued keep working until they expire
+    /// (revoke them with [`revoke_key`](Self::revoke_key)). False if there is no such key.
+    pub fn disable_key(&self, key_id: &str) -> bool {
+        self.shared().keys.set_disabled(key_id, true)
+    }
+
+    /// Make IAM accept a disabled key again. False if there is no such key.
+    pub fn enable_key(&self, key_id: &str) -> bool {
+        self.shared().keys.set_disabled(key_id, false)
+    }
+
+    /// Accept a new key at IAM, or give an existing key a new secret.
+    pub fn add_key(&self, key_id: &str, secret: &str) {
+        self.shared().keys.add(key_id, secret);
+    }
+
+    /// Inject random faults: each request to one of `routes` gets one, with this probability,
+    /// drawn from a generator seeded with `seed` (the same seed and request order give the same
+    /// faults). Replaces the previous setting; probability 0 stops random faults. Scripted faults
+    /// come first.
+    ///
+    /// The faults are drawn from 500, 502, 503, 429 and a dropped connection unless
+    /// [`set_random_faults`](Self::set_random_faults) chose others.
+    pub fn set_fault_probability(&self, probability: f64, seed: u64, routes: &[Route]) {
+        self.shared()
+            .faults
+            .set_probability(probability, seed, routes);
+    }
+
+    /// The set random faults are drawn from, uniformly.
+    pub fn set_random_faults(&self, faults: Vec<Fault>) {
+        self.shared().faults.set_random_faults(faults);
+    }
+
+    /// The JSON body of the last chat completion request received (whatever its
+    /// outcome), so a test can check exactly what a client sent. `None` before the
+    /// first request, or if that body was not JSON.
+    pub fn last_chat_request(&self) -> Option<serde_json::Value> {
+        let body = self.shared().last_chat_body()?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    /// Every token issued so far, oldest first.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared().tokens.issued()
+    }
+
+    /// Stop accepting connections, let requests in flight finish (at most 5 seconds), and wait
+    /// for the server to stop. Later calls return at once; other clones see the server gone.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        let server = lock(&self.inner.server).take();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The life of one request on an emulated route: count it, add latency, apply the next fault,
+//! answer.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::Value;
+use tokio::time::sleep;
+
+use crate::body::Chunks;
+use crate::conn::ConnectionCloser;
+use crate::error;
+use crate::fault::{Action, Malformed};
+use crate::route::Route;
+use crate::state::Shared;
+use crate::stats::{Counters, InFlight};
+
+/// Largest request body read; anything longer is a 400.
+const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A route's normal answer, before faults shape it.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// A JSON answer (success or error).
+    Json { status: StatusCode, body: Bytes },
+    /// `200 OK` server-sent events, each chunk one complete event.
+    Events(Vec<Bytes>),
+}
+
+impl Answer {
+    pub(crate) fn ok(body: Bytes) -> Self {
+        Answer::Json {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+
+    pub(crate) fn error(status: StatusCode, message: &str, code: Option<&str>) -> Self {
+        Answer::Json {
+            status,
+            body: error::body(message, error::kind_for(status), code),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Json { status, body } => error::json(status, body),
+            Answer::Events(events) => event_stream(Chunks::new(events)),
+        }
+    }
+
+    /// Send part of the answer, then drop the connection.
+    fn into_cut_response(self, events: usize, closer: ConnectionCloser) -> Response {
+        match self {
+            Answer::Json { status, body } => {
+                let length = body.len();
+                let half = body.slice(..length / 2);
+                let mut response = error::json(status, Bytes::new());
+                *response.body_mut() = Body::from_stream(Chunks::cut_after(vec![half], 1, closer));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+                response
+            }
+            Answer::Events(all) => {
+                // Never as far as the last event, `data: [DONE]`.
+                let sent = events.min(all.len().saturating_sub(1));
+                event_stream(Chunks::cut_after(all, sent, closer))
+            }
+        }
+    }
+}
+
+fn event_stream(chunks: Chunks) -> Response {
+    let mut response = Response::new(Body::from_stream(chunks));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// One request being handled: counted, and held in its route's in-flight gauge until dropped.
+#[derive(Debug)]
+pub(crate) struct Exchange<'a> {
+    shared: &'a Shared,
+    route: Route,
+    closer: Option<ConnectionCloser>,
+    _in_flight: InFlight<'a>,
+}
+
+impl<'a> Exchange<'a> {
+    pub(crate) fn begin(shared: &'a Shared, route: Route, request: &Request) -> Self {
+        Exchange {
+            shared,
+            route,
+            closer: request.extensions().get::<ConnectionCloser>().cloned(),
+            _in_flight: shared.counters.route(route).enter(),
+        }
+    }
+
+    /// Record the answer's status and send it.
+    pub(crate) fn finish(self, response: Response) -> Response {
+        self.shared
+            .counters
+            .route(self.route)
+            .status(response.status().as_u16());
+        response
+    }
+
+    /// Apply the route's latency and next fault, computing the normal answer with `normal`
+    /// unless the fault replaces it.
+    pub(crate) async fn serve(self, normal: impl FnOnce() -> Answer) -> Response {
+        let latency = self.shared.latency(self.route);
+        if !latency.is_zero() {
+            sleep(latency).await;
+        }
+        let Some(fault) = self.shared.faults.next(self.route) else {
+            return self.finish(normal().into_response());
+        };
+        Counters::bump(&self.shared.counters.faults_injected);
+        if !fault.delay.is_zero() {
+            sleep(fault.delay).await;
+        }
+        let mut response = match fault.action {
+            Action::Pass => normal().into_response(),
+            Action::Status { status, message } => {
+                let message = message.unwrap_or_else(|| format!("injected fault: {status}"));
+                error::respond(status, &message, Some("injected_fault"))
+            }
+            Action::Raw {
+                status,
+                content_type,
+                body,
+            } => {
+                let mut response = error::json(status, body);
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+                response
+            }
+            Action::Json(value) => error::json(StatusCode::OK, to_bytes(&value)),
+            Action::Patch(fields) => patch(normal(), fields).into_response(),
+            Action::Malformed(kind) => error::json(StatusCode::OK, malformed(self.route, kind)),
+            Action::Close => return self.drop_connection().await,
+            Action::Cut(events) => match self.closer.clone() {
+                Some(closer) => {
+                    Counters::bump(&self.shared.counters.connections_dropped);
+                    normal().into_cut_response(events, closer)
+                }
+                None => normal().into_response(),
+            },
+        };
+        let headers = response.headers_mut();
+        for (name, value) in fault.headers {
+            headers.insert(name, value);
+        }
+        self.finish(response)
+    }
+
+    /// Drop the connection without answering; the returned future never completes.
+    async fn drop_connection(self) -> Response {
+        let Some(closer) = self.closer.clone() else {
+            return self.finish(error::respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot drop a connection outside the emulator's server",
+                None,
+            ));
+        };
+        Counters::bump(&self.shared.counters.connections_dropped);
+        closer.close();
+        std::future::pending().await
+    }
+}
+
+/// Read a request body in full; a body that cannot be read is a ready-made 400 answer.
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, Answer> {
+    axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        Answer::error(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body (at most 4 MiB)",
+            None,
+        )
+    })
+}
+
+fn to_bytes(value: &Value) -> Bytes {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .unwrap_or_default()
+}
+
+/// Merge `fields` into a successful JSON object answer; `null` removes a field.
+fn patch(answer: Answer, fields: serde_json::Map<String, Value>) -> Answer {
+    let Answer::Json { status, body } = answer else {
+        return answer;
+    };
+    if !status.is_success() {
+        return Answer::Json { status, body };
+    }
+    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(&body) else {
+        return Answer::Json { status, body };
+    };
+    for (name, value) in fields {
+        if value.is_null() {
+            object.remove(&name);
+        } else {
+            object.insert(name, value);
+        }
+    }
+    Answer::ok(to_bytes(&Value::Object(object)))
+}
+
+/// A canned malformed `200 OK` body shaped for `route`.
+fn malformed(route: Route, kind: Malformed) -> Bytes {
+    let body: &'static str = match (kind, route) {
+        (Malformed::NotJson, _) => "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        (Malformed::Empty, _) => "",
+        (Malformed::Truncated, Route::Iam) => {
+            r#"{"access_token":"evo_00000000000000000000000000000000","expires_in":36"#
+        }
+        (Malformed::Truncated, Route::Chat) => {
+            r#"{"id":"chatcmpl-0","object":"chat.completion","created":0,"model":"demo-model","choi"#
+        }
+        (Malformed::Truncated, Route::Models) => r#"{"object":"list","data":[{"id":"demo-"#,
+        (Malformed::MissingField, Route::Iam) => {
+            r#"{"expires_in":3600,"token_type":"Bearer","refresh_token":"","id_token":"evo_id_0"}"#
+        }
+        (Malformed::MissingField, Route::Chat) => {
+            r#"{"id":"chatcmpl-0","object":"chat.completion","created":0,"model":"demo-model","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
+        }
+        (Malformed::MissingField, Route::Models) => r#"{"object":"list"}"#,
+    };
+    Bytes::from_static(body.as_bytes())
+}

@@ -1,0 +1,90 @@
+//! The IAM key ring: which key id / secret pairs exchange for tokens.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::sync::{read, write};
+
+/// One access key. Its chat counter lives here so counting is one atomic add.
+pub(crate) struct Key {
+    pub(crate) id: String,
+    secret: RwLock<String>,
+    disabled: AtomicBool,
+    pub(crate) chat_requests: AtomicU64,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .field("disabled", &self.disabled.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Why a key exchange was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No such key id, or the secret does not match.
+    BadCredentials,
+    /// The key exists but was disabled at run time.
+    Disabled,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct KeyRing {
+    keys: RwLock<HashMap<String, Arc<Key>>>,
+}
+
+impl KeyRing {
+    /// Add a key, or replace the secret of an existing one (its state and counters stay).
+    pub(crate) fn add(&self, id: &str, secret: &str) {
+        let mut keys = write(&self.keys);
+        if let Some(key) = keys.get(id) {
+            *write(&key.secret) = secret.to_owned();
+            return;
+        }
+        let key = Key {
+            id: id.to_owned(),
+            secret: RwLock::new(secret.to_owned()),
+            disabled: AtomicBool::new(false),
+            chat_requests: AtomicU64::new(0),
+        };
+        keys.insert(id.to_owned(), Arc::new(key));
+    }
+
+    pub(crate) fn authenticate(&self, id: &str, secret: &str) -> Result<Arc<Key>, Refused> {
+        let key = read(&self.keys).get(id).cloned();
+        let key = key.ok_or(Refused::BadCredentials)?;
+        if *read(&key.secret) != secret {
+            return Err(Refused::BadCredentials);
+        }
+        if key.disabled.load(Ordering::Acquire) {
+            return Err(Refused::Disabled);
+        }
+        Ok(key)
+    }
+
+    /// Disable or enable a key at IAM; false if there is no such key.
+    pub(crate) fn set_disabled(&self, id: &str, disabled: bool) -> bool {
+        match read(&self.keys).get(id) {
+            Some(key) => {
+                key.disabled.store(disabled, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        read(&self.keys).contains_key(id)
+    }
+
+    /// Every key, for counter snapshots and resets.
+    pub(crate) fn all(&self) -> Vec<Arc<Key>> {
+        read(&self.keys).values().cloned().collect()
+    }
+}

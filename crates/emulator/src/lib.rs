@@ -1,0 +1,75 @@
+//! A local server that speaks Cloud.ru Evolution's protocol, with fault injection.
+//!
+//! It serves, on 127.0.0.1:
+//!
+//! - `POST /api/v1/auth/token` — IAM: exactly `{"keyId", "secret"}` (JSON) for
+//!   `{"access_token", "expires_in", "token_type", "refresh_token", "id_token"}`;
+//! - `POST /v1/chat/completions` — OpenAI-compatible chat completions, streaming included; the
+//!   answer is `"[<key id>] echo: <last user message>"`;
+//! - `GET /v1/models` — the configured models;
+//! - `GET /_emulator/stats` and `POST /_emulator/control` — counters and run-time control
+//!   (see [`control`]).
+//!
+//! Tokens expire on tokio's clock, so a test under `tokio::time::pause()` sees expiry and delays
+//! in virtual time. Faults — error statuses with headers, delays, malformed bodies, dropped
+//! connections, cut streams — are queued per [`Route`] or drawn at random from a seed.
+//!
+//! # Error answers
+//!
+//! Unknown paths answer 404 and wrong methods 405, both with an OpenAI-style JSON error body;
+//! so does every malformed request (400) and every bad or missing token (401, code
+//! `invalid_api_key`).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use evolution_emulator::{Emulator, Fault, Route};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let emu = Emulator::builder()
+//!     .key("k1", "s1")
+//!     .ttl(Duration::from_secs(60))
+//!     .start()
+//!     .await?;
+//! emu.push_fault(Route::Iam, Fault::status(503));
+//! println!("IAM at {}, inference at {}", emu.auth_url(), emu.base_url());
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+mod auth;
+mod body;
+mod chat;
+pub mod cli;
+mod config;
+mod conn;
+pub mod control;
+mod emulator;
+mod error;
+mod exchange;
+mod fault;
+mod iam;
+mod injector;
+mod keys;
+mod models;
+mod route;
+mod server;
+mod state;
+mod stats;
+mod sync;
+mod tokens;
+
+pub use config::{DEFAULT_TTL, DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, EmulatorBuilder};
+pub use emulator::Emulator;
+pub use fault::{Fault, Malformed};
+pub use route::Route;
+pub use stats::Stats;

@@ -1,0 +1,94 @@
+//! The state shared by the server and every [`Emulator`](crate::Emulator) handle.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::injector::Injector;
+use crate::keys::KeyRing;
+use crate::route::Route;
+use crate::stats::{Counters, Stats};
+use crate::tokens::TokenStore;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) keys: KeyRing,
+    pub(crate) tokens: TokenStore,
+    pub(crate) faults: Injector,
+    pub(crate) counters: Counters,
+    pub(crate) models: Vec<String>,
+    /// The `GET /v1/models` answer, built once.
+    pub(crate) models_body: Bytes,
+    ttl_nanos: AtomicU64,
+    latency_nanos: [AtomicU64; 3],
+    completions: AtomicU64,
+    /// The body of the last chat request, for tests that check what a client sent.
+    last_chat_body: std::sync::Mutex<Option<Bytes>>,
+}
+
+impl Shared {
+    pub(crate) fn new(models: Vec<String>, ttl: Duration) -> Self {
+        let models_body = crate::models::list_body(&models);
+        Shared {
+            keys: KeyRing::default(),
+            tokens: TokenStore::new(),
+            faults: Injector::new(),
+            counters: Counters::new(),
+            models,
+            models_body,
+            ttl_nanos: AtomicU64::new(nanos(ttl)),
+            latency_nanos: Default::default(),
+            completions: AtomicU64::new(0),
+            last_chat_body: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn record_chat_body(&self, body: &Bytes) {
+        *self
+            .last_chat_body
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(body.clone());
+    }
+
+    pub(crate) fn last_chat_body(&self) -> Option<Bytes> {
+        self.last_chat_body
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_nanos(self.ttl_nanos.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_ttl(&self, ttl: Duration) {
+        self.ttl_nanos.store(nanos(ttl), Ordering::Relaxed);
+    }
+
+    pub(crate) fn latency(&self, route: Route) -> Duration {
+        Duration::from_nanos(self.latency_nanos[route.index()].load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_latency(&self, route: Route, latency: Duration) {
+        self.latency_nanos[route.index()].store(nanos(latency), Ordering::Relaxed);
+    }
+
+    /// The next `chatcmpl-<n>` number, starting at 1.
+    pub(crate) fn next_completion(&self) -> u64 {
+        self.completions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.counters.snapshot(&self.keys.all())
+    }
+
+    pub(crate) fn reset_stats(&self) {
+        self.counters.reset(&self.keys.all());
+    }
+}
+
+/// Durations are stored as whole nanoseconds; about 584 years fit, longer saturates.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}

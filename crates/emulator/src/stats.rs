@@ -1,0 +1,234 @@
+//! Request counters: atomics on the hot path, a [`Stats`] snapshot for tests and `/_emulator/stats`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::Key;
+use crate::route::Route;
+use crate::sync::lock;
+
+/// A snapshot of the emulator's counters, from [`Emulator::stats`](crate::Emulator::stats) or
+/// `GET /_emulator/stats` (the same fields as JSON).
+///
+/// Counts cover every request that reached a route, faulted or not. Status maps count the status
+/// of the answer sent; a dropped connection ([`Fault::close`](crate::Fault::close)) sends none and
+/// is counted in `connections_dropped` instead.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// IAM token requests received.
+    pub iam_requests: u64,
+    /// IAM token requests by the `keyId` sent, known or not (bodies without one are not counted).
+    pub iam_requests_by_key: BTreeMap<String, u64>,
+    /// IAM answers by HTTP status.
+    pub iam_by_status: BTreeMap<u16, u64>,
+    /// Most IAM requests being handled at once (added latency and fault delays included).
+    pub iam_in_flight_max: u64,
+    /// Access tokens issued.
+    pub tokens_issued: u64,
+    /// Chat completion requests received.
+    pub chat_requests: u64,
+    /// Chat answers by HTTP status.
+    pub chat_by_status: BTreeMap<u16, u64>,
+    /// Authenticated chat requests by the key id their token belongs to.
+    pub chat_by_key: BTreeMap<String, u64>,
+    /// Chat requests answered as a stream (`stream: true`).
+    pub chat_streams: u64,
+    /// Most chat requests being handled at once (until the answer's head is ready).
+    pub chat_in_flight_max: u64,
+    /// Model list requests received.
+    pub models_requests: u64,
+    /// Model list answers by HTTP status.
+    pub models_by_status: BTreeMap<u16, u64>,
+    /// Faults injected, scripted or random.
+    pub faults_injected: u64,
+    /// Connections dropped on purpose (close and cut-stream faults).
+    pub connections_dropped: u64,
+}
+
+impl Stats {
+    /// IAM requests that sent this `keyId`.
+    pub fn iam_requests_for(&self, key_id: &str) -> u64 {
+        self.iam_requests_by_key.get(key_id).copied().unwrap_or(0)
+    }
+
+    /// Chat requests authenticated with a token of this key.
+    pub fn chat_requests_for(&self, key_id: &str) -> u64 {
+        self.chat_by_key.get(key_id).copied().unwrap_or(0)
+    }
+
+    /// Chat answers with this status.
+    pub fn chat_status(&self, status: u16) -> u64 {
+        self.chat_by_status.get(&status).copied().unwrap_or(0)
+    }
+
+    /// IAM answers with this status.
+    pub fn iam_status(&self, status: u16) -> u64 {
+        self.iam_by_status.get(&status).copied().unwrap_or(0)
+    }
+}
+
+/// Status codes are counted in a flat array; valid HTTP statuses are 100..=999.
+const STATUS_SLOTS: usize = 1000;
+
+/// Counters of one route.
+#[derive(Debug)]
+pub(crate) struct RouteCounters {
+    requests: AtomicU64,
+    by_status: Box<[AtomicU64]>,
+    in_flight: AtomicU64,
+    in_flight_max: AtomicU64,
+}
+
+impl RouteCounters {
+    fn new() -> Self {
+        RouteCounters {
+            requests: AtomicU64::new(0),
+            by_status: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            in_flight: AtomicU64::new(0),
+            in_flight_max: AtomicU64::new(0),
+        }
+    }
+
+    /// Count a request and hold it in the in-flight gauge until the guard drops.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.in_flight_max.fetch_max(now, Ordering::AcqRel);
+        InFlight { counters: self }
+    }
+
+    pub(crate) fn status(&self, status: u16) {
+        if let Some(slot) = self.by_status.get(usize::from(status)) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn statuses(&self) -> BTreeMap<u16, u64> {
+        (0u16..)
+            .zip(self.by_status.iter())
+            .filter_map(|(status, n)| {
+                let n = n.load(Ordering::Relaxed);
+                (n > 0).then_some((status, n))
+            })
+            .collect()
+    }
+
+    fn reset(&self) {
+        self.requests.store(0, Ordering::Relaxed);
+        for slot in self.by_status.iter() {
+            slot.store(0, Ordering::Relaxed);
+        }
+        // Requests still in flight stay counted in the gauge; the maximum restarts from them.
+        let now = self.in_flight.load(Ordering::Acquire);
+        self.in_flight_max.store(now, Ordering::Release);
+    }
+}
+
+/// Decrements the in-flight gauge on drop, also when the request is cancelled or its connection
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight<'a> {
+    counters: &'a RouteCounters,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Every counter of the emulator except the per-key chat counts, which live on [`Key`].
+#[derive(Debug)]
+pub(crate) struct Counters {
+    routes: [RouteCounters; 3],
+    iam_by_key: Mutex<BTreeMap<String, u64>>,
+    pub(crate) tokens_issued: AtomicU64,
+    pub(crate) chat_streams: AtomicU64,
+    pub(crate) faults_injected: AtomicU64,
+    pub(crate) connections_dropped: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            routes: [
+                RouteCounters::new(),
+                RouteCounters::new(),
+                RouteCounters::new(),
+            ],
+            iam_by_key: Mutex::default(),
+            tokens_issued: AtomicU64::new(0),
+            chat_streams: AtomicU64::new(0),
+            faults_injected: AtomicU64::new(0),
+            connections_dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn route(&self, route: Route) -> &RouteCounters {
+        &self.routes[route.index()]
+    }
+
+    pub(crate) fn iam_key(&self, key_id: &str) {
+        let mut by_key = lock(&self.iam_by_key);
+        match by_key.get_mut(key_id) {
+            Some(n) => *n += 1,
+            None => {
+                by_key.insert(key_id.to_owned(), 1);
+            }
+        }
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, keys: &[std::sync::Arc<Key>]) -> Stats {
+        let iam = self.route(Route::Iam);
+        let chat = self.route(Route::Chat);
+        let models = self.route(Route::Models);
+        Stats {
+            iam_requests: iam.requests.load(Ordering::Relaxed),
+            iam_requests_by_key: lock(&self.iam_by_key).clone(),
+            iam_by_status: iam.statuses(),
+            iam_in_flight_max: iam.in_flight_max.load(Ordering::Acquire),
+            tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
+            chat_requests: chat.requests.load(Ordering::Relaxed),
+            chat_by_status: chat.statuses(),
+            chat_by_key: keys
+                .iter()
+                .filter_map(|key| {
+                    let n = key.chat_requests.load(Ordering::Relaxed);
+                    (n > 0).then(|| (key.id.clone(), n))
+                })
+                .collect(),
+            chat_streams: self.chat_streams.load(Ordering::Relaxed),
+            chat_in_flight_max: chat.in_flight_max.load(Ordering::Acquire),
+            models_requests: models.requests.load(Ordering::Relaxed),
+            models_by_status: models.statuses(),
+            faults_injected: self.faults_injected.load(Ordering::Relaxed),
+            connections_dropped: self.connections_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn reset(&self, keys: &[std::sync::Arc<Key>]) {
+        for route in &self.routes {
+            route.reset();
+        }
+        lock(&self.iam_by_key).clear();
+        for counter in [
+            &self.tokens_issued,
+            &self.chat_streams,
+            &self.faults_injected,
+            &self.connections_dropped,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        for key in keys {
+            key.chat_requests.store(0, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end behaviour of the emulator, driven over HTTP with reqwest.
+
+mod chat;
+mod control;
+mod faults;
+mod iam;
+mod lifecycle;
+mod routing;
+mod stats;
+mod support;
+mod tokens;

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Conformance of evolution-emulator against the real reference clients
+# (evolution-langchain, evolution-openai, the official openai SDK).
+#
+#   bash tests/conformance/run.sh        # from any directory
+#
+# Creates/reuses tests/conformance/.venv (pinned requirements.txt), builds the
+# emulator, starts it on a free port, runs test_conformance.py against it and
+# always stops it. The last line is "N passed, M failed"; the exit status is
+# non-zero on any failure.
+#
+# Environment knobs (all optional):
+#   PYTHON                     interpreter for the venv (default: python3)
+#   CONFORMANCE_START_TIMEOUT  seconds to wait for the listening line (default 30)
+#   CONFORMANCE_TEST_TIMEOUT   seconds the Python suite may run (default 300)
+set -euo pipefail
+
+HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd -- "$HERE/../.." && pwd)"
+VENV="$HERE/.venv"
+REQS="$HERE/requirements.txt"
+PYTHON="${PYTHON:-python3}"
+START_TIMEOUT="${CONFORMANCE_START_TIMEOUT:-30}"
+TEST_TIMEOUT="${CONFORMANCE_TEST_TIMEOUT:-300}"
+
+KEY_ID="conformance-key"
+SECRET="conformance-secret"
+MODEL="demo-model" # the emulator's default model: no --model is passed
+TTL=3600 # > 30: both reference clients refresh tokens 30 s before expiry
+
+EMULATOR_PID=""
+EMULATOR_LOG=""
+OUTPUT=""
+TESTS_RAN=0
+CLOSING="" # the suite's "N passed, M failed" line
+
+log() { echo "conformance: $*" >&2; }
+
+cleanup() {
+    local rc=$?
+    if [[ -n "$EMULATOR_PID" ]] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
+        kill -TERM "$EMULATOR_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$EMULATOR_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$EMULATOR_PID" 2>/dev/null || true
+        wait "$EMULATOR_PID" 2>/dev/null || true
+    fi
+    if [[ -n "$EMULATOR_LOG" ]]; then
+        if [[ $rc -ne 0 && -s "$EMULATOR_LOG" ]]; then
+            log "emulator output (last 40 lines):"
+            tail -n 40 "$EMULATOR_LOG" >&2 || true
+        fi
+        rm -f "$EMULATOR_LOG"
+    fi
+    if [[ -n "$OUTPUT" ]]; then rm -f "$OUTPUT"; fi
+    # Keep a count as the very last line of a failed run: repeat the
+    # suite's (it came before the emulator's log), or, if we failed before
+    # the suite ran, count the setup as one failure.
+    if [[ $rc -ne 0 ]]; then
+        if [[ $TESTS_RAN -eq 0 ]]; then
+            echo "0 passed, 1 failed"
+        elif [[ -n "$CLOSING" ]]; then
+            echo "$CLOSING"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- venv
+# Reuse the venv only if a previous install completed with the same
+# requirements and interpreter (the stamp is written last).
+stamp_value="$(
+    {
+        cat "$REQS"
+        "$PYTHON" -c 'import sys; print(sys.version)'
+    } | sha256sum | cut -d' ' -f1
+)"
+stamp_file="$VENV/.conformance-stamp"
+if [[ -x "$VENV/bin/python" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]]; then
+    log "reusing $VENV"
+else
+    log "creating $VENV"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
+    echo "$stamp_value" >"$stamp_file"
+fi
+
+# ---------------------------------------------------------------- emulator
+log "building evolution-emulator"
+(cd "$REPO" && cargo build --quiet -p evolution-emulator --bin evolution-emulator)
+TARGET_DIR="$(
+    cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+        "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+)"
+EMULATOR="$TARGET_DIR/debug/evolution-emulator"
+[[ -x "$EMULATOR" ]] || { log "no binary at $EMULATOR"; exit 1; }
+
+EMULATOR_LOG="$(mktemp "${TMPDIR:-/tmp}/evolution-emulator.XXXXXX")"
+"$EMULATOR" --port 0 --ttl "$TTL" --key "$KEY_ID:$SECRET" >"$EMULATOR_LOG" 2>&1 &
+EMULATOR_PID=$!
+
+ROOT=""
+deadline=$((START_TIMEOUT * 10))
+for ((i = 0; i < deadline; i++)); do
+    line="$(head -n 1 "$EMULATOR_LOG" 2>/dev/null || true)"
+    if [[ "$line" =~ ^evolution-emulator\ listening\ on\ (http://127\.0\.0\.1:[0-9]+)$ ]]; then
+        ROOT="${BASH_REMATCH[1]}"
+        break
+    fi
+    if ! kill -0 "$EMULATOR_PID" 2>/dev/null; then
+        log "emulator exited before listening"
+        exit 1
+    fi
+    sleep 0.1
+done
+if [[ -z "$ROOT" ]]; then
+    log "no listening line within ${START_TIMEOUT}s (first line: ${line:-<none>})"
+    exit 1
+fi
+log "emulator pid $EMULATOR_PID at $ROOT"
+
+# ---------------------------------------------------------------- tests
+TESTS_RAN=1
+OUTPUT="$(mktemp "${TMPDIR:-/tmp}/conformance-output.XXXXXX")"
+set +e
+EMULATOR_ROOT="$ROOT" EMULATOR_KEY_ID="$KEY_ID" EMULATOR_SECRET="$SECRET" \
+    EMULATOR_MODEL="$MODEL" LOG_LEVEL=WARNING PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    timeout --kill-after=10 "$TEST_TIMEOUT" "$VENV/bin/python" "$HERE/test_conformance.py" |
+    tee "$OUTPUT"
+status=${PIPESTATUS[0]}
+set -e
+CLOSING="$(tail -n 1 "$OUTPUT")"
+if [[ $status -eq 0 ]] && grep -Eq '^[1-9][0-9]* passed, 0 failed$' <<<"$CLOSING"; then
+    CLOSING="" # printed already, and nothing follows it
+    exit 0
+fi
+# A failed run must end on a count that shows a failure: if the suite died
+# (timeout, crash) before or after its own count, count that as one more.
+if ! grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' <<<"$CLOSING"; then
+    if [[ $status -eq 124 ]]; then log "suite timed out after ${TEST_TIMEOUT}s"; fi
+    if [[ $status -ne 0 ]]; then log "suite exited with status $status"; fi
+    passed="$(grep -c '^PASS ' "$OUTPUT" || true)"
+    failed="$(grep -c '^FAIL ' "$OUTPUT" || true)"
+    CLOSING="$passed passed, $((failed + 1)) failed"
+fi
+if [[ $status -eq 0 ]]; then status=1; fi
+exit "$status"
