@@ -24,11 +24,11 @@ pub const ENV_TOKEN_URL: &str = "EVOLUTION_TOKEN_URL";
 /// `max_tokens` unless set (the reference SDK's default).
 pub const DEFAULT_MAX_TOKENS: u32 = 512;
 /// `temperature` unless set.
-pub const DEFAULT_TEMPERATURE: f32 = 1.0;
+pub const DEFAULT_TEMPERATURE: f64 = 1.0;
 /// `top_p` unless set.
-pub const DEFAULT_TOP_P: f32 = 1.0;
+pub const DEFAULT_TOP_P: f64 = 1.0;
 /// `frequency_penalty` and `presence_penalty` unless set.
-pub const DEFAULT_PENALTY: f32 = 0.0;
+pub const DEFAULT_PENALTY: f64 = 0.0;
 /// `n` unless set.
 pub const DEFAULT_N: u32 = 1;
 /// Limit for one HTTP attempt, unless set (the reference SDK's 60 s).
@@ -156,25 +156,25 @@ impl EvolutionInferenceBuilder {
     }
 
     /// Sampling temperature, 0 to 2. Defaults to 1.0.
-    pub fn temperature(mut self, temperature: f32) -> Self {
+    pub fn temperature(mut self, temperature: f64) -> Self {
         self.params.temperature = temperature;
         self
     }
 
     /// Nucleus sampling, 0 to 1. Defaults to 1.0.
-    pub fn top_p(mut self, top_p: f32) -> Self {
+    pub fn top_p(mut self, top_p: f64) -> Self {
         self.params.top_p = top_p;
         self
     }
 
     /// Frequency penalty, -2 to 2. Defaults to 0.0.
-    pub fn frequency_penalty(mut self, penalty: f32) -> Self {
+    pub fn frequency_penalty(mut self, penalty: f64) -> Self {
         self.params.frequency_penalty = penalty;
         self
     }
 
     /// Presence penalty, -2 to 2. Defaults to 0.0.
-    pub fn presence_penalty(mut self, penalty: f32) -> Self {
+    pub fn presence_penalty(mut self, penalty: f64) -> Self {
         self.params.presence_penalty = penalty;
         self
     }
@@ -290,7 +290,7 @@ fn missing(field: &'static str, env: &str) -> Error {
 
 impl Params {
     fn validate(&self) -> Result<()> {
-        fn range(field: &'static str, value: f32, min: f32, max: f32) -> Result<()> {
+        fn range(field: &'static str, value: f64, min: f64, max: f64) -> Result<()> {
             if (min..=max).contains(&value) {
                 Ok(())
             } else {

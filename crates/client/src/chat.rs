@@ -83,13 +83,13 @@ pub struct Overrides {
     /// Maximum tokens to generate.
     pub max_tokens: Option<u32>,
     /// Sampling temperature, 0 to 2.
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Nucleus sampling, 0 to 1.
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// Frequency penalty, -2 to 2.
-    pub frequency_penalty: Option<f32>,
+    pub frequency_penalty: Option<f64>,
     /// Presence penalty, -2 to 2.
-    pub presence_penalty: Option<f32>,
+    pub presence_penalty: Option<f64>,
     /// Stop sequences.
     pub stop: Option<Vec<String>>,
     /// Number of choices.
@@ -141,25 +141,25 @@ impl ChatRequest {
     }
 
     /// Overrides `temperature`.
-    pub fn temperature(mut self, temperature: f32) -> Self {
+    pub fn temperature(mut self, temperature: f64) -> Self {
         self.overrides.temperature = Some(temperature);
         self
     }
 
     /// Overrides `top_p`.
-    pub fn top_p(mut self, top_p: f32) -> Self {
+    pub fn top_p(mut self, top_p: f64) -> Self {
         self.overrides.top_p = Some(top_p);
         self
     }
 
     /// Overrides `frequency_penalty`.
-    pub fn frequency_penalty(mut self, penalty: f32) -> Self {
+    pub fn frequency_penalty(mut self, penalty: f64) -> Self {
         self.overrides.frequency_penalty = Some(penalty);
         self
     }
 
     /// Overrides `presence_penalty`.
-    pub fn presence_penalty(mut self, penalty: f32) -> Self {
+    pub fn presence_penalty(mut self, penalty: f64) -> Self {
         self.overrides.presence_penalty = Some(penalty);
         self
     }
@@ -183,10 +183,10 @@ pub(crate) struct WireRequest<'a> {
     pub(crate) model: &'a str,
     pub(crate) messages: &'a [Message],
     pub(crate) max_tokens: u32,
-    pub(crate) temperature: f32,
-    pub(crate) top_p: f32,
-    pub(crate) frequency_penalty: f32,
-    pub(crate) presence_penalty: f32,
+    pub(crate) temperature: f64,
+    pub(crate) top_p: f64,
+    pub(crate) frequency_penalty: f64,
+    pub(crate) presence_penalty: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stop: Option<&'a [String]>,
     pub(crate) n: u32,

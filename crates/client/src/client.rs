@@ -24,10 +24,10 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) struct Params {
     pub(crate) model: String,
     pub(crate) max_tokens: u32,
-    pub(crate) temperature: f32,
-    pub(crate) top_p: f32,
-    pub(crate) frequency_penalty: f32,
-    pub(crate) presence_penalty: f32,
+    pub(crate) temperature: f64,
+    pub(crate) top_p: f64,
+    pub(crate) frequency_penalty: f64,
+    pub(crate) presence_penalty: f64,
     pub(crate) stop: Option<Vec<String>>,
     pub(crate) n: u32,
 }

@@ -90,7 +90,7 @@ fn missing_settings_name_the_field_and_the_variable() {
             "presence_penalty",
             "between -2 and 2",
         ),
-        (full().temperature(f32::NAN), "temperature", "out of range"),
+        (full().temperature(f64::NAN), "temperature", "out of range"),
         (full().max_tokens(0), "max_tokens", "at least 1"),
         (full().n(0), "n", "at least 1"),
         (

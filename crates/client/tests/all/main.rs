@@ -2,6 +2,7 @@
 
 mod api;
 mod blocking;
+mod body;
 mod config;
 mod errors;
 mod tokens;

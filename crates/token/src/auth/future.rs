@@ -101,6 +101,8 @@ fn clone_request<B: Clone>(request: &Request<B>) -> Request<B> {
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
+    // Extensions carry per-call context of outer layers (attempt counters, deadlines).
+    *copy.extensions_mut() = request.extensions().clone();
     copy
 }
 
