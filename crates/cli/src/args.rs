@@ -1,0 +1,102 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Resilient client for Cloud.ru Evolution inference.
+///
+/// Reads EVOLUTION_KEY_ID, EVOLUTION_SECRET, EVOLUTION_BASE_URL, EVOLUTION_MODEL and
+/// (optionally) EVOLUTION_TOKEN_URL, EVOLUTION_BACKUP_KEY_ID, EVOLUTION_BACKUP_SECRET from
+/// the environment and `.env`. Add --emulator to any command to run it against an
+/// embedded emulator instead, with no account.
+#[derive(Debug, Parser)]
+#[command(name = "evolution", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Ask a question and print the answer.
+    Chat(ChatArgs),
+    /// Check the credentials: obtain a token and print its key id, auth URL and expiry.
+    Token(TokenArgs),
+    /// Load the full client stack and report throughput, latency, refreshes, retries.
+    Bench(BenchArgs),
+    /// Run the Evolution emulator in the foreground.
+    Emulator(evolution_emulator::cli::Args),
+}
+
+/// Where requests go.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TargetArgs {
+    /// Use an embedded emulator instead of the EVOLUTION_* endpoint.
+    #[arg(long)]
+    pub(crate) emulator: bool,
+
+    /// Model name (overrides EVOLUTION_MODEL).
+    #[arg(long, value_name = "M")]
+    pub(crate) model: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChatArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+
+    /// Print the answer as it is generated.
+    #[arg(long)]
+    pub(crate) stream: bool,
+
+    /// Maximum tokens to generate.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tokens: Option<u32>,
+
+    /// Sampling temperature, 0 to 2.
+    #[arg(long, value_name = "T")]
+    pub(crate) temperature: Option<f64>,
+
+    /// A system message to send first.
+    #[arg(long, value_name = "S")]
+    pub(crate) system: Option<String>,
+
+    /// The question (several words are joined with spaces).
+    #[arg(required = true, value_name = "PROMPT")]
+    pub(crate) prompt: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+
+    /// Also print the token itself (it grants access: keep it private).
+    #[arg(long)]
+    pub(crate) show_token: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+
+    /// Number of calls to make.
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub(crate) requests: Option<u64>,
+
+    /// Run for this many seconds instead of a fixed number of calls.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) duration: Option<f64>,
+
+    /// Calls in flight at once.
+    #[arg(long, value_name = "C", default_value_t = 64)]
+    pub(crate) concurrency: usize,
+
+    /// The prompt of every call.
+    #[arg(long, value_name = "P", default_value = "Привет!")]
+    pub(crate) prompt: String,
+
+    /// Print one JSON object on the last line instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}

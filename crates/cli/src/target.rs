@@ -1,0 +1,65 @@
+//! Building the client: from the environment, or on an embedded emulator.
+
+use evolution_client::{EvolutionInference, EvolutionInferenceBuilder};
+use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, Emulator};
+
+use crate::args::TargetArgs;
+use crate::failure::Failure;
+
+const REQUIRED: [&str; 4] = [
+    "EVOLUTION_KEY_ID",
+    "EVOLUTION_SECRET",
+    "EVOLUTION_BASE_URL",
+    "EVOLUTION_MODEL",
+];
+
+/// A configured client, and the emulator it talks to when embedded.
+pub(crate) struct Target {
+    pub(crate) client: EvolutionInference,
+    pub(crate) emulator: Option<Emulator>,
+}
+
+impl Target {
+    /// Builds the client the arguments describe; `tune` adjusts the builder.
+    pub(crate) async fn build(
+        args: &TargetArgs,
+        tune: impl FnOnce(EvolutionInferenceBuilder, Option<&Emulator>) -> EvolutionInferenceBuilder,
+    ) -> Result<Self, Failure> {
+        let (builder, emulator) = if args.emulator {
+            let emulator = Emulator::builder()
+                .start()
+                .await
+                .map_err(|error| Failure::Other(format!("cannot start the embedded emulator: {error}")))?;
+            let builder = EvolutionInference::builder()
+                .model(DEMO_MODEL)
+                .key_id(DEMO_KEY_ID)
+                .secret(DEMO_SECRET)
+                .base_url(emulator.base_url())
+                .auth_url(emulator.auth_url());
+            (builder, Some(emulator))
+        } else {
+            let builder = EvolutionInferenceBuilder::from_env();
+            let missing: Vec<&str> = REQUIRED
+                .iter()
+                .copied()
+                .filter(|name| std::env::var(name).map_or(true, |v| v.trim().is_empty()))
+                .filter(|name| !(*name == "EVOLUTION_MODEL" && args.model.is_some()))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Failure::Config(format!(
+                    "set {} (in the environment or a .env file), or add --emulator to try the embedded emulator",
+                    missing.join(", ")
+                )));
+            }
+            (builder, None)
+        };
+        let mut builder = tune(builder, emulator.as_ref());
+        if let Some(model) = &args.model {
+            builder = builder.model(model);
+        }
+        Ok(Self {
+            client: builder.build()?,
+            emulator,
+        })
+    }
+}
