@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p evolution-benches --bench token_hot_path`
 
+// Benchmarks measure real elapsed time.
+#![allow(clippy::disallowed_methods)]
+
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};

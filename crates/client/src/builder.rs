@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use evolution_token::{Credentials, TokenManager, parse_endpoint_url};
+use evolution_fallback::Failback;
+use evolution_retry::RetryConfig;
+use evolution_token::{Credentials, TokenError, TokenManager, parse_endpoint_url};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::client::{EvolutionInference, Params};
@@ -20,6 +22,10 @@ pub const ENV_BASE_URL: &str = "EVOLUTION_BASE_URL";
 pub const ENV_MODEL: &str = "EVOLUTION_MODEL";
 /// Environment variable for the IAM token endpoint.
 pub const ENV_TOKEN_URL: &str = "EVOLUTION_TOKEN_URL";
+/// Environment variable for the backup key id.
+pub const ENV_BACKUP_KEY_ID: &str = "EVOLUTION_BACKUP_KEY_ID";
+/// Environment variable for the backup secret.
+pub const ENV_BACKUP_SECRET: &str = "EVOLUTION_BACKUP_SECRET";
 
 /// `max_tokens` unless set (the reference SDK's default).
 pub const DEFAULT_MAX_TOKENS: u32 = 512;
@@ -61,6 +67,11 @@ pub struct EvolutionInferenceBuilder {
     total_timeout: Option<Duration>,
     allow_insecure_http: bool,
     http: Option<reqwest::Client>,
+    retry: Option<RetryConfig>,
+    backup: Option<(String, SecretString)>,
+    failback: Failback,
+    refresh_buffer: Option<Duration>,
+    refresh_ahead: Option<Duration>,
 }
 
 impl Default for EvolutionInferenceBuilder {
@@ -85,6 +96,11 @@ impl Default for EvolutionInferenceBuilder {
             total_timeout: None,
             allow_insecure_http: false,
             http: None,
+            retry: Some(RetryConfig::default()),
+            backup: None,
+            failback: Failback::default(),
+            refresh_buffer: None,
+            refresh_ahead: None,
         }
     }
 }
@@ -114,6 +130,9 @@ impl EvolutionInferenceBuilder {
         builder.secret = var(ENV_SECRET).map(SecretString::from);
         builder.base_url = var(ENV_BASE_URL);
         builder.auth_url = var(ENV_TOKEN_URL);
+        if let (Some(key_id), Some(secret)) = (var(ENV_BACKUP_KEY_ID), var(ENV_BACKUP_SECRET)) {
+            builder.backup = Some((key_id, SecretString::from(secret)));
+        }
         builder
     }
 
@@ -219,6 +238,55 @@ impl EvolutionInferenceBuilder {
         self
     }
 
+    /// How calls are retried. Defaults to [`RetryConfig::default()`]: 3 attempts,
+    /// 1 s × 2ⁿ with full jitter capped at 30 s, `Retry-After` honoured, a retry budget
+    /// of 20% extra load shared by every clone of the client. With
+    /// [`total_timeout`](Self::total_timeout) set and no deadline in `config`, the
+    /// total timeout becomes the retry deadline.
+    pub fn retry(mut self, config: RetryConfig) -> Self {
+        self.retry = Some(config);
+        self
+    }
+
+    /// Turns retries off: one attempt per call (the 401 resend with a fresh token and
+    /// the fallback to a backup key still apply).
+    pub fn no_retry(mut self) -> Self {
+        self.retry = None;
+        self
+    }
+
+    /// A backup key: when the primary key is rejected (401/403 after a token refresh,
+    /// or IAM refusing it), the same request goes to the backup at once and traffic
+    /// stays there until failback. Also read from `EVOLUTION_BACKUP_KEY_ID` and
+    /// `EVOLUTION_BACKUP_SECRET`. Defaults to none.
+    pub fn backup_credentials(
+        mut self,
+        key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.backup = Some((key_id.into(), SecretString::from(secret.into())));
+        self
+    }
+
+    /// When traffic returns from the backup key to the primary. Defaults to
+    /// [`Failback::After`] 5 minutes; [`Failback::Never`] is the reference's behaviour.
+    pub fn failback(mut self, failback: Failback) -> Self {
+        self.failback = failback;
+        self
+    }
+
+    /// See [`evolution_token::TokenManagerBuilder::refresh_buffer`]. Defaults to 30 seconds.
+    pub fn refresh_buffer(mut self, buffer: Duration) -> Self {
+        self.refresh_buffer = Some(buffer);
+        self
+    }
+
+    /// See [`evolution_token::TokenManagerBuilder::refresh_ahead`]. Defaults to 5 minutes.
+    pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
+        self.refresh_ahead = Some(ahead);
+        self
+    }
+
     /// Validates everything and builds the client. No request is made.
     ///
     /// # Errors
@@ -252,25 +320,61 @@ impl EvolutionInferenceBuilder {
                 )
             })?,
         };
-        let credentials = Credentials::new(key_id, secret.expose_secret());
-        let mut tokens = TokenManager::builder(credentials)
-            .http_client(http.clone())
-            .allow_insecure_http(self.allow_insecure_http);
-        if let Some(auth_url) = self.auth_url {
-            tokens = tokens.auth_url(auth_url);
-        }
-        let tokens = tokens.build().map_err(|error| match error {
-            evolution_token::TokenError::InvalidConfiguration(message) => {
-                Error::config("auth_url", message.to_string())
+        let token_manager = |key_id: &str, secret: &SecretString, field: &'static str| {
+            let mut tokens =
+                TokenManager::builder(Credentials::new(key_id, secret.expose_secret()))
+                    .http_client(http.clone())
+                    .allow_insecure_http(self.allow_insecure_http);
+            if let Some(auth_url) = &self.auth_url {
+                tokens = tokens.auth_url(auth_url);
             }
-            other => Error::Auth(other),
-        })?;
+            if let Some(buffer) = self.refresh_buffer {
+                tokens = tokens.refresh_buffer(buffer);
+            }
+            if let Some(ahead) = self.refresh_ahead {
+                tokens = tokens.refresh_ahead(ahead);
+            }
+            tokens.build().map_err(|error| match error {
+                TokenError::InvalidConfiguration(message) => {
+                    Error::config(field, message.to_string())
+                }
+                other => Error::Auth(other),
+            })
+        };
+        let tokens = token_manager(&key_id, &secret, "auth_url")?;
+        let backup = match &self.backup {
+            Some((backup_key_id, backup_secret)) => {
+                if backup_key_id.trim().is_empty()
+                    || backup_secret.expose_secret().trim().is_empty()
+                {
+                    return Err(missing("backup_credentials", ENV_BACKUP_KEY_ID));
+                }
+                Some(token_manager(
+                    backup_key_id,
+                    backup_secret,
+                    "backup_credentials",
+                )?)
+            }
+            None => None,
+        };
+        let retry = match (self.retry, self.total_timeout) {
+            (Some(retry), Some(total)) if retry.deadline().is_none() => Some(
+                retry
+                    .to_builder()
+                    .deadline(total)
+                    .build()
+                    .map_err(|error| Error::config("retry", error.to_string()))?,
+            ),
+            (retry, _) => retry,
+        };
         let config = StackConfig {
             request_timeout: self.request_timeout,
             total_timeout: self.total_timeout,
+            retry,
+            failback: self.failback,
         };
-        let service = stack::build(http, tokens.clone(), &config);
-        EvolutionInference::new(service, &base, params, tokens, config)
+        let built = stack::build(http, &tokens, backup.as_ref(), &config);
+        EvolutionInference::new(built, &base, params, tokens, backup, config)
     }
 }
 
@@ -325,6 +429,12 @@ impl fmt::Debug for EvolutionInferenceBuilder {
             .field("params", &self.params)
             .field("request_timeout", &self.request_timeout)
             .field("total_timeout", &self.total_timeout)
+            .field("retry", &self.retry)
+            .field(
+                "backup_key_id",
+                &self.backup.as_ref().map(|(key_id, _)| key_id),
+            )
+            .field("failback", &self.failback)
             .finish_non_exhaustive()
     }
 }

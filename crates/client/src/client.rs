@@ -10,11 +10,12 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use crate::chat::{ModelList, WireRequest};
-use crate::stack::{EvolutionService, StackConfig};
+use crate::stack::{Built, EvolutionService, StackConfig};
 use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
 };
-use evolution_token::TokenManager;
+use evolution_fallback::FallbackHandle;
+use evolution_token::{Credentials, TokenManager};
 
 /// Answers larger than this are refused instead of buffered.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -60,6 +61,8 @@ pub struct EvolutionInference {
 
 struct Inner {
     service: EvolutionService,
+    fallback: Option<FallbackHandle>,
+    backup_tokens: Option<TokenManager>,
     chat_url: Uri,
     models_url: Uri,
     params: Params,
@@ -85,10 +88,11 @@ impl EvolutionInference {
     }
 
     pub(crate) fn new(
-        service: EvolutionService,
+        built: Built,
         base: &url::Url,
         params: Params,
         tokens: TokenManager,
+        backup_tokens: Option<TokenManager>,
         config: StackConfig,
     ) -> Result<Self> {
         let base = base.as_str().trim_end_matches('/');
@@ -104,7 +108,9 @@ impl EvolutionInference {
             inner: Arc::new(Inner {
                 chat_url: uri("chat/completions")?,
                 models_url: uri("models")?,
-                service,
+                service: built.service,
+                fallback: built.fallback,
+                backup_tokens,
                 params,
                 tokens,
                 config,
@@ -195,6 +201,68 @@ impl EvolutionInference {
     /// `set_credentials(..)` and monitor.
     pub fn token_manager(&self) -> &TokenManager {
         &self.inner.tokens
+    }
+
+    /// The backup key's token manager, when a backup key is configured.
+    pub fn backup_token_manager(&self) -> Option<&TokenManager> {
+        self.inner.backup_tokens.as_ref()
+    }
+
+    /// The fallback handle (which key serves, how often it changed, `rotate()`), when a
+    /// backup key is configured.
+    pub fn fallback(&self) -> Option<&FallbackHandle> {
+        self.inner.fallback.as_ref()
+    }
+
+    /// Whether the primary key serves (always, without a backup key).
+    pub fn using_primary(&self) -> bool {
+        self.inner
+            .fallback
+            .as_ref()
+            .is_none_or(FallbackHandle::using_primary)
+    }
+
+    /// Replaces the primary key while requests run (key rotation). Its cached token is
+    /// dropped at once; if traffic had moved to the backup key, the next request tries
+    /// the new primary key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the key id or secret is empty; the old key stays in use.
+    pub fn set_credentials(
+        &self,
+        key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Result<()> {
+        self.inner
+            .tokens
+            .set_credentials(Credentials::new(key_id, secret))
+            .map_err(|error| Error::config("key_id", error.to_string()))?;
+        if let Some(fallback) = &self.inner.fallback {
+            fallback.probe_now();
+        }
+        Ok(())
+    }
+
+    /// Replaces the backup key while requests run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if no backup key was configured, or the key id or secret is empty.
+    pub fn set_backup_credentials(
+        &self,
+        key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Result<()> {
+        let Some(backup) = &self.inner.backup_tokens else {
+            return Err(Error::config(
+                "backup_credentials",
+                "no backup key was configured: call .backup_credentials(..) on the builder first",
+            ));
+        };
+        backup
+            .set_credentials(Credentials::new(key_id, secret))
+            .map_err(|error| Error::config("backup_credentials", error.to_string()))
     }
 
     /// The assembled tower service, to call directly or wrap in layers of your own.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use evolution_fallback::BothKeysRejected;
 use evolution_token::{BoxError, TokenError};
 use http::StatusCode;
 
@@ -21,6 +22,9 @@ pub enum Error {
     /// No token could be obtained (wrong key, IAM down, ...).
     #[error(transparent)]
     Auth(#[from] TokenError),
+    /// Both the primary and the backup key were rejected.
+    #[error(transparent)]
+    KeysRejected(Box<BothKeysRejected>),
     /// The API answered with an error status.
     #[error("the Evolution API answered {status}: {message}{hint}", hint = api_hint(*status))]
     Api {
@@ -72,6 +76,7 @@ impl Error {
     pub fn is_auth(&self) -> bool {
         match self {
             Self::Auth(error) => error.is_auth(),
+            Self::KeysRejected(_) => true,
             Self::Api { status, .. } => {
                 *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN
             }
@@ -88,7 +93,7 @@ impl Error {
                 matches!(status.as_u16(), 408 | 429) || status.is_server_error()
             }
             Self::Transport(_) | Self::Timeout(_) => true,
-            Self::Config { .. } | Self::Decode(_) => false,
+            Self::Config { .. } | Self::Decode(_) | Self::KeysRejected(_) => false,
         }
     }
 
@@ -102,6 +107,10 @@ impl Error {
 
     /// Sorts out an error from the tower stack.
     pub(crate) fn from_service(error: BoxError, timeout: Duration) -> Self {
+        let error = match error.downcast::<BothKeysRejected>() {
+            Ok(both) => return Self::KeysRejected(both),
+            Err(error) => error,
+        };
         let error = match error.downcast::<TokenError>() {
             Ok(token) => return Self::Auth(*token),
             Err(error) => error,

@@ -39,8 +39,8 @@ mod transport;
 
 pub use self::builder::{
     DEFAULT_MAX_TOKENS, DEFAULT_N, DEFAULT_PENALTY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P, ENV_BASE_URL, ENV_KEY_ID, ENV_MODEL, ENV_SECRET, ENV_TOKEN_URL,
-    EvolutionInferenceBuilder,
+    DEFAULT_TOP_P, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_KEY_ID, ENV_MODEL,
+    ENV_SECRET, ENV_TOKEN_URL, EvolutionInferenceBuilder,
 };
 pub use self::chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model, Overrides,
@@ -50,4 +50,6 @@ pub use self::client::{EvolutionInference, MAX_RESPONSE_BYTES};
 pub use self::error::{Error, Result};
 pub use self::stream::ChatStream;
 pub use self::transport::{Body, HttpTransport};
+pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
+pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;

@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! Timeout (overall, optional)   the caller's deadline
-//!   Auth                        Authorization: Bearer; on 401 invalidate-if-current, resend once
+//! Retry                         evolution-retry: classify, backoff, Retry-After, shared budget
+//! Fallback (with a backup key)  evolution-fallback: primary ↔ backup on auth failure
+//!   Auth                        per key: Authorization: Bearer; on 401 invalidate-if-current, resend once
 //!   SetSensitiveRequestHeaders  (tower-http)
 //!   Trace                       a debug span per attempt: method, URI, status, latency
 //!   Timeout (per attempt)       tower::timeout
-//!   HttpTransport               reqwest::Client (rustls)
+//!   HttpTransport               reqwest::Client (rustls), shared by both keys
 //! ```
 //!
 //! The pieces are public so that a service of your own can reuse them:
@@ -25,11 +27,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use evolution_fallback::{Failback, FallbackHandle, FallbackLayer};
+use evolution_retry::{RetryConfig, RetryLayer};
 use evolution_token::{AuthLayer, BoxError, TokenManager};
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
-use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceBuilder};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::trace::TraceLayer;
@@ -42,10 +46,18 @@ pub type EvolutionService = BoxCloneSyncService<Request<Bytes>, Response<Body>, 
 pub(crate) struct StackConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) total_timeout: Option<Duration>,
+    pub(crate) retry: Option<RetryConfig>,
+    pub(crate) failback: Failback,
 }
 
-/// One key's stack: bearer tokens from `tokens`, tower-http's sensitive headers and
-/// tracing, a per-attempt timeout, and `http` as the transport.
+/// What [`build`] made: the service and the handles the client exposes.
+pub(crate) struct Built {
+    pub(crate) service: EvolutionService,
+    pub(crate) fallback: Option<FallbackHandle>,
+}
+
+/// One key's stack: bearer tokens from `tokens`, tower-http's sensitive headers,
+/// a trace span, a per-attempt timeout, and `http` as the transport.
 pub fn authenticated(
     http: reqwest::Client,
     tokens: TokenManager,
@@ -62,12 +74,31 @@ pub fn authenticated(
 
 pub(crate) fn build(
     http: reqwest::Client,
-    tokens: TokenManager,
+    primary: &TokenManager,
+    backup: Option<&TokenManager>,
     config: &StackConfig,
-) -> EvolutionService {
-    let side = authenticated(http, tokens, config.request_timeout);
-    match config.total_timeout {
-        Some(total) => BoxCloneSyncService::new(ServiceBuilder::new().timeout(total).service(side)),
-        None => side,
-    }
+) -> Built {
+    let main = authenticated(http.clone(), primary.clone(), config.request_timeout);
+    let (keys, fallback) = match backup {
+        None => (main, None),
+        Some(backup) => {
+            let layer =
+                FallbackLayer::new(authenticated(http, backup.clone(), config.request_timeout))
+                    .key_ids_from(primary, backup)
+                    .failback(config.failback);
+            let handle = layer.handle();
+            (BoxCloneSyncService::new(layer.layer(main)), Some(handle))
+        }
+    };
+    let retried = match &config.retry {
+        Some(retry) => BoxCloneSyncService::new(RetryLayer::new(retry.clone()).layer(keys)),
+        None => keys,
+    };
+    let service = match config.total_timeout {
+        Some(total) => {
+            BoxCloneSyncService::new(ServiceBuilder::new().timeout(total).service(retried))
+        }
+        None => retried,
+    };
+    Built { service, fallback }
 }

@@ -59,6 +59,25 @@ impl AccessToken {
         })
     }
 
+    /// A separate allocation holding the same token (same id), so that clones of it
+    /// do not contend with clones of `self` on another thread.
+    pub(crate) fn fork(&self) -> Self {
+        let inner = &self.inner;
+        let mut bearer = HeaderValue::from_bytes(inner.bearer.as_bytes())
+            .unwrap_or_else(|_| inner.bearer.clone());
+        bearer.set_sensitive(true);
+        Self {
+            inner: Arc::new(Inner {
+                id: inner.id,
+                value: SecretString::from(inner.value.expose_secret().to_owned()),
+                bearer,
+                key_id: Arc::from(&*inner.key_id),
+                fetched_at: inner.fetched_at,
+                expires_at: inner.expires_at,
+            }),
+        }
+    }
+
     /// The token value, for code that must send it.
     pub fn secret(&self) -> &SecretString {
         &self.inner.value

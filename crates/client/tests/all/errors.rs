@@ -7,7 +7,7 @@ use crate::{KEY, builder, client, emulator};
 #[tokio::test]
 async fn api_errors_carry_status_and_the_server_message() {
     let emu = emulator().await;
-    let llm = client(&emu);
+    let llm = builder(&emu).no_retry().build().unwrap();
     for code in [400u16, 404, 500] {
         emu.push_fault(
             Route::Chat,
@@ -81,7 +81,13 @@ async fn non_json_answer_is_a_decode_error() {
 async fn a_closed_connection_is_a_transport_error() {
     let emu = emulator().await;
     emu.push_fault(Route::Chat, Fault::close());
-    let error = client(&emu).invoke("hi").await.unwrap_err();
+    let error = builder(&emu)
+        .no_retry()
+        .build()
+        .unwrap()
+        .invoke("hi")
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::Transport(_)), "{error:?}");
     assert!(error.is_retryable());
 }
@@ -110,6 +116,7 @@ async fn per_attempt_timeout() {
     );
     let llm = builder(&emu)
         .request_timeout(std::time::Duration::from_secs(5))
+        .no_retry()
         .build()
         .unwrap();
     let error = llm.invoke("hi").await.unwrap_err();

@@ -5,6 +5,8 @@ mod blocking;
 mod body;
 mod config;
 mod errors;
+mod fallback;
+mod retry;
 mod tokens;
 
 use evolution_client::{EvolutionInference, EvolutionInferenceBuilder};

@@ -1,6 +1,7 @@
 //! [`TokenManager`]: the shared, single-flight, refresh-ahead token cache.
 
 mod builder;
+mod local;
 mod monitor;
 mod schedule;
 
@@ -139,16 +140,16 @@ impl TokenManager {
         let guard = self.shared.cache.load();
         let cached = guard.as_ref()?;
         let now = Instant::now();
-        if now < cached.refresh_at {
-            return Some(cached.token.clone());
+        if now >= cached.usable_until {
+            return None;
         }
-        if now < cached.usable_until {
-            if !self.shared.refreshing.load(Ordering::Relaxed) {
-                self.shared.refresh_ahead(now);
-            }
-            return Some(cached.token.clone());
+        if now >= cached.refresh_at && !self.shared.refreshing.load(Ordering::Relaxed) {
+            self.shared.refresh_ahead(now);
         }
-        None
+        Some(local::local_copy(
+            Arc::as_ptr(&self.shared) as usize,
+            &cached.token,
+        ))
     }
 
     async fn get_token_slow(&self) -> Result<AccessToken, TokenError> {
