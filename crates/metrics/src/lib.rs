@@ -1,2 +1,90 @@
-//! evolution-metrics: see the workspace README. This crate is not built yet.
+//! Metrics for Evolution inference clients, through the [`metrics`] facade (so any exporter
+//! works; Prometheus first), and an in-process [`Stats`] snapshot that needs no exporter.
+//!
+//! - [`MetricsLayer`] (tower, outermost in the stack) makes one observation per logical
+//!   call: `evolution_requests_total{outcome,status}`, `evolution_request_duration_seconds`,
+//!   `evolution_request_attempts` (counted by an [`AttemptCounterLayer`] under the retry
+//!   layer) and `evolution_auth_errors_total`.
+//! - [`Metrics`] is a [`TokenObserver`](evolution_token::TokenObserver):
+//!   `evolution_token_refreshes_total{result,trigger}`,
+//!   `evolution_token_refresh_duration_seconds`, `evolution_token_expires_in_seconds`.
+//! - Retries and fallback switches are recorded by the code that sees them, through
+//!   [`Metrics::record_retry`] (`evolution_retries_total{reason}`) and
+//!   [`Metrics::record_fallback_switch`] (`evolution_fallback_switches_total{reason}`,
+//!   `evolution_fallback_active`).
+//!
+//! The names are in [`names`]. Every series carries the handle's constant labels (such as
+//! `client="billing"`); the token series carry `key_id` only if asked for; no API takes a
+//! secret or a token, so none can become a label. Label values come from small fixed sets:
+//! `outcome` is one of [`Outcome`], `status` is the numeric status or `none`.
+//!
+//! A call ends when its response head arrives: a streamed body is not part of its latency.
+//! A call dropped before that is recorded as [`Outcome::Cancelled`].
+//!
+//! [`Stats`] keeps p50/p99 latencies in a lock-free histogram of 170 log-linear buckets
+//! (8 per power of two, from 64 µs to 134 s): a quantile is within 6.25 % of a latency in
+//! its bucket, and exact when all latencies are equal.
+//!
+//! # Cost
+//!
+//! Per call, over an in-memory service on a 2-core VM: about 150 ns with no recorder
+//! installed (timestamps, the attempt counter in the request extensions, [`Stats`]) and
+//! about 0.5 µs with the Prometheus recorder (its registry lookups). The keys of the
+//! per-call series are built once per handle. Measured by
+//! `cargo bench -p evolution-metrics --bench layer_overhead`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use evolution_metrics::{AttemptCounterLayer, Metrics};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let metrics = Metrics::builder().label("client", "billing").build()?;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(metrics.layer())
+//!     // .timeout(..) and a RetryLayer go here
+//!     .layer(AttemptCounterLayer::new())
+//!     .service(service_fn(|_request: http::Request<String>| async {
+//!         Ok::<_, Infallible>(http::Response::new("hello".to_owned()))
+//!     }));
+//!
+//! let response = service.oneshot(http::Request::new(String::new())).await?;
+//! assert_eq!(response.status(), 200);
+//!
+//! let stats = metrics.stats();
+//! assert_eq!(stats.total_requests, 1);
+//! assert_eq!(stats.success_rate, 100.0);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+mod attempts;
+mod config;
+pub mod future;
+mod handle;
+mod histogram;
+mod keys;
+mod layer;
+pub mod names;
+mod observer;
+mod outcome;
+mod service;
+mod stats;
+
+pub use self::attempts::{AttemptCounter, AttemptCounterLayer, Attempts};
+pub use self::config::{ConfigError, MetricsBuilder};
+pub use self::handle::{FallbackSide, Metrics};
+pub use self::layer::MetricsLayer;
+pub use self::outcome::Outcome;
+pub use self::service::MetricsService;
+pub use self::stats::Stats;

@@ -1,0 +1,87 @@
+//! Future types
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use evolution_token::BoxError;
+use http::Response;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::{Attempts, Metrics, Outcome};
+
+pin_project! {
+    /// Response future of [`MetricsService`](crate::MetricsService).
+    ///
+    /// Records when it completes, or, if dropped first, records the call as
+    /// [`Outcome::Cancelled`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        // `None` once recorded.
+        observation: Option<Observation>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(observation) = this.project().observation.take() {
+                observation.finish(Outcome::Cancelled, None);
+            }
+        }
+    }
+}
+
+struct Observation {
+    metrics: Metrics,
+    attempts: Attempts,
+    start: Instant,
+}
+
+impl Observation {
+    fn finish(self, outcome: Outcome, status: Option<http::StatusCode>) {
+        self.metrics
+            .record_request(outcome, status, self.start.elapsed(), self.attempts.get());
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, metrics: Metrics, attempts: Attempts, start: Instant) -> Self {
+        Self {
+            inner,
+            observation: Some(Observation {
+                metrics,
+                attempts,
+                start,
+            }),
+        }
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<ResBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx)).map_err(Into::into);
+        let observation = this.observation.take().expect("polled after completion");
+        match &result {
+            Ok(response) => {
+                let status = response.status();
+                observation.finish(Outcome::from_status(status), Some(status));
+            }
+            Err(error) => observation.finish(Outcome::from_error(&**error), None),
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

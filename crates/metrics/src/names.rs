@@ -1,0 +1,152 @@
+//! Metric and label names, their descriptions, and histogram buckets for exporters.
+//!
+//! Names follow the Prometheus conventions: base units (`_seconds`), `_total` on counters.
+//! Every series also carries the [constant labels](crate::MetricsBuilder::label) of its
+//! [`Metrics`](crate::Metrics) handle.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Counter of logical calls, labelled `outcome` and `status`.
+pub const REQUESTS_TOTAL: &str = "evolution_requests_total";
+/// Histogram of the latency of a logical call, retries included, in seconds.
+pub const REQUEST_DURATION_SECONDS: &str = "evolution_request_duration_seconds";
+/// Histogram of the attempts made by one logical call (1 when it was not retried).
+pub const REQUEST_ATTEMPTS: &str = "evolution_request_attempts";
+/// Counter of retries, labelled `reason`.
+pub const RETRIES_TOTAL: &str = "evolution_retries_total";
+/// Counter of finished token refreshes, labelled `result` and `trigger`.
+pub const TOKEN_REFRESHES_TOTAL: &str = "evolution_token_refreshes_total";
+/// Histogram of the duration of a token refresh (successful or not), in seconds.
+pub const TOKEN_REFRESH_DURATION_SECONDS: &str = "evolution_token_refresh_duration_seconds";
+/// Gauge: the lifetime of the current token when it was last known, in seconds.
+pub const TOKEN_EXPIRES_IN_SECONDS: &str = "evolution_token_expires_in_seconds";
+/// Gauge: 0 while the primary key serves, 1 while the backup does.
+pub const FALLBACK_ACTIVE: &str = "evolution_fallback_active";
+/// Counter of switches between the primary and the backup key, labelled `reason`.
+pub const FALLBACK_SWITCHES_TOTAL: &str = "evolution_fallback_switches_total";
+/// Counter of logical calls that ended in an authentication or authorisation failure.
+pub const AUTH_ERRORS_TOTAL: &str = "evolution_auth_errors_total";
+
+/// Label: the [`Outcome`](crate::Outcome) of a call.
+pub const LABEL_OUTCOME: &str = "outcome";
+/// Label: the numeric HTTP status of the answer, or [`STATUS_NONE`].
+pub const LABEL_STATUS: &str = "status";
+/// Label: why a retry or a fallback switch happened.
+pub const LABEL_REASON: &str = "reason";
+/// Label: [`RESULT_SUCCESS`] or [`RESULT_FAILURE`] for a token refresh.
+pub const LABEL_RESULT: &str = "result";
+/// Label: why a token refresh ran ([`RefreshTrigger::as_str`](evolution_token::RefreshTrigger::as_str)).
+pub const LABEL_TRIGGER: &str = "trigger";
+/// Label: the IAM key id, on token series only, and only when
+/// [opted in](crate::MetricsBuilder::key_id_label).
+pub const LABEL_KEY_ID: &str = "key_id";
+
+/// The `status` value when no HTTP answer was received (timeout, transport error...).
+pub const STATUS_NONE: &str = "none";
+/// The `result` value of a successful refresh.
+pub const RESULT_SUCCESS: &str = "success";
+/// The `result` value of a failed refresh.
+pub const RESULT_FAILURE: &str = "failure";
+
+/// Label names this crate sets itself, plus those Prometheus reserves for histograms and
+/// summaries: a constant label may not use them.
+pub const RESERVED_LABELS: &[&str] = &[
+    LABEL_OUTCOME,
+    LABEL_STATUS,
+    LABEL_REASON,
+    LABEL_RESULT,
+    LABEL_TRIGGER,
+    LABEL_KEY_ID,
+    "le",
+    "quantile",
+];
+
+/// Suggested buckets for [`REQUEST_DURATION_SECONDS`]: 5 ms to 2 minutes (inference calls
+/// take seconds; the default request timeout is 60 s).
+pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+/// Suggested buckets for [`REQUEST_ATTEMPTS`].
+pub const REQUEST_ATTEMPTS_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
+/// Suggested buckets for [`TOKEN_REFRESH_DURATION_SECONDS`]: 10 ms to 1 minute.
+pub const TOKEN_REFRESH_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Every histogram of this crate with its suggested buckets, for exporters that need them
+/// up front (the Prometheus exporter renders histograms without buckets as summaries).
+///
+/// ```
+/// use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+///
+/// let mut builder = PrometheusBuilder::new();
+/// for (name, buckets) in evolution_metrics::names::histogram_buckets() {
+///     builder = builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)?;
+/// }
+/// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
+/// ```
+pub fn histogram_buckets() -> [(&'static str, &'static [f64]); 3] {
+    [
+        (REQUEST_DURATION_SECONDS, REQUEST_DURATION_BUCKETS),
+        (REQUEST_ATTEMPTS, REQUEST_ATTEMPTS_BUCKETS),
+        (
+            TOKEN_REFRESH_DURATION_SECONDS,
+            TOKEN_REFRESH_DURATION_BUCKETS,
+        ),
+    ]
+}
+
+/// Registers the description and unit of every metric with the current recorder.
+///
+/// Idempotent. See [`Metrics::describe`](crate::Metrics::describe).
+pub(crate) fn describe() {
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Logical calls to the Evolution API, by outcome and HTTP status (`none` without an answer)"
+    );
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Latency of a logical call to the Evolution API until the response head, retries included"
+    );
+    describe_histogram!(
+        REQUEST_ATTEMPTS,
+        Unit::Count,
+        "Attempts made by one logical call (1 when it was not retried)"
+    );
+    describe_counter!(
+        RETRIES_TOTAL,
+        Unit::Count,
+        "Retries of calls to the Evolution API, by reason"
+    );
+    describe_counter!(
+        TOKEN_REFRESHES_TOTAL,
+        Unit::Count,
+        "Finished IAM token refreshes, by result and trigger"
+    );
+    describe_histogram!(
+        TOKEN_REFRESH_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of an IAM token refresh (successful or failed), its own retries included"
+    );
+    describe_gauge!(
+        TOKEN_EXPIRES_IN_SECONDS,
+        Unit::Seconds,
+        "Lifetime of the current IAM token when last known: set on refresh, 0 once invalidated"
+    );
+    describe_gauge!(
+        FALLBACK_ACTIVE,
+        "Which key serves calls: 0 the primary, 1 the backup"
+    );
+    describe_counter!(
+        FALLBACK_SWITCHES_TOTAL,
+        Unit::Count,
+        "Switches between the primary and the backup key, by reason"
+    );
+    describe_counter!(
+        AUTH_ERRORS_TOTAL,
+        Unit::Count,
+        "Logical calls that ended in an authentication failure (401/403, or a rejected IAM key)"
+    );
+}
