@@ -16,7 +16,8 @@ const REQUIRED: [&str; 4] = [
 /// A configured client, and the emulator it talks to when embedded.
 pub(crate) struct Target {
     pub(crate) client: EvolutionInference,
-    pub(crate) emulator: Option<Emulator>,
+    /// Kept so the embedded server lives as long as the client (it stops when dropped).
+    _emulator: Option<Emulator>,
 }
 
 impl Target {
@@ -26,10 +27,9 @@ impl Target {
         tune: impl FnOnce(EvolutionInferenceBuilder, Option<&Emulator>) -> EvolutionInferenceBuilder,
     ) -> Result<Self, Failure> {
         let (builder, emulator) = if args.emulator {
-            let emulator = Emulator::builder()
-                .start()
-                .await
-                .map_err(|error| Failure::Other(format!("cannot start the embedded emulator: {error}")))?;
+            let emulator = Emulator::builder().start().await.map_err(|error| {
+                Failure::Other(format!("cannot start the embedded emulator: {error}"))
+            })?;
             let builder = EvolutionInference::builder()
                 .model(DEMO_MODEL)
                 .key_id(DEMO_KEY_ID)
@@ -59,7 +59,7 @@ impl Target {
         }
         Ok(Self {
             client: builder.build()?,
-            emulator,
+            _emulator: emulator,
         })
     }
 }

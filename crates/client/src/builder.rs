@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use evolution_fallback::Failback;
+use evolution_metrics::Metrics;
 use evolution_retry::RetryConfig;
 use evolution_token::{Credentials, TokenError, TokenManager, parse_endpoint_url};
 use secrecy::{ExposeSecret, SecretString};
@@ -72,6 +73,7 @@ pub struct EvolutionInferenceBuilder {
     failback: Failback,
     refresh_buffer: Option<Duration>,
     refresh_ahead: Option<Duration>,
+    metrics: Option<Metrics>,
 }
 
 impl Default for EvolutionInferenceBuilder {
@@ -101,6 +103,7 @@ impl Default for EvolutionInferenceBuilder {
             failback: Failback::default(),
             refresh_buffer: None,
             refresh_ahead: None,
+            metrics: None,
         }
     }
 }
@@ -275,6 +278,23 @@ impl EvolutionInferenceBuilder {
         self
     }
 
+    /// The metrics handle: constant labels such as `client="billing"`, the opt-in
+    /// `key_id` label. Series go to whatever `metrics` recorder is installed
+    /// (Prometheus, ...), and [`EvolutionInference::stats`] reads the in-process
+    /// snapshot. Defaults to [`Metrics::new()`] (no labels).
+    ///
+    /// ```
+    /// use evolution_client::{EvolutionInference, Metrics};
+    ///
+    /// let metrics = Metrics::builder().label("client", "billing").build().unwrap();
+    /// let builder = EvolutionInference::builder().metrics(metrics);
+    /// # drop(builder);
+    /// ```
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// See [`evolution_token::TokenManagerBuilder::refresh_buffer`]. Defaults to 30 seconds.
     pub fn refresh_buffer(mut self, buffer: Duration) -> Self {
         self.refresh_buffer = Some(buffer);
@@ -320,10 +340,12 @@ impl EvolutionInferenceBuilder {
                 )
             })?,
         };
+        let metrics = self.metrics.clone().unwrap_or_default();
         let token_manager = |key_id: &str, secret: &SecretString, field: &'static str| {
             let mut tokens =
                 TokenManager::builder(Credentials::new(key_id, secret.expose_secret()))
                     .http_client(http.clone())
+                    .observer(metrics.clone())
                     .allow_insecure_http(self.allow_insecure_http);
             if let Some(auth_url) = &self.auth_url {
                 tokens = tokens.auth_url(auth_url);
@@ -372,6 +394,7 @@ impl EvolutionInferenceBuilder {
             total_timeout: self.total_timeout,
             retry,
             failback: self.failback,
+            metrics,
         };
         let built = stack::build(http, &tokens, backup.as_ref(), &config);
         EvolutionInference::new(built, &base, params, tokens, backup, config)

@@ -15,6 +15,7 @@ use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
 };
 use evolution_fallback::FallbackHandle;
+use evolution_metrics::{Metrics, Stats};
 use evolution_token::{Credentials, TokenManager};
 
 /// Answers larger than this are refused instead of buffered.
@@ -201,6 +202,18 @@ impl EvolutionInference {
     /// `set_credentials(..)` and monitor.
     pub fn token_manager(&self) -> &TokenManager {
         &self.inner.tokens
+    }
+
+    /// The in-process statistics (the reference's `get_stats()`): requests, successes,
+    /// auth errors, success rate, average/p50/p99 latency, token refreshes, retries,
+    /// fallback switches and which key serves.
+    pub fn stats(&self) -> Stats {
+        self.inner.config.metrics.stats()
+    }
+
+    /// The metrics handle this client records to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.config.metrics
     }
 
     /// The backup key's token manager, when a backup key is configured.

@@ -51,5 +51,6 @@ pub use self::error::{Error, Result};
 pub use self::stream::ChatStream;
 pub use self::transport::{Body, HttpTransport};
 pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
+pub use evolution_metrics::{self as metrics, Metrics, Stats};
 pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;

@@ -1,8 +1,10 @@
 //! Assembly of the tower stack behind [`EvolutionInference`](crate::EvolutionInference).
 //!
 //! ```text
+//! Metrics                       evolution-metrics: one observation per call (latency, outcome, attempts)
 //! Timeout (overall, optional)   the caller's deadline
 //! Retry                         evolution-retry: classify, backoff, Retry-After, shared budget
+//! AttemptCounter                counts the attempts of each call for Metrics
 //! Fallback (with a backup key)  evolution-fallback: primary ↔ backup on auth failure
 //!   Auth                        per key: Authorization: Bearer; on 401 invalidate-if-current, resend once
 //!   SetSensitiveRequestHeaders  (tower-http)
@@ -27,8 +29,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use evolution_fallback::{Failback, FallbackHandle, FallbackLayer};
-use evolution_retry::{RetryConfig, RetryLayer};
+use evolution_fallback::{Failback, FallbackEvent, FallbackHandle, FallbackLayer, Side};
+use evolution_metrics::{AttemptCounterLayer, FallbackSide, Metrics};
+use evolution_retry::{RetryConfig, RetryEvent, RetryLayer};
 use evolution_token::{AuthLayer, BoxError, TokenManager};
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
@@ -48,6 +51,7 @@ pub(crate) struct StackConfig {
     pub(crate) total_timeout: Option<Duration>,
     pub(crate) retry: Option<RetryConfig>,
     pub(crate) failback: Failback,
+    pub(crate) metrics: Metrics,
 }
 
 /// What [`build`] made: the service and the handles the client exposes.
@@ -78,27 +82,55 @@ pub(crate) fn build(
     backup: Option<&TokenManager>,
     config: &StackConfig,
 ) -> Built {
+    let metrics = &config.metrics;
     let main = authenticated(http.clone(), primary.clone(), config.request_timeout);
     let (keys, fallback) = match backup {
         None => (main, None),
         Some(backup) => {
+            let observer = metrics.clone();
             let layer =
                 FallbackLayer::new(authenticated(http, backup.clone(), config.request_timeout))
                     .key_ids_from(primary, backup)
-                    .failback(config.failback);
+                    .failback(config.failback)
+                    .observer(move |event: &FallbackEvent| {
+                        let side = match event.active() {
+                            Side::Primary => FallbackSide::Primary,
+                            Side::Backup => FallbackSide::Backup,
+                        };
+                        match event {
+                            FallbackEvent::Switched { reason, .. } => {
+                                observer.record_fallback_switch(side, reason.as_str());
+                            }
+                            other if other.is_switch() => {
+                                observer.record_fallback_switch(side, other.as_str());
+                            }
+                            _ => observer.set_fallback_side(side),
+                        }
+                    });
+            metrics.set_fallback_side(FallbackSide::Primary);
             let handle = layer.handle();
             (BoxCloneSyncService::new(layer.layer(main)), Some(handle))
         }
     };
+    let counted = BoxCloneSyncService::new(AttemptCounterLayer::new().layer(keys));
     let retried = match &config.retry {
-        Some(retry) => BoxCloneSyncService::new(RetryLayer::new(retry.clone()).layer(keys)),
-        None => keys,
-    };
-    let service = match config.total_timeout {
-        Some(total) => {
-            BoxCloneSyncService::new(ServiceBuilder::new().timeout(total).service(retried))
+        Some(retry) => {
+            let observer = metrics.clone();
+            let retry = retry
+                .to_builder()
+                .observer(move |event: &RetryEvent| observer.record_retry(event.reason.label()))
+                .build()
+                .unwrap_or_else(|_| retry.clone());
+            BoxCloneSyncService::new(RetryLayer::new(retry).layer(counted))
         }
-        None => retried,
+        None => counted,
     };
-    Built { service, fallback }
+    let service = ServiceBuilder::new()
+        .layer(metrics.layer())
+        .option_layer(config.total_timeout.map(tower::timeout::TimeoutLayer::new))
+        .service(retried);
+    Built {
+        service: BoxCloneSyncService::new(service),
+        fallback,
+    }
 }

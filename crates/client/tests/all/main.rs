@@ -6,6 +6,7 @@ mod body;
 mod config;
 mod errors;
 mod fallback;
+mod metrics;
 mod retry;
 mod tokens;
 
