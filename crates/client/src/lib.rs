@@ -54,3 +54,8 @@ pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
 pub use evolution_metrics::{self as metrics, Metrics, Stats};
 pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;
+
+// The README's Rust snippets compile as doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
