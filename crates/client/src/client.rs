@@ -62,6 +62,8 @@ pub struct EvolutionInference {
 
 struct Inner {
     service: EvolutionService,
+    /// The base URL as configured, without a trailing slash.
+    base_url: String,
     fallback: Option<FallbackHandle>,
     backup_tokens: Option<TokenManager>,
     chat_url: Uri,
@@ -108,6 +110,7 @@ impl EvolutionInference {
         Ok(Self {
             inner: Arc::new(Inner {
                 chat_url: uri("chat/completions")?,
+                base_url: base.to_owned(),
                 models_url: uri("models")?,
                 service: built.service,
                 fallback: built.fallback,
@@ -281,6 +284,16 @@ impl EvolutionInference {
     /// The assembled tower service, to call directly or wrap in layers of your own.
     pub fn service(&self) -> EvolutionService {
         self.inner.service.clone()
+    }
+
+    /// The API base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// The per-attempt limit (`request_timeout`).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.inner.config.request_timeout
     }
 
     /// The model used when a request does not name one.

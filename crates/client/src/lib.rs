@@ -31,6 +31,8 @@ mod builder;
 mod chat;
 mod client;
 mod error;
+#[cfg(feature = "rig")]
+pub mod rig;
 pub mod sse;
 pub mod stack;
 mod stream;
