@@ -25,7 +25,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            // Silent unless asked: errors reach the user as one `error:` line;
+            // RUST_LOG=debug shows token acquisition and refresh.
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off")),
         )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)

@@ -417,28 +417,48 @@ fn missing(field: &'static str, env: &str) -> Error {
 
 impl Params {
     fn validate(&self) -> Result<()> {
-        fn range(field: &'static str, value: f64, min: f64, max: f64) -> Result<()> {
-            if (min..=max).contains(&value) {
-                Ok(())
-            } else {
-                Err(Error::config(
-                    field,
-                    format!("{value} is out of range: it must be between {min} and {max}"),
-                ))
-            }
-        }
-        range("temperature", self.temperature, 0.0, 2.0)?;
-        range("top_p", self.top_p, 0.0, 1.0)?;
-        range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
-        range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
-        if self.max_tokens == 0 {
-            return Err(Error::config("max_tokens", "must be at least 1"));
-        }
-        if self.n == 0 {
-            return Err(Error::config("n", "must be at least 1"));
-        }
-        Ok(())
+        validate_generation(
+            self.max_tokens,
+            self.temperature,
+            self.top_p,
+            self.frequency_penalty,
+            self.presence_penalty,
+            self.n,
+        )
     }
+}
+
+/// The ranges of the generation parameters, checked for the client's defaults and
+/// for each request's overrides alike.
+pub(crate) fn validate_generation(
+    max_tokens: u32,
+    temperature: f64,
+    top_p: f64,
+    frequency_penalty: f64,
+    presence_penalty: f64,
+    n: u32,
+) -> Result<()> {
+    fn range(field: &'static str, value: f64, min: f64, max: f64) -> Result<()> {
+        if (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(Error::config(
+                field,
+                format!("{value} is out of range: it must be between {min} and {max}"),
+            ))
+        }
+    }
+    range("temperature", temperature, 0.0, 2.0)?;
+    range("top_p", top_p, 0.0, 1.0)?;
+    range("frequency_penalty", frequency_penalty, -2.0, 2.0)?;
+    range("presence_penalty", presence_penalty, -2.0, 2.0)?;
+    if max_tokens == 0 {
+        return Err(Error::config("max_tokens", "must be at least 1"));
+    }
+    if n == 0 {
+        return Err(Error::config("n", "must be at least 1"));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for EvolutionInferenceBuilder {

@@ -9,6 +9,7 @@ use http::{Method, Request, Response, Uri, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use crate::builder::validate_generation;
 use crate::chat::{ModelList, WireRequest};
 use crate::stack::{Built, EvolutionService, StackConfig};
 use crate::{
@@ -322,6 +323,14 @@ impl EvolutionInference {
             n: o.n.unwrap_or(params.n),
             stream,
         };
+        validate_generation(
+            wire.max_tokens,
+            wire.temperature,
+            wire.top_p,
+            wire.frequency_penalty,
+            wire.presence_penalty,
+            wire.n,
+        )?;
         let body = serde_json::to_vec(&wire).map_err(|error| {
             Error::config("messages", format!("cannot be encoded as JSON: {error}"))
         })?;

@@ -38,7 +38,7 @@ pub enum InvalidResponseReason {
 pub enum TokenError {
     /// IAM answered 401: the key id or the secret is wrong, or the key was deleted.
     #[error(
-        "IAM rejected key id `{key_id}` (401 Unauthorized): check the key id and the secret (EVOLUTION_KEY_ID, EVOLUTION_SECRET)"
+        "IAM rejected key id `{key_id}` (401 Unauthorized): check the key id and the secret, and that the key is not deleted or disabled"
     )]
     InvalidCredentials {
         /// The key id that was rejected.

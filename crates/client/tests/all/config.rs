@@ -136,3 +136,31 @@ fn debug_output_hides_the_secret() {
     let client = builder.build().unwrap();
     assert!(!format!("{client:?}").contains("super-secret-value"));
 }
+
+#[tokio::test]
+async fn per_call_overrides_are_checked_before_sending() {
+    use evolution_client::ChatRequest;
+    let emu = emulator().await;
+    let llm = builder(&emu).build().unwrap();
+    let cases = [
+        (
+            ChatRequest::from_prompt("x").temperature(5.0),
+            "temperature",
+        ),
+        (ChatRequest::from_prompt("x").top_p(1.5), "top_p"),
+        (ChatRequest::from_prompt("x").max_tokens(0), "max_tokens"),
+        (ChatRequest::from_prompt("x").n(0), "n"),
+        (
+            ChatRequest::from_prompt("x").presence_penalty(-2.5),
+            "presence_penalty",
+        ),
+    ];
+    for (request, expected) in cases {
+        match llm.chat(request).await.unwrap_err() {
+            Error::Config { field, .. } => assert_eq!(field, expected),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+    assert_eq!(emu.stats().chat_requests, 0);
+    assert_eq!(emu.stats().iam_requests, 0);
+}
