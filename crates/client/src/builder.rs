@@ -1,11 +1,15 @@
 //! Configuration of an [`EvolutionInference`] client.
 
 use std::fmt;
+#[cfg(feature = "redis")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use evolution_fallback::Failback;
 use evolution_metrics::Metrics;
 use evolution_retry::RetryConfig;
+#[cfg(feature = "redis")]
+use evolution_token::store::{RedisStore, TokenStore};
 use evolution_token::{Credentials, TokenError, TokenManager, parse_endpoint_url};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -27,6 +31,8 @@ pub const ENV_TOKEN_URL: &str = "EVOLUTION_TOKEN_URL";
 pub const ENV_BACKUP_KEY_ID: &str = "EVOLUTION_BACKUP_KEY_ID";
 /// Environment variable for the backup secret.
 pub const ENV_BACKUP_SECRET: &str = "EVOLUTION_BACKUP_SECRET";
+/// Environment variable for the Redis URL of the shared token cache (`redis` feature).
+pub const ENV_REDIS_URL: &str = "EVOLUTION_REDIS_URL";
 
 /// `max_tokens` unless set (the reference SDK's default).
 pub const DEFAULT_MAX_TOKENS: u32 = 512;
@@ -74,6 +80,8 @@ pub struct EvolutionInferenceBuilder {
     refresh_buffer: Option<Duration>,
     refresh_ahead: Option<Duration>,
     metrics: Option<Metrics>,
+    /// A Redis URL; it may hold a password.
+    shared_cache: Option<SecretString>,
 }
 
 impl Default for EvolutionInferenceBuilder {
@@ -104,6 +112,7 @@ impl Default for EvolutionInferenceBuilder {
             refresh_buffer: None,
             refresh_ahead: None,
             metrics: None,
+            shared_cache: None,
         }
     }
 }
@@ -133,6 +142,7 @@ impl EvolutionInferenceBuilder {
         builder.secret = var(ENV_SECRET).map(SecretString::from);
         builder.base_url = var(ENV_BASE_URL);
         builder.auth_url = var(ENV_TOKEN_URL);
+        builder.shared_cache = var(ENV_REDIS_URL).map(SecretString::from);
         if let (Some(key_id), Some(secret)) = (var(ENV_BACKUP_KEY_ID), var(ENV_BACKUP_SECRET)) {
             builder.backup = Some((key_id, SecretString::from(secret)));
         }
@@ -307,6 +317,33 @@ impl EvolutionInferenceBuilder {
         self
     }
 
+    /// Shares IAM tokens with the other replicas of the service through Redis at
+    /// `redis_url` (`redis://`, `rediss://` for TLS): the fleet makes one IAM request per
+    /// token lifetime instead of one per replica, and a replica that starts finds a token
+    /// ready. Tokens are stored encrypted under a key derived from the secret; while Redis
+    /// is unreachable each replica asks IAM itself (a warning and a metric), and no call
+    /// fails because of it. Connects on first use. Also read from `EVOLUTION_REDIS_URL`.
+    /// Defaults to none. Needs the `redis` feature.
+    ///
+    /// ```
+    /// use evolution_client::EvolutionInference;
+    ///
+    /// let llm = EvolutionInference::builder()
+    ///     .model("your-model")
+    ///     .key_id("your-key-id")
+    ///     .secret("your-secret")
+    ///     .base_url("https://your-api-endpoint.com/v1")
+    ///     .shared_cache("redis://cache.internal:6379/0")
+    ///     .build()?;
+    /// # drop(llm);
+    /// # Ok::<(), evolution_client::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn shared_cache(mut self, redis_url: impl Into<String>) -> Self {
+        self.shared_cache = Some(SecretString::from(redis_url.into()));
+        self
+    }
+
     /// Validates everything and builds the client. No request is made.
     ///
     /// # Errors
@@ -341,6 +378,21 @@ impl EvolutionInferenceBuilder {
             })?,
         };
         let metrics = self.metrics.clone().unwrap_or_default();
+        // One store (one Redis connection) for the primary and the backup key.
+        #[cfg(feature = "redis")]
+        let shared_cache: Option<Arc<dyn TokenStore>> = match &self.shared_cache {
+            Some(url) => Some(Arc::new(
+                RedisStore::new(url.expose_secret())
+                    .map_err(|error| Error::config("shared_cache", error.to_string()))?,
+            )),
+            None => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        if self.shared_cache.is_some() {
+            tracing::warn!(
+                "{ENV_REDIS_URL} is set but evolution-client was built without its `redis` feature: the shared token cache is off"
+            );
+        }
         let token_manager = |key_id: &str, secret: &SecretString, field: &'static str| {
             let mut tokens =
                 TokenManager::builder(Credentials::new(key_id, secret.expose_secret()))
@@ -355,6 +407,10 @@ impl EvolutionInferenceBuilder {
             }
             if let Some(ahead) = self.refresh_ahead {
                 tokens = tokens.refresh_ahead(ahead);
+            }
+            #[cfg(feature = "redis")]
+            if let Some(store) = &shared_cache {
+                tokens = tokens.shared_cache(store.clone());
             }
             tokens.build().map_err(|error| match error {
                 TokenError::InvalidConfiguration(message) => {
@@ -478,6 +534,10 @@ impl fmt::Debug for EvolutionInferenceBuilder {
                 &self.backup.as_ref().map(|(key_id, _)| key_id),
             )
             .field("failback", &self.failback)
+            .field(
+                "shared_cache",
+                &self.shared_cache.as_ref().map(|_| "[REDACTED]"),
+            )
             .finish_non_exhaustive()
     }
 }

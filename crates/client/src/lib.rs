@@ -42,7 +42,7 @@ mod transport;
 pub use self::builder::{
     DEFAULT_MAX_TOKENS, DEFAULT_N, DEFAULT_PENALTY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_KEY_ID, ENV_MODEL,
-    ENV_SECRET, ENV_TOKEN_URL, EvolutionInferenceBuilder,
+    ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL, EvolutionInferenceBuilder,
 };
 pub use self::chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model, Overrides,

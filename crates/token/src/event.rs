@@ -36,20 +36,53 @@ impl RefreshTrigger {
     }
 }
 
+/// What the manager was doing with the shared cache, in
+/// [`TokenEvent::SharedCacheUnavailable`](crate::TokenEvent::SharedCacheUnavailable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreOperation {
+    /// Reading the stored token.
+    Load,
+    /// Taking the refresh lock.
+    Lock,
+    /// Storing a new token.
+    Save,
+    /// Releasing the refresh lock.
+    Unlock,
+    /// Waiting for another replica's token: the lock stayed taken for longer than twice
+    /// its lifetime.
+    Wait,
+}
+
+impl StoreOperation {
+    /// A short snake_case name, stable for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Lock => "lock",
+            Self::Save => "save",
+            Self::Unlock => "unlock",
+            Self::Wait => "wait",
+        }
+    }
+}
+
 /// Something that happened to a [`TokenManager`](crate::TokenManager)'s token.
 ///
 /// Events carry the key id (not secret) and never a secret or a token value.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum TokenEvent {
-    /// An IAM exchange started.
+    /// A refresh started: an IAM exchange, preceded by a look in the shared cache when
+    /// one is configured.
     RefreshStarted {
         /// The key id being exchanged.
         key_id: Arc<str>,
         /// Why.
         trigger: RefreshTrigger,
     },
-    /// A new token was obtained.
+    /// A new token was obtained: from IAM, or from the shared cache (then
+    /// [`SharedCacheHit`](Self::SharedCacheHit) came just before).
     RefreshSucceeded {
         /// The key id exchanged.
         key_id: Arc<str>,
@@ -82,6 +115,24 @@ pub enum TokenEvent {
         key_id: Arc<str>,
         /// Its remaining lifetime.
         expires_in: Duration,
+    },
+    /// A refresh took the token another replica had stored in the shared cache, without
+    /// an IAM exchange. [`RefreshSucceeded`](Self::RefreshSucceeded) follows.
+    SharedCacheHit {
+        /// The key id of the token.
+        key_id: Arc<str>,
+        /// Why the refresh ran.
+        trigger: RefreshTrigger,
+        /// The token's remaining lifetime.
+        expires_in: Duration,
+    },
+    /// The shared cache failed (down, unreachable, too slow): the refresh went to IAM
+    /// directly. Logged as a warning too.
+    SharedCacheUnavailable {
+        /// The key id being refreshed.
+        key_id: Arc<str>,
+        /// What failed.
+        operation: StoreOperation,
     },
 }
 

@@ -9,6 +9,12 @@
 //!
 //! Secrets and tokens are [`secrecy`] values: never in `Debug`, logs or errors.
 //!
+//! # Features
+//!
+//! - `shared-cache`: the `store` module, a token cache shared by the replicas of a service
+//!   so that the fleet makes one IAM request per token lifetime, with `InMemoryStore`.
+//! - `redis`: `store::RedisStore`, that cache in Redis, and `EVOLUTION_REDIS_URL`.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -37,12 +43,14 @@ mod fetch;
 mod manager;
 mod middleware;
 mod response;
+#[cfg(feature = "shared-cache")]
+pub mod store;
 mod token;
 
 pub use self::auth::{Auth, AuthLayer};
 pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
 pub use self::error::{InvalidResponseReason, TokenError, TokenErrorKind};
-pub use self::event::{RefreshTrigger, TokenEvent, TokenObserver};
+pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
 pub use self::manager::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
     DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, MonitorGuard, TokenInfo, TokenManager,

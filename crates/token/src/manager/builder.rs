@@ -11,6 +11,8 @@ use super::schedule::Schedule;
 use super::{Shared, TokenManager};
 use crate::event::Observers;
 use crate::fetch::IamClient;
+#[cfg(feature = "shared-cache")]
+use crate::store::TokenStore;
 use crate::{Credentials, TokenError, TokenObserver};
 
 /// Cloud.ru's IAM token endpoint.
@@ -56,6 +58,18 @@ pub struct TokenManagerBuilder {
     allow_insecure_http: bool,
     http: Option<reqwest::Client>,
     observers: Observers,
+    #[cfg(feature = "shared-cache")]
+    shared_cache: SharedCacheConfig,
+}
+
+#[cfg(feature = "shared-cache")]
+#[derive(Debug)]
+struct SharedCacheConfig {
+    store: Option<Arc<dyn TokenStore>>,
+    lock_ttl: Option<Duration>,
+    timeout: Duration,
+    /// A store that could not be made (a bad Redis URL), reported by `build`.
+    error: Option<String>,
 }
 
 impl TokenManagerBuilder {
@@ -70,21 +84,35 @@ impl TokenManagerBuilder {
             allow_insecure_http: false,
             http: None,
             observers: Observers::default(),
+            #[cfg(feature = "shared-cache")]
+            shared_cache: SharedCacheConfig {
+                store: None,
+                lock_ttl: None,
+                timeout: crate::store::DEFAULT_STORE_TIMEOUT,
+                error: None,
+            },
         }
     }
 
     /// A builder for `EVOLUTION_KEY_ID` / `EVOLUTION_SECRET`, with the auth URL from
-    /// `EVOLUTION_TOKEN_URL` when it is set.
+    /// `EVOLUTION_TOKEN_URL` when it is set (and, with the `redis` feature, the shared cache
+    /// at `EVOLUTION_REDIS_URL` when it is set).
     ///
     /// # Errors
     ///
     /// [`TokenError::InvalidConfiguration`] naming the variable to set or fix.
     pub fn from_env() -> Result<Self, TokenError> {
         let builder = Self::new(Credentials::from_env()?);
-        Ok(match std::env::var(ENV_TOKEN_URL) {
+        let builder = match std::env::var(ENV_TOKEN_URL) {
             Ok(url) if !url.trim().is_empty() => builder.auth_url(url.trim()),
             _ => builder,
-        })
+        };
+        #[cfg(feature = "redis")]
+        let builder = match std::env::var(crate::store::ENV_REDIS_URL) {
+            Ok(url) if !url.trim().is_empty() => builder.shared_cache_redis(url.trim()),
+            _ => builder,
+        };
+        Ok(builder)
     }
 
     /// The IAM token endpoint. Defaults to [`DEFAULT_AUTH_URL`].
@@ -146,6 +174,55 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// Shares tokens with the other replicas through `store`: a refresh first looks there,
+    /// and one replica at a time exchanges the key with IAM for all of them. See
+    /// [`store`](crate::store). Defaults to none (each manager asks IAM itself).
+    ///
+    /// Needs the `shared-cache` feature.
+    #[cfg(feature = "shared-cache")]
+    pub fn shared_cache(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.shared_cache.store = Some(store);
+        self.shared_cache.error = None;
+        self
+    }
+
+    /// Shares tokens with the other replicas through Redis at `url` (`redis://`,
+    /// `rediss://` for TLS, `redis+unix://`): [`shared_cache`](Self::shared_cache) with a
+    /// [`RedisStore`](crate::store::RedisStore). The connection is made on first use; an
+    /// invalid URL fails [`build`](Self::build). Also read from `EVOLUTION_REDIS_URL` by
+    /// [`from_env`](Self::from_env).
+    ///
+    /// Needs the `redis` feature.
+    #[cfg(feature = "redis")]
+    pub fn shared_cache_redis(mut self, url: impl AsRef<str>) -> Self {
+        match crate::store::RedisStore::new(url.as_ref()) {
+            Ok(store) => {
+                self.shared_cache.store = Some(Arc::new(store));
+                self.shared_cache.error = None;
+            }
+            Err(error) => self.shared_cache.error = Some(error.to_string()),
+        }
+        self
+    }
+
+    /// How long a replica holds the shared cache's refresh lock at most; the others wait
+    /// that long for its token before one of them takes over. Defaults to the longest an
+    /// IAM exchange can take (`fetch_timeout` × `fetch_attempts` plus the backoff between
+    /// attempts) plus the store timeout: about 32 s with the default settings.
+    #[cfg(feature = "shared-cache")]
+    pub fn shared_cache_lock_ttl(mut self, ttl: Duration) -> Self {
+        self.shared_cache.lock_ttl = Some(ttl);
+        self
+    }
+
+    /// Limit for one operation on the shared cache; past it the refresh goes to IAM
+    /// directly. Defaults to 1 second.
+    #[cfg(feature = "shared-cache")]
+    pub fn shared_cache_timeout(mut self, timeout: Duration) -> Self {
+        self.shared_cache.timeout = timeout;
+        self
+    }
+
     /// Validates the configuration and builds the manager. No IAM request is made
     /// until the first token is needed.
     ///
@@ -170,6 +247,10 @@ impl TokenManagerBuilder {
                 self.fetch_attempts
             )));
         }
+        #[cfg(feature = "shared-cache")]
+        let shared_cache = self
+            .shared_cache
+            .build(self.fetch_timeout, self.fetch_attempts)?;
         let http = match self.http {
             Some(http) => http,
             None => reqwest::Client::builder().build().map_err(|error| {
@@ -198,9 +279,58 @@ impl TokenManagerBuilder {
                 next_refresh_id: AtomicU64::new(1),
                 refresh: Mutex::default(),
                 observers: self.observers,
+                #[cfg(feature = "shared-cache")]
+                shared_cache,
             }),
         })
     }
+}
+
+#[cfg(feature = "shared-cache")]
+impl SharedCacheConfig {
+    fn build(
+        self,
+        fetch_timeout: Duration,
+        fetch_attempts: u32,
+    ) -> Result<Option<crate::store::SharedCache>, TokenError> {
+        if let Some(error) = self.error {
+            return Err(TokenError::config(error));
+        }
+        let Some(store) = self.store else {
+            return Ok(None);
+        };
+        if self.timeout.is_zero() {
+            return Err(TokenError::config(
+                "shared_cache_timeout must be longer than zero",
+            ));
+        }
+        let lock_ttl = match self.lock_ttl {
+            Some(ttl) if ttl < Duration::from_millis(1) => {
+                return Err(TokenError::config(
+                    "shared_cache_lock_ttl must be at least 1 ms",
+                ));
+            }
+            Some(ttl) => ttl,
+            None => longest_fetch(fetch_timeout, fetch_attempts) + self.timeout,
+        };
+        Ok(Some(crate::store::SharedCache::new(
+            store,
+            lock_ttl,
+            self.timeout,
+        )))
+    }
+}
+
+/// The longest an IAM exchange can take: every attempt timing out, with the longest
+/// backoff between them.
+#[cfg(feature = "shared-cache")]
+fn longest_fetch(timeout: Duration, attempts: u32) -> Duration {
+    (1..attempts).fold(timeout.saturating_mul(attempts), |total, attempt| {
+        let backoff = FETCH_BACKOFF_BASE
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(FETCH_BACKOFF_CAP);
+        total.saturating_add(backoff)
+    })
 }
 
 /// Parses an endpoint URL that will carry a secret or a token, and checks it:
@@ -257,5 +387,28 @@ fn is_loopback(url: &reqwest::Url) -> bool {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
+    }
+}
+
+#[cfg(all(test, feature = "shared-cache"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_lock_ttl_outlasts_the_longest_fetch() {
+        // 3 attempts of 10 s, 200 ms and 400 ms of backoff between them.
+        assert_eq!(
+            longest_fetch(DEFAULT_FETCH_TIMEOUT, DEFAULT_FETCH_ATTEMPTS),
+            Duration::from_millis(30_600)
+        );
+        assert_eq!(
+            longest_fetch(Duration::from_secs(1), 1),
+            Duration::from_secs(1)
+        );
+        // The backoff is capped at 2 s.
+        assert_eq!(
+            longest_fetch(Duration::from_secs(1), 10),
+            Duration::from_millis(10_000 + 200 + 400 + 800 + 1600 + 5 * 2000)
+        );
     }
 }

@@ -3,7 +3,7 @@
 mod builder;
 mod local;
 mod monitor;
-mod schedule;
+pub(crate) mod schedule;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,6 +67,9 @@ struct Shared {
     next_refresh_id: AtomicU64,
     refresh: Mutex<RefreshState>,
     observers: Observers,
+    /// Consulted inside the refresh task only: the hot path never sees it.
+    #[cfg(feature = "shared-cache")]
+    shared_cache: Option<crate::store::SharedCache>,
 }
 
 type Outcome = Result<AccessToken, TokenError>;
@@ -433,20 +436,7 @@ impl Shared {
             trigger,
         });
         let started = Instant::now();
-        let fetched = self.iam.fetch(credentials).await.and_then(|fetched| {
-            let lifetime = fetched.grant.expires_in;
-            AccessToken::new(
-                fetched.grant.access_token,
-                key_id.clone(),
-                fetched.sent_at,
-                fetched.sent_at + lifetime,
-            )
-            .map(|token| (token, lifetime))
-            .ok_or_else(|| TokenError::InvalidResponse {
-                reason: crate::InvalidResponseReason::InvalidAccessToken,
-                auth_url: self.iam.auth_url.clone(),
-            })
-        });
+        let fetched = self.obtain(credentials, trigger).await;
         let duration = started.elapsed();
 
         let mut state = self.lock_refresh();
@@ -499,6 +489,50 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// A token and the lifetime IAM granted it: through the shared cache when there is
+    /// one, else straight from IAM.
+    async fn obtain(
+        &self,
+        credentials: &Credentials,
+        trigger: RefreshTrigger,
+    ) -> Result<(AccessToken, Duration), TokenError> {
+        #[cfg(feature = "shared-cache")]
+        if let Some(cache) = &self.shared_cache {
+            let refresh = crate::store::Refresh {
+                credentials,
+                auth_url: &self.iam.auth_url,
+                trigger,
+                schedule: &self.schedule,
+                observers: &self.observers,
+            };
+            return cache.obtain(refresh, || self.fetch(credentials)).await;
+        }
+        let _ = trigger;
+        self.fetch(credentials).await
+    }
+
+    /// The IAM exchange.
+    async fn fetch(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<(AccessToken, Duration), TokenError> {
+        let fetched = self.iam.fetch(credentials).await?;
+        let lifetime = fetched.grant.expires_in;
+        AccessToken::new(
+            fetched.grant.access_token,
+            credentials.shared_key_id(),
+            fetched.sent_at,
+            fetched.sent_at + lifetime,
+        )
+        .map(|token| (token, lifetime))
+        .ok_or_else(|| TokenError::InvalidResponse {
+            reason: crate::InvalidResponseReason::InvalidAccessToken,
+            auth_url: self.iam.auth_url.clone(),
+        })
+    }
+}
+
 fn failure_backoff(failures: u32) -> Duration {
     let exp = FAILED_REFRESH_BACKOFF_BASE
         .saturating_mul(1u32 << (failures - 1).min(16))
@@ -509,13 +543,15 @@ fn failure_backoff(failures: u32) -> Duration {
 impl fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = &self.shared;
-        f.debug_struct("TokenManager")
-            .field("key_id", &shared.credentials.load().key_id())
+        let mut f = f.debug_struct("TokenManager");
+        f.field("key_id", &shared.credentials.load().key_id())
             .field("auth_url", &shared.iam.auth_url)
             .field("has_token", &shared.cache.load().is_some())
             .field("refresh_buffer", &shared.schedule.buffer)
             .field("refresh_ahead", &shared.schedule.ahead)
-            .field("observers", &shared.observers)
-            .finish()
+            .field("observers", &shared.observers);
+        #[cfg(feature = "shared-cache")]
+        f.field("shared_cache", &shared.shared_cache);
+        f.finish()
     }
 }

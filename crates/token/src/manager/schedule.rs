@@ -31,20 +31,34 @@ impl Schedule {
     ///   the usable life; its start is jittered over the later half of the window so
     ///   that a fleet of clients does not refresh in lockstep.
     pub(crate) fn plan(&self, token: AccessToken, lifetime: Duration) -> Cached {
-        let buffer = if lifetime > self.buffer {
-            self.buffer
-        } else {
-            lifetime / 2
-        };
+        let (buffer, window) = self.windows(lifetime);
         let usable_until = token.expires_at() - buffer;
-        let usable_life = lifetime - buffer;
-        let window = self.ahead.saturating_sub(self.buffer).min(usable_life / 2);
         let lead = window.mul_f64(rand::rng().random_range(0.5..=1.0));
         Cached {
             refresh_at: usable_until - lead,
             usable_until,
             token,
         }
+    }
+
+    /// The buffer and the background window for a token of this lifetime.
+    fn windows(&self, lifetime: Duration) -> (Duration, Duration) {
+        let buffer = if lifetime > self.buffer {
+            self.buffer
+        } else {
+            lifetime / 2
+        };
+        let usable_life = lifetime - buffer;
+        let window = self.ahead.saturating_sub(self.buffer).min(usable_life / 2);
+        (buffer, window)
+    }
+
+    /// The earliest a token of this lifetime may be refreshed, as time before its expiry:
+    /// one with more life left than this is not due for a refresh under any jitter.
+    #[cfg(any(feature = "shared-cache", test))]
+    pub(crate) fn refresh_lead(&self, lifetime: Duration) -> Duration {
+        let (buffer, window) = self.windows(lifetime);
+        buffer + window
     }
 }
 
@@ -82,6 +96,25 @@ mod tests {
             prop_assert!(usable >= lifetime / 2 || usable == lifetime - schedule.buffer);
             // The background refresh never starts before half the usable life.
             prop_assert!(cached.refresh_at - fetched >= usable / 2);
+        }
+    }
+
+    #[test]
+    fn refresh_lead_is_the_earliest_refresh_point() {
+        let schedule = Schedule {
+            buffer: Duration::from_secs(30),
+            ahead: Duration::from_secs(300),
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(schedule.refresh_lead(hour), Duration::from_secs(300));
+        // 40 s tokens: usable for 10 s, the window is half of that.
+        assert_eq!(
+            schedule.refresh_lead(Duration::from_secs(40)),
+            Duration::from_secs(35)
+        );
+        for _ in 0..100 {
+            let cached = schedule.plan(token(hour), hour);
+            assert!(cached.token.expires_at() - cached.refresh_at <= schedule.refresh_lead(hour));
         }
     }
 

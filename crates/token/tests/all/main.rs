@@ -9,6 +9,7 @@ mod herd;
 mod odd_answers;
 mod rotation;
 mod secrets;
+mod shared_cache;
 mod threads;
 
 use std::time::Duration;
