@@ -79,6 +79,8 @@ pub struct EvolutionInferenceBuilder {
     failback: Failback,
     refresh_buffer: Option<Duration>,
     refresh_ahead: Option<Duration>,
+    fetch_timeout: Option<Duration>,
+    fetch_attempts: Option<u32>,
     metrics: Option<Metrics>,
     /// A Redis URL; it may hold a password.
     shared_cache: Option<SecretString>,
@@ -111,6 +113,8 @@ impl Default for EvolutionInferenceBuilder {
             failback: Failback::default(),
             refresh_buffer: None,
             refresh_ahead: None,
+            fetch_timeout: None,
+            fetch_attempts: None,
             metrics: None,
             shared_cache: None,
         }
@@ -311,6 +315,20 @@ impl EvolutionInferenceBuilder {
         self
     }
 
+    /// See [`evolution_token::TokenManagerBuilder::fetch_timeout`]: the limit for one IAM
+    /// request. Defaults to 10 seconds.
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = Some(timeout);
+        self
+    }
+
+    /// See [`evolution_token::TokenManagerBuilder::fetch_attempts`]: IAM requests per
+    /// refresh on transient IAM failures. Defaults to 3.
+    pub fn fetch_attempts(mut self, attempts: u32) -> Self {
+        self.fetch_attempts = Some(attempts);
+        self
+    }
+
     /// See [`evolution_token::TokenManagerBuilder::refresh_ahead`]. Defaults to 5 minutes.
     pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
         self.refresh_ahead = Some(ahead);
@@ -408,18 +426,29 @@ impl EvolutionInferenceBuilder {
             if let Some(ahead) = self.refresh_ahead {
                 tokens = tokens.refresh_ahead(ahead);
             }
+            if let Some(timeout) = self.fetch_timeout {
+                tokens = tokens.fetch_timeout(timeout);
+            }
+            if let Some(attempts) = self.fetch_attempts {
+                tokens = tokens.fetch_attempts(attempts);
+            }
             #[cfg(feature = "redis")]
             if let Some(store) = &shared_cache {
                 tokens = tokens.shared_cache(store.clone());
             }
             tokens.build().map_err(|error| match error {
-                TokenError::InvalidConfiguration(message) => {
-                    Error::config(field, message.to_string())
+                // The token settings are named like this builder's methods.
+                TokenError::InvalidConfiguration { setting, message } => {
+                    let setting = match setting {
+                        "key_id" | "secret" => field,
+                        other => other,
+                    };
+                    Error::config(setting, message.to_string())
                 }
                 other => Error::Auth(other),
             })
         };
-        let tokens = token_manager(&key_id, &secret, "auth_url")?;
+        let tokens = token_manager(&key_id, &secret, "key_id")?;
         let backup = match &self.backup {
             Some((backup_key_id, backup_secret)) => {
                 if backup_key_id.trim().is_empty()

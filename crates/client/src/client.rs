@@ -17,7 +17,7 @@ use crate::{
 };
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{Metrics, Stats};
-use evolution_token::{Credentials, TokenManager};
+use evolution_token::{Credentials, TokenError, TokenManager};
 
 /// Answers larger than this are refused instead of buffered.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -254,7 +254,12 @@ impl EvolutionInference {
         self.inner
             .tokens
             .set_credentials(Credentials::new(key_id, secret))
-            .map_err(|error| Error::config("key_id", error.to_string()))?;
+            .map_err(|error| match error {
+                TokenError::InvalidConfiguration { setting, message } => {
+                    Error::config(setting, message.to_string())
+                }
+                other => Error::Auth(other),
+            })?;
         if let Some(fallback) = &self.inner.fallback {
             fallback.probe_now();
         }
@@ -352,18 +357,22 @@ impl EvolutionInference {
 
     /// Calls the stack; an error status becomes [`Error::Api`] with the server's message.
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>> {
-        let timeout = self
-            .inner
-            .config
-            .total_timeout
-            .unwrap_or(self.inner.config.request_timeout);
+        let config = &self.inner.config;
+        let started = tokio::time::Instant::now();
         let response = self
             .inner
             .service
             .clone()
             .oneshot(request)
             .await
-            .map_err(|error| Error::from_service(error, timeout))?;
+            .map_err(|error| {
+                // Both timeouts fail with the same `Elapsed`: name the one that ran out.
+                let limit = match config.total_timeout {
+                    Some(total) if started.elapsed() >= total => total,
+                    _ => config.request_timeout,
+                };
+                Error::from_service(error, limit)
+            })?;
         if response.status().is_success() {
             return Ok(response);
         }

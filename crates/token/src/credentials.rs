@@ -58,12 +58,18 @@ impl Credentials {
     ///
     /// [`TokenError::InvalidConfiguration`] naming the variable that is unset or empty.
     pub fn from_env_vars(key_id_var: &str, secret_var: &str) -> Result<Self, TokenError> {
-        let read = |name: &str| match std::env::var(name) {
+        let read = |setting: &'static str, name: &str| match std::env::var(name) {
             Ok(value) if !value.trim().is_empty() => Ok(value),
-            Ok(_) => Err(TokenError::config(format!("{name} is set but empty"))),
-            Err(_) => Err(TokenError::config(format!("{name} is not set"))),
+            Ok(_) => Err(TokenError::config(
+                setting,
+                format!("{name} is set but empty"),
+            )),
+            Err(_) => Err(TokenError::config(setting, format!("{name} is not set"))),
         };
-        Ok(Self::new(read(key_id_var)?, read(secret_var)?))
+        Ok(Self::new(
+            read("key_id", key_id_var)?,
+            read("secret", secret_var)?,
+        ))
     }
 
     /// The key id. It is not secret and appears in logs and errors.
@@ -83,14 +89,18 @@ impl Credentials {
     pub(crate) fn validate(&self) -> Result<(), TokenError> {
         if self.key_id.trim().is_empty() {
             return Err(TokenError::config(
+                "key_id",
                 "the key id is empty: pass it to Credentials::new or set EVOLUTION_KEY_ID",
             ));
         }
         if self.secret.expose_secret().trim().is_empty() {
-            return Err(TokenError::config(format!(
-                "the secret for key id `{}` is empty: pass it to Credentials::new or set EVOLUTION_SECRET",
-                self.key_id
-            )));
+            return Err(TokenError::config(
+                "secret",
+                format!(
+                    "the secret for key id `{}` is empty: pass it to Credentials::new or set EVOLUTION_SECRET",
+                    self.key_id
+                ),
+            ));
         }
         Ok(())
     }

@@ -110,8 +110,14 @@ pub enum TokenError {
         auth_url: Arc<str>,
     },
     /// The token manager was configured with something unusable.
-    #[error("invalid token configuration: {0}")]
-    InvalidConfiguration(Arc<str>),
+    #[error("invalid token configuration of `{setting}`: {message}")]
+    InvalidConfiguration {
+        /// The setting to fix: a builder method (`auth_url`, `refresh_ahead`, ...),
+        /// `key_id` or `secret`.
+        setting: &'static str,
+        /// What is wrong and what is expected.
+        message: Arc<str>,
+    },
     /// The refresh task ended without an answer (the tokio runtime is shutting down).
     #[error("the token refresh was aborted: the tokio runtime is shutting down")]
     Aborted,
@@ -159,8 +165,11 @@ impl TokenErrorKind {
 }
 
 impl TokenError {
-    pub(crate) fn config(message: impl Into<String>) -> Self {
-        Self::InvalidConfiguration(Arc::from(message.into()))
+    pub(crate) fn config(setting: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidConfiguration {
+            setting,
+            message: Arc::from(message.into()),
+        }
     }
 
     /// The kind of this error.
@@ -173,7 +182,7 @@ impl TokenError {
             Self::Network { .. } => TokenErrorKind::Network,
             Self::Timeout { .. } => TokenErrorKind::Timeout,
             Self::InvalidResponse { .. } => TokenErrorKind::InvalidResponse,
-            Self::InvalidConfiguration(_) => TokenErrorKind::InvalidConfiguration,
+            Self::InvalidConfiguration { .. } => TokenErrorKind::InvalidConfiguration,
             Self::Aborted => TokenErrorKind::Aborted,
         }
     }

@@ -98,6 +98,23 @@ fn missing_settings_name_the_field_and_the_variable() {
             "request_timeout",
             "longer than zero",
         ),
+        (
+            full().fetch_attempts(0),
+            "fetch_attempts",
+            "between 1 and 10",
+        ),
+        (
+            full().fetch_timeout(Duration::ZERO),
+            "fetch_timeout",
+            "longer than zero",
+        ),
+        (
+            full()
+                .refresh_buffer(Duration::from_secs(60))
+                .refresh_ahead(Duration::from_secs(10)),
+            "refresh_ahead",
+            "shorter than refresh_buffer",
+        ),
     ];
     for (builder, field, expected) in invalid {
         let (got, message) = field_of(builder.build());

@@ -233,19 +233,28 @@ impl TokenManagerBuilder {
         self.credentials.validate()?;
         let url = parse_auth_url(&self.auth_url, self.allow_insecure_http)?;
         if self.refresh_ahead < self.refresh_buffer {
-            return Err(TokenError::config(format!(
-                "refresh_ahead ({:?}) is shorter than refresh_buffer ({:?}): it must be at least as long",
-                self.refresh_ahead, self.refresh_buffer
-            )));
+            return Err(TokenError::config(
+                "refresh_ahead",
+                format!(
+                    "refresh_ahead ({:?}) is shorter than refresh_buffer ({:?}): it must be at least as long",
+                    self.refresh_ahead, self.refresh_buffer
+                ),
+            ));
         }
         if self.fetch_timeout.is_zero() {
-            return Err(TokenError::config("fetch_timeout must be longer than zero"));
+            return Err(TokenError::config(
+                "fetch_timeout",
+                "fetch_timeout must be longer than zero",
+            ));
         }
         if !(1..=MAX_FETCH_ATTEMPTS).contains(&self.fetch_attempts) {
-            return Err(TokenError::config(format!(
-                "fetch_attempts is {}: it must be between 1 and {MAX_FETCH_ATTEMPTS}",
-                self.fetch_attempts
-            )));
+            return Err(TokenError::config(
+                "fetch_attempts",
+                format!(
+                    "fetch_attempts is {}: it must be between 1 and {MAX_FETCH_ATTEMPTS}",
+                    self.fetch_attempts
+                ),
+            ));
         }
         #[cfg(feature = "shared-cache")]
         let shared_cache = self
@@ -254,7 +263,10 @@ impl TokenManagerBuilder {
         let http = match self.http {
             Some(http) => http,
             None => reqwest::Client::builder().build().map_err(|error| {
-                TokenError::config(format!("cannot create the HTTP client for IAM: {error}"))
+                TokenError::config(
+                    "http_client",
+                    format!("cannot create the HTTP client for IAM: {error}"),
+                )
             })?,
         };
         Ok(TokenManager {
@@ -294,19 +306,21 @@ impl SharedCacheConfig {
         fetch_attempts: u32,
     ) -> Result<Option<crate::store::SharedCache>, TokenError> {
         if let Some(error) = self.error {
-            return Err(TokenError::config(error));
+            return Err(TokenError::config("shared_cache", error));
         }
         let Some(store) = self.store else {
             return Ok(None);
         };
         if self.timeout.is_zero() {
             return Err(TokenError::config(
+                "shared_cache_timeout",
                 "shared_cache_timeout must be longer than zero",
             ));
         }
         let lock_ttl = match self.lock_ttl {
             Some(ttl) if ttl < Duration::from_millis(1) => {
                 return Err(TokenError::config(
+                    "shared_cache_lock_ttl",
                     "shared_cache_lock_ttl must be at least 1 ms",
                 ));
             }
@@ -375,9 +389,10 @@ pub fn parse_endpoint_url(
 
 fn parse_auth_url(raw: &str, allow_insecure_http: bool) -> Result<reqwest::Url, TokenError> {
     parse_endpoint_url("auth URL", raw, allow_insecure_http).map_err(|message| {
-        TokenError::config(format!(
-            "{message}; the Cloud.ru default is {DEFAULT_AUTH_URL}"
-        ))
+        TokenError::config(
+            "auth_url",
+            format!("{message}; the Cloud.ru default is {DEFAULT_AUTH_URL}"),
+        )
     })
 }
 

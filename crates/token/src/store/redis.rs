@@ -239,7 +239,10 @@ mod tests {
             .build()
             .unwrap_err();
         let text = error.to_string();
-        assert!(matches!(error, crate::TokenError::InvalidConfiguration(_)));
+        assert!(matches!(
+            error,
+            crate::TokenError::InvalidConfiguration { .. }
+        ));
         assert!(text.contains("not a valid Redis URL"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
     }

@@ -124,7 +124,7 @@ async fn configuration_errors_name_what_to_fix() {
             .auth_url(url)
             .build()
             .unwrap_err();
-        assert!(matches!(error, TokenError::InvalidConfiguration(_)));
+        assert!(matches!(error, TokenError::InvalidConfiguration { .. }));
         assert!(error.to_string().contains(expected), "{error}");
     }
     let error = TokenManager::builder(Credentials::new("k", "s"))

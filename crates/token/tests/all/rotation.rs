@@ -52,7 +52,7 @@ async fn invalid_new_credentials_keep_the_old_key() {
     let error = tokens
         .set_credentials(Credentials::new("k", ""))
         .unwrap_err();
-    assert!(matches!(error, TokenError::InvalidConfiguration(_)));
+    assert!(matches!(error, TokenError::InvalidConfiguration { .. }));
     assert_eq!(&*tokens.key_id(), KEY);
 }
 

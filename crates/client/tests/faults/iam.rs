@@ -1,0 +1,359 @@
+//! Rows about IAM: down, slow, throttled, answering garbage or refusing the key.
+
+use std::time::Duration;
+
+use evolution_emulator::{Fault, Malformed, Route};
+use evolution_token::{InvalidResponseReason, TokenError};
+use serde_json::json;
+use tokio::time::{Instant, sleep_until};
+
+use crate::{
+    ATTEMPTS, FETCH_ATTEMPTS, KEY, break_route, builder, client, echo, emulator, heal, says, seen,
+    token_error,
+};
+
+/// IAM answers 503 to everything: the call fails with `Unavailable` after 3 client attempts
+/// of 3 IAM requests each, no API request is made, and the client recovers with IAM.
+#[tokio::test(start_paused = true)]
+async fn iam_down_at_start() {
+    let emu = emulator().await;
+    break_route(&emu, Route::Iam, Fault::status(503));
+    let llm = client(&emu);
+
+    let error = llm.invoke("hi").await.unwrap_err();
+    match token_error(&error) {
+        TokenError::Unavailable {
+            status, attempts, ..
+        } => {
+            assert_eq!(status.as_u16(), 503);
+            assert_eq!(*attempts, 3);
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(error.is_retryable() && !error.is_auth(), "{error:?}");
+    says(
+        &error.to_string(),
+        &[
+            &format!("IAM at {} is unavailable", emu.auth_url()),
+            "503 Service Unavailable",
+            "after 3 attempt(s)",
+            "try again later, or check the auth URL",
+        ],
+    );
+    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS, 0));
+    assert_eq!(llm.stats().failed_refreshes, ATTEMPTS);
+
+    heal(&emu);
+    assert_eq!(llm.invoke("hi").await.unwrap(), echo(KEY, "hi"));
+    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS + 1, 1));
+}
+
+/// IAM goes down once a token is cached: calls keep succeeding with it through the
+/// refresh-ahead window and the refresh buffer, while refreshes are retried with backoff (not
+/// in a loop); only once the token has expired do calls fail, and they recover with IAM.
+#[tokio::test(start_paused = true)]
+async fn iam_down_during_refresh_with_a_valid_token() {
+    let emu = emulator().await; // 3600 s tokens
+    let llm = client(&emu);
+    let start = Instant::now();
+    llm.invoke("before").await.unwrap();
+    assert_eq!(seen(&emu), (1, 1));
+    break_route(&emu, Route::Iam, Fault::status(503));
+
+    // Inside the refresh-ahead window: the background refresh starts at 3570 s minus a
+    // jittered 135..270 s, so by 3440 s it has begun; the cached token still serves.
+    sleep_until(start + Duration::from_secs(3440)).await;
+    let mut ok = 1;
+    for i in 0..20 {
+        assert_eq!(
+            llm.invoke(format!("ahead {i}")).await.unwrap(),
+            echo(KEY, &format!("ahead {i}"))
+        );
+        ok += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (iam, chat) = seen(&emu);
+    assert_eq!(chat, ok);
+    // Each failed refresh is 3 IAM requests; they are spaced by a jittered 1, 2, 4, 8 s
+    // backoff (at least half of it), so 20 s hold at most 6 of them, not one per call.
+    let refreshes = (iam - 1) / FETCH_ATTEMPTS;
+    assert_eq!((iam - 1) % FETCH_ATTEMPTS, 0, "{iam} IAM requests");
+    assert!(
+        (1..=6).contains(&refreshes),
+        "{refreshes} refreshes in 20 s"
+    );
+
+    // Inside the refresh buffer (the last 30 s): callers would wait for a new token, but
+    // IAM fails, so the still-valid token is served.
+    sleep_until(start + Duration::from_secs(3580)).await;
+    for i in 0..5 {
+        llm.invoke(format!("buffer {i}")).await.unwrap();
+        ok += 1;
+    }
+    let (iam_in_buffer, chat) = seen(&emu);
+    assert_eq!(chat, ok);
+    assert!(
+        iam_in_buffer - iam <= 2 * FETCH_ATTEMPTS,
+        "{iam} → {iam_in_buffer}"
+    );
+    assert!(llm.token_manager().info().has_token);
+
+    // Expired: now the call fails, after 3 attempts of one refresh each.
+    sleep_until(start + Duration::from_secs(3601)).await;
+    let error = llm.invoke("expired").await.unwrap_err();
+    assert!(
+        matches!(
+            token_error(&error),
+            TokenError::Unavailable { attempts: 3, .. }
+        ),
+        "{error:?}"
+    );
+    says(
+        &error.to_string(),
+        &["is unavailable", "after 3 attempt(s)"],
+    );
+    assert_eq!(
+        seen(&emu),
+        (iam_in_buffer + ATTEMPTS * FETCH_ATTEMPTS, ok),
+        "no API request without a token"
+    );
+
+    heal(&emu);
+    assert_eq!(llm.invoke("back").await.unwrap(), echo(KEY, "back"));
+    assert_eq!(
+        seen(&emu),
+        (iam_in_buffer + ATTEMPTS * FETCH_ATTEMPTS + 1, ok + 1)
+    );
+    assert_eq!(emu.stats().chat_status(401), 0, "no expired token was sent");
+}
+
+/// IAM answers after 30 s, beyond the 10 s fetch timeout: each IAM request is abandoned at
+/// 10 s, the call fails with `TokenError::Timeout` after 3 × 3 of them.
+#[tokio::test(start_paused = true)]
+async fn iam_slow_beyond_the_fetch_timeout() {
+    let emu = emulator().await;
+    emu.set_latency(Route::Iam, Duration::from_secs(30));
+    let llm = client(&emu);
+
+    let started = Instant::now();
+    let error = llm.invoke("hi").await.unwrap_err();
+    match token_error(&error) {
+        TokenError::Timeout {
+            timeout, attempts, ..
+        } => {
+            assert_eq!(*timeout, evolution_token::DEFAULT_FETCH_TIMEOUT);
+            assert_eq!(*attempts, 3);
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(error.is_retryable());
+    says(
+        &error.to_string(),
+        &[
+            &format!("IAM at {} did not answer within 10s", emu.auth_url()),
+            "(3 attempt(s))",
+            "check the network, or raise the fetch timeout",
+        ],
+    );
+    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS, 0));
+    // 9 fetches of 10 s, plus at most 3 × (0.2 + 0.4) s of IAM backoff and 1 + 2 s of
+    // client backoff.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(90) && elapsed <= Duration::from_secs(95),
+        "{elapsed:?}"
+    );
+
+    emu.set_latency(Route::Iam, Duration::ZERO);
+    // Requests abandoned by the client are still in the emulator's hands; give them time.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    llm.invoke("hi").await.unwrap();
+    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS + 1, 1));
+}
+
+/// Bursts of 429 and 5xx from IAM: shorter than one refresh's 3 attempts, they are invisible;
+/// longer, the client's retry starts another refresh; longer than both, the call fails with
+/// the last status.
+#[tokio::test(start_paused = true)]
+async fn iam_429_and_5xx_bursts() {
+    // Within one refresh.
+    let emu = emulator().await;
+    emu.push_fault(
+        Route::Iam,
+        Fault::status(429).with_header("retry-after", "1"),
+    );
+    emu.push_fault(Route::Iam, Fault::status(500));
+    assert_eq!(client(&emu).invoke("a").await.unwrap(), echo(KEY, "a"));
+    assert_eq!(seen(&emu), (3, 1));
+    assert_eq!(emu.stats().iam_status(429), 1);
+    assert_eq!(emu.stats().iam_status(500), 1);
+
+    // Across two refreshes: the first fails after 3, the client's second attempt refreshes again.
+    let emu = emulator().await;
+    for code in [502, 503, 504, 429] {
+        emu.push_fault(Route::Iam, Fault::status(code));
+    }
+    let llm = client(&emu);
+    assert_eq!(llm.invoke("b").await.unwrap(), echo(KEY, "b"));
+    assert_eq!(seen(&emu), (5, 1));
+    assert_eq!(llm.stats().failed_refreshes, 1);
+    assert_eq!(llm.stats().successful_refreshes, 1);
+    assert_eq!(llm.stats().retries, 1);
+
+    // Longer than every attempt: the last status is reported.
+    let emu = emulator().await;
+    for code in [500, 502, 503, 429, 500, 502, 503, 429, 504] {
+        emu.push_fault(Route::Iam, Fault::status(code));
+    }
+    let llm = client(&emu);
+    let error = llm.invoke("c").await.unwrap_err();
+    assert!(
+        matches!(
+            token_error(&error),
+            TokenError::Unavailable { status, attempts: 3, .. } if status.as_u16() == 504
+        ),
+        "{error:?}"
+    );
+    says(
+        &error.to_string(),
+        &["504 Gateway Timeout", "after 3 attempt(s)"],
+    );
+    assert_eq!(seen(&emu), (9, 0));
+    assert_eq!(llm.invoke("d").await.unwrap(), echo(KEY, "d"));
+    assert_eq!(seen(&emu), (10, 1));
+}
+
+/// Every kind of unusable 200 answer from IAM is an `InvalidResponse` naming what was wrong,
+/// is not retried (one IAM request, no API request), and never echoes the body.
+#[tokio::test(start_paused = true)]
+async fn iam_malformed_bodies() {
+    let emu = emulator().await;
+    let llm = client(&emu);
+    let cases = [
+        (
+            Fault::malformed(Malformed::NotJson),
+            InvalidResponseReason::NotJson,
+        ),
+        (
+            Fault::malformed(Malformed::Empty),
+            InvalidResponseReason::NotJson,
+        ),
+        (
+            Fault::malformed(Malformed::Truncated),
+            InvalidResponseReason::NotJson,
+        ),
+        (
+            Fault::malformed(Malformed::MissingField),
+            InvalidResponseReason::MissingAccessToken,
+        ),
+        (
+            Fault::raw_body(200, "text/html", "<html>login</html>"),
+            InvalidResponseReason::NotJson,
+        ),
+        (
+            Fault::iam_body(json!(["evo_x"])),
+            InvalidResponseReason::NotAnObject,
+        ),
+        (
+            Fault::iam_body(json!({"access_token": 12345})),
+            InvalidResponseReason::MissingAccessToken,
+        ),
+        (
+            Fault::iam_body(json!({"access_token": "evo leaky"})),
+            InvalidResponseReason::InvalidAccessToken,
+        ),
+        (
+            Fault::iam_body(json!({"access_token": "evo_leaky", "expires_in": "soon"})),
+            InvalidResponseReason::ExpiresInNotANumber,
+        ),
+        (
+            Fault::iam_body(json!({"access_token": "evo_leaky", "expires_in": -1})),
+            InvalidResponseReason::ExpiresInNotPositive,
+        ),
+    ];
+    let count = cases.len() as u64;
+    for (i, (fault, expected)) in cases.into_iter().enumerate() {
+        emu.push_fault(Route::Iam, fault);
+        let error = llm.invoke("hi").await.unwrap_err();
+        match token_error(&error) {
+            TokenError::InvalidResponse { reason, .. } => assert_eq!(*reason, expected),
+            other => panic!("case {i}: expected InvalidResponse, got {other:?}"),
+        }
+        assert!(
+            !error.is_retryable() && !error.is_auth(),
+            "case {i}: {error:?}"
+        );
+        let message = error.to_string();
+        says(
+            &message,
+            &[
+                &format!("IAM at {} sent an unusable token response", emu.auth_url()),
+                &expected.to_string(),
+                "check that the auth URL is the Cloud.ru IAM token endpoint",
+            ],
+        );
+        assert!(
+            !message.contains("evo_leaky") && !message.contains("evo leaky"),
+            "{message}"
+        );
+        assert_eq!(seen(&emu), (i as u64 + 1, 0), "case {i}: not retried");
+    }
+    assert_eq!(llm.invoke("ok").await.unwrap(), echo(KEY, "ok"));
+    assert_eq!(seen(&emu), (count + 1, 1));
+}
+
+/// IAM 401 (wrong secret, disabled key) and 403: auth errors naming the key and what to check,
+/// never retried, no API request.
+#[tokio::test(start_paused = true)]
+async fn iam_401_and_403() {
+    let emu = emulator().await;
+
+    let wrong = builder(&emu).secret("not-the-secret").build().unwrap();
+    let error = wrong.invoke("hi").await.unwrap_err();
+    assert!(
+        matches!(token_error(&error), TokenError::InvalidCredentials { key_id } if &**key_id == KEY),
+        "{error:?}"
+    );
+    assert!(error.is_auth() && !error.is_retryable());
+    let message = error.to_string();
+    says(
+        &message,
+        &[
+            &format!("IAM rejected key id `{KEY}` (401 Unauthorized)"),
+            "check the key id and the secret, and that the key is not deleted or disabled",
+        ],
+    );
+    assert!(!message.contains("not-the-secret"), "{message}");
+    assert_eq!(seen(&emu), (1, 0));
+    assert_eq!(emu.stats().iam_status(401), 1);
+
+    let llm = client(&emu);
+    emu.disable_key(KEY);
+    let error = llm.invoke("hi").await.unwrap_err();
+    assert!(
+        matches!(token_error(&error), TokenError::InvalidCredentials { .. }),
+        "{error:?}"
+    );
+    assert_eq!(seen(&emu), (2, 0));
+    emu.enable_key(KEY);
+
+    emu.push_fault(Route::Iam, Fault::status(403));
+    let error = llm.invoke("hi").await.unwrap_err();
+    assert!(
+        matches!(token_error(&error), TokenError::Forbidden { key_id } if &**key_id == KEY),
+        "{error:?}"
+    );
+    assert!(error.is_auth() && !error.is_retryable());
+    says(
+        &error.to_string(),
+        &[
+            &format!("IAM refused key id `{KEY}` (403 Forbidden)"),
+            "check that the key is active and its service account has access",
+        ],
+    );
+    assert_eq!(seen(&emu), (3, 0));
+    assert_eq!(llm.stats().auth_errors, 2);
+
+    assert_eq!(llm.invoke("ok").await.unwrap(), echo(KEY, "ok"));
+    assert_eq!(seen(&emu), (4, 1));
+}
