@@ -1,0 +1,450 @@
+//! What the middleware costs.
+//!
+//! 1. `stack_loopback`: requests per second at 64 in flight against the loopback emulator
+//!    (the release binary in its own process when built, else the library on a runtime of
+//!    its own — the first lines say which), all in one run:
+//!    - `bare_reqwest`: `reqwest` posting the chat body with a fixed `Authorization` header
+//!      and reading the answer;
+//!    - `transport`: the same through `HttpTransport` alone (the stack's bottom);
+//!    - `one_key`: `stack::authenticated` — auth, sensitive headers, trace, per-attempt
+//!      timeout — over the transport;
+//!    - `full_stack`: `EvolutionInference::service()` with a backup key and a total
+//!      timeout: metrics, total timeout, retry, attempt counter, fallback, and one
+//!      `one_key` stack per key;
+//!    - `invoke`: `EvolutionInference::invoke`, which adds encoding the request and
+//!      decoding the JSON answer.
+//!
+//!    The summary prints each rate, its ratio to `bare_reqwest` (target for `full_stack`:
+//!    ≥ 95%), and the client process's CPU time per request (user + system, from
+//!    `/proc/self/stat`; the server is another process). Then an interleaved check runs
+//!    bare and full stack alternately for a few rounds and prints the median ratio, which a
+//!    change of machine load between two criterion benchmarks does not skew.
+//! 2. `stack_cpu`: time per call of the layers over an in-memory service (a `service_fn`
+//!    answering a ready 200 with a small body), one call at a time as the client makes it
+//!    (a clone of the stack, `oneshot`), on 1 thread and on 2 threads at once sharing one
+//!    stack: the bare service, `one_key`, and the full stack (the same layers as
+//!    `EvolutionInference` assembles, built by `evolution_benches::full_stack`). The
+//!    summary prints full stack minus bare (target ≤ 2 µs).
+//!
+//! ```text
+//! cargo build --release -p evolution-emulator
+//! cargo bench -p evolution-benches --bench stack_overhead -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+// Benchmarks measure real elapsed time.
+#![allow(clippy::disallowed_methods)]
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use evolution_benches::{
+    BACKUP_KEY_ID, BACKUP_SECRET, Server, authenticated, bench_mode, criterion_estimate_ns,
+    full_stack, machine, on_threads, process_cpu_time, runtime,
+};
+use evolution_client::stack::EvolutionService;
+use evolution_client::{Body, EvolutionInference, HttpTransport, Metrics};
+use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
+use evolution_token::{BoxError, Credentials, TokenManager};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use tokio::runtime::Runtime;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceExt, service_fn};
+
+const IN_FLIGHT: usize = 64;
+const TIMEOUT: Duration = Duration::from_secs(60);
+const PROMPT: &str = "Привет!";
+const LOOPBACK: &str = "stack_loopback";
+const CPU: &str = "stack_cpu";
+
+/// The body `invoke(PROMPT)` sends with the client's defaults.
+fn chat_body() -> Bytes {
+    Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "model": DEMO_MODEL,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 512,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+            "n": 1,
+            "stream": false,
+        }))
+        .expect("JSON"),
+    )
+}
+
+fn chat_request(uri: &Uri, body: &Bytes, bearer: Option<&HeaderValue>) -> Request<Bytes> {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(uri.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json")
+        .body(body.clone())
+        .expect("a request");
+    if let Some(bearer) = bearer {
+        request.headers_mut().insert(AUTHORIZATION, bearer.clone());
+    }
+    request
+}
+
+/// Client CPU time and requests per benchmark, over every sample (warm-up included), in
+/// the order the benchmarks ran.
+#[derive(Default)]
+struct CpuLedger(RefCell<Vec<(String, Duration, u64)>>);
+
+impl CpuLedger {
+    fn add(&self, name: &str, cpu: Duration, requests: u64) {
+        let mut entries = self.0.borrow_mut();
+        match entries.iter_mut().find(|(n, ..)| n == name) {
+            Some(entry) => {
+                entry.1 += cpu;
+                entry.2 += requests;
+            }
+            None => entries.push((name.to_owned(), cpu, requests)),
+        }
+    }
+
+    /// Each benchmark that ran, with its client CPU time per request in microseconds.
+    fn per_request(&self) -> Vec<(String, f64)> {
+        self.0
+            .borrow()
+            .iter()
+            .filter(|(_, _, requests)| *requests > 0)
+            .map(|(name, cpu, requests)| (name.clone(), cpu.as_secs_f64() * 1e6 / *requests as f64))
+            .collect()
+    }
+}
+
+/// Runs `iters` calls of `call` with `IN_FLIGHT` workers on `runtime`; the wall time.
+fn in_flight<F, Fut>(runtime: &Runtime, iters: u64, call: F) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    runtime.block_on(async move {
+        let issued = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let workers: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| {
+                let (issued, call) = (issued.clone(), call.clone());
+                tokio::spawn(async move {
+                    while issued.fetch_add(1, Ordering::Relaxed) < iters {
+                        call().await;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.expect("no worker panics");
+        }
+        start.elapsed()
+    })
+}
+
+/// One call of `bare_reqwest`: the chat body with a fixed `Authorization` header.
+fn bare_call(
+    http: reqwest::Client,
+    url: String,
+    body: Bytes,
+    bearer: HeaderValue,
+) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || {
+        let request = http
+            .post(&url)
+            .header(AUTHORIZATION, bearer.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(body.clone());
+        Box::pin(async move {
+            let response = request.send().await.expect("the server answers");
+            assert!(response.status().is_success());
+            black_box(response.bytes().await.expect("a body"));
+        })
+    }
+}
+
+/// One call through `service` as `EvolutionInference` makes it (a clone of the stack per
+/// call, `oneshot`), reading the whole answer; `bearer` is set when the service does not
+/// authenticate requests itself.
+fn service_call(
+    service: EvolutionService,
+    uri: Uri,
+    body: Bytes,
+    bearer: Option<HeaderValue>,
+) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || {
+        let request = chat_request(&uri, &body, bearer.as_ref());
+        let service = service.clone();
+        Box::pin(async move {
+            let response = service.oneshot(request).await.expect("the stack answers");
+            assert!(response.status().is_success());
+            black_box(response.into_body().collect().await.expect("a body"));
+        })
+    }
+}
+
+/// Every case boxes its call future the same way, so that no case pays for it alone.
+type BoxedCall = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Benchmarks `call` at `IN_FLIGHT` calls in flight, recording the client CPU it used.
+fn bench_call<M, F>(
+    group: &mut BenchmarkGroup<'_, M>,
+    runtime: &Runtime,
+    ledger: &CpuLedger,
+    name: &str,
+    call: F,
+) where
+    M: criterion::measurement::Measurement<Value = Duration>,
+    F: Fn() -> BoxedCall + Clone + Send + 'static,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let cpu = process_cpu_time();
+            let elapsed = in_flight(runtime, iters, call.clone());
+            ledger.add(name, process_cpu_time() - cpu, iters);
+            elapsed
+        })
+    });
+}
+
+/// Rounds of the interleaved ratio check, and calls per case per round.
+const ROUNDS: usize = 6;
+const ROUND_CALLS: u64 = 20_000;
+
+/// Bare and full stack alternately (ABBA order, so a drift in machine load hits both
+/// alike), `ROUNDS` times `ROUND_CALLS` calls each: the median of the per-round ratios is
+/// less sensitive to a shared machine than two criterion runs a few seconds apart.
+fn interleaved<B, S>(runtime: &Runtime, bare: B, stack: S)
+where
+    B: Fn() -> BoxedCall + Clone + Send + 'static,
+    S: Fn() -> BoxedCall + Clone + Send + 'static,
+{
+    let mut ratios = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let rate = |elapsed: Duration| ROUND_CALLS as f64 / elapsed.as_secs_f64();
+        let (bare_rate, stack_rate) = if round % 2 == 0 {
+            let b = rate(in_flight(runtime, ROUND_CALLS, bare.clone()));
+            (b, rate(in_flight(runtime, ROUND_CALLS, stack.clone())))
+        } else {
+            let s = rate(in_flight(runtime, ROUND_CALLS, stack.clone()));
+            (rate(in_flight(runtime, ROUND_CALLS, bare.clone())), s)
+        };
+        ratios.push(stack_rate / bare_rate);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = (ratios[(ROUNDS - 1) / 2] + ratios[ROUNDS / 2]) / 2.0;
+    println!(
+        "stack_loopback interleaved: full stack / bare reqwest over {ROUNDS} rounds of {ROUND_CALLS} calls: \
+         median {:.1}% (min {:.1}%, max {:.1}%)",
+        100.0 * median,
+        100.0 * ratios[0],
+        100.0 * ratios[ROUNDS - 1],
+    );
+}
+
+fn loopback(c: &mut Criterion) {
+    println!("{}", machine());
+    let server = Server::start();
+    println!("{}", server.describe());
+    let runtime = runtime(2);
+    println!("client: its own runtime, 2 worker threads; {IN_FLIGHT} calls in flight");
+
+    let client = EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .key_id(DEMO_KEY_ID)
+        .secret(DEMO_SECRET)
+        .base_url(server.base_url())
+        .auth_url(server.auth_url())
+        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
+        .metrics(Metrics::new())
+        .total_timeout(TIMEOUT)
+        .build()
+        .expect("a valid client");
+    let answer = runtime
+        .block_on(client.invoke(PROMPT))
+        .expect("the client works");
+    assert!(answer.ends_with(PROMPT), "unexpected answer {answer:?}");
+    let bearer = runtime
+        .block_on(client.token_manager().get_token())
+        .expect("a token")
+        .bearer_header();
+    let uri: Uri = format!("{}/chat/completions", server.base_url())
+        .parse()
+        .expect("a URI");
+    let body = chat_body();
+    let ledger = CpuLedger::default();
+
+    let bare = bare_call(
+        reqwest::Client::new(),
+        uri.to_string(),
+        body.clone(),
+        bearer.clone(),
+    );
+    let transport = HttpTransport::new(reqwest::Client::new());
+    let cases = [
+        (
+            "transport",
+            BoxCloneSyncService::new(transport.clone()),
+            Some(bearer),
+        ),
+        (
+            "one_key",
+            authenticated(transport, client.token_manager().clone(), TIMEOUT),
+            None,
+        ),
+        ("full_stack", client.service(), None),
+    ];
+    let invoker = client.clone();
+    let invoke = move || -> BoxedCall {
+        let client = invoker.clone();
+        Box::pin(async move {
+            black_box(client.invoke(PROMPT).await.expect("an answer"));
+        })
+    };
+
+    let mut group = c.benchmark_group(LOOPBACK);
+    group.throughput(Throughput::Elements(1));
+    // Few, large samples: every sample must keep all 64 calls in flight.
+    group.sample_size(10);
+    bench_call(&mut group, &runtime, &ledger, "bare_reqwest", bare.clone());
+    for (name, service, bearer) in cases {
+        let call = service_call(service, uri.clone(), body.clone(), bearer);
+        bench_call(&mut group, &runtime, &ledger, name, call);
+    }
+    bench_call(&mut group, &runtime, &ledger, "invoke", invoke);
+    group.finish();
+    assert_eq!(
+        client.stats().fallback_switches,
+        0,
+        "the backup key stayed idle"
+    );
+
+    let ran = ledger.per_request();
+    if !bench_mode() || ran.is_empty() {
+        return;
+    }
+    let bare_ns = ran
+        .iter()
+        .any(|(name, _)| name == "bare_reqwest")
+        .then(|| criterion_estimate_ns(LOOPBACK, "bare_reqwest"))
+        .flatten();
+    println!("\n| {LOOPBACK:<20} |   req/s | of bare | client CPU µs/req |");
+    println!("|----------------------|--------:|--------:|------------------:|");
+    for (name, cpu) in &ran {
+        if let Some(ns) = criterion_estimate_ns(LOOPBACK, name) {
+            let of_bare =
+                bare_ns.map_or("-".to_owned(), |bare| format!("{:.1}%", 100.0 * bare / ns));
+            println!(
+                "| {name:<20} | {:>7.0} | {of_bare:>7} | {cpu:>17.1} |",
+                1e9 / ns
+            );
+        }
+    }
+    if bare_ns.is_some() && ran.iter().any(|(name, _)| name == "full_stack") {
+        let full = service_call(client.service(), uri, body, None);
+        interleaved(&runtime, bare, full);
+    }
+    drop(server);
+}
+
+type Inner = fn(Request<Bytes>) -> Ready<Result<Response<Body>, BoxError>>;
+
+/// A ready 200 with a small JSON body.
+fn in_memory() -> tower::util::ServiceFn<Inner> {
+    service_fn(
+        (|_request| {
+            let body = Full::new(Bytes::from_static(br#"{"choices":[]}"#))
+                .map_err(|never: Infallible| match never {})
+                .boxed();
+            ready(Ok(Response::new(body)))
+        }) as Inner,
+    )
+}
+
+/// `iters` sequential calls through `service`.
+async fn sequential(service: EvolutionService, iters: u64) {
+    let (uri, body) = (
+        Uri::from_static("http://127.0.0.1/v1/chat/completions"),
+        chat_body(),
+    );
+    for _ in 0..iters {
+        let request = chat_request(&uri, &body, None);
+        // As `EvolutionInference` calls its stack: a clone per call.
+        let response = service
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the service answers");
+        black_box(response);
+    }
+}
+
+fn warm(auth_url: &str, key_id: &str, secret: &str) -> TokenManager {
+    let tokens = TokenManager::builder(Credentials::new(key_id, secret))
+        .auth_url(auth_url)
+        .build()
+        .expect("valid configuration");
+    runtime(1).block_on(tokens.get_token()).expect("a token");
+    tokens
+}
+
+fn cpu(c: &mut Criterion) {
+    let server = Server::start();
+    let primary = warm(&server.auth_url(), DEMO_KEY_ID, DEMO_SECRET);
+    let backup = warm(&server.auth_url(), BACKUP_KEY_ID, BACKUP_SECRET);
+    let metrics = Metrics::new();
+    // The bare service is boxed like the others, so every case pays the same box.
+    let services: [(&str, EvolutionService); 3] = [
+        ("bare_service", BoxCloneSyncService::new(in_memory())),
+        (
+            "one_key",
+            authenticated(in_memory(), primary.clone(), TIMEOUT),
+        ),
+        (
+            "full_stack",
+            full_stack(in_memory(), &primary, &backup, &metrics, TIMEOUT),
+        ),
+    ];
+
+    let mut group = c.benchmark_group(CPU);
+    for threads in [1, 2] {
+        for (name, service) in &services {
+            group.bench_function(format!("{name}/{threads}_threads"), |b| {
+                b.iter_custom(|iters| {
+                    let service = service.clone();
+                    on_threads(threads, iters, move |iters| {
+                        Box::pin(sequential(service.clone(), iters))
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+
+    let ns = |name: &str| criterion_estimate_ns(CPU, name);
+    for threads in [1, 2] {
+        if let (Some(bare), Some(full)) = (
+            ns(&format!("bare_service/{threads}_threads")),
+            ns(&format!("full_stack/{threads}_threads")),
+        ) {
+            println!(
+                "stack_cpu on {threads} thread(s): bare {bare:.0} ns, full stack {full:.0} ns per call: \
+                 the layers cost {:.2} µs",
+                (full - bare) / 1e3
+            );
+        }
+    }
+}
+
+criterion_group!(benches, loopback, cpu);
+criterion_main!(benches);
