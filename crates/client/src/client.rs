@@ -366,9 +366,11 @@ impl EvolutionInference {
             .oneshot(request)
             .await
             .map_err(|error| {
-                // Both timeouts fail with the same `Elapsed`: name the one that ran out.
+                // Both timeouts fail with the same `Elapsed`: name the one that stopped
+                // the call. The total did if no further attempt would have fitted in it
+                // (the retry layer gives up early then), the attempt limit otherwise.
                 let limit = match config.total_timeout {
-                    Some(total) if started.elapsed() >= total => total,
+                    Some(total) if started.elapsed() + config.request_timeout > total => total,
                     _ => config.request_timeout,
                 };
                 Error::from_service(error, limit)

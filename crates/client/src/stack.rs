@@ -32,14 +32,15 @@ use bytes::Bytes;
 use evolution_fallback::{Failback, FallbackEvent, FallbackHandle, FallbackLayer, Side};
 use evolution_metrics::{AttemptCounterLayer, FallbackSide, Metrics};
 use evolution_retry::{RetryConfig, RetryEvent, RetryLayer};
-use evolution_token::{AuthLayer, BoxError, TokenManager};
+use evolution_token::{Auth, AuthLayer, BoxError, TokenManager};
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
-use tower::util::BoxCloneSyncService;
+use tower::timeout::{Timeout, TimeoutLayer};
+use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, ServiceBuilder};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 
-use crate::trace::TraceLayer;
+use crate::trace::{Trace, TraceLayer};
 use crate::{Body, HttpTransport};
 
 /// The assembled service: requests with `Bytes` bodies in, streaming responses out.
@@ -60,6 +61,19 @@ pub(crate) struct Built {
     pub(crate) fallback: Option<FallbackHandle>,
 }
 
+/// One key's stack, concrete: boxed only once, at the top of the whole stack, so that a
+/// call clones plain `Arc`s rather than a chain of boxes.
+type KeyStack = Auth<SetSensitiveRequestHeaders<Trace<Timeout<HttpTransport>>>>;
+
+fn key_stack(http: reqwest::Client, tokens: TokenManager, per_attempt: Duration) -> KeyStack {
+    ServiceBuilder::new()
+        .layer(AuthLayer::new(tokens))
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        .layer(TraceLayer)
+        .timeout(per_attempt)
+        .service(HttpTransport::new(http))
+}
+
 /// One key's stack: bearer tokens from `tokens`, tower-http's sensitive headers,
 /// a trace span, a per-attempt timeout, and `http` as the transport.
 pub fn authenticated(
@@ -67,13 +81,7 @@ pub fn authenticated(
     tokens: TokenManager,
     per_attempt: Duration,
 ) -> EvolutionService {
-    let service = ServiceBuilder::new()
-        .layer(AuthLayer::new(tokens))
-        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-        .layer(TraceLayer)
-        .timeout(per_attempt)
-        .service(HttpTransport::new(http));
-    BoxCloneSyncService::new(service)
+    BoxCloneSyncService::new(key_stack(http, tokens, per_attempt))
 }
 
 pub(crate) fn build(
@@ -83,36 +91,35 @@ pub(crate) fn build(
     config: &StackConfig,
 ) -> Built {
     let metrics = &config.metrics;
-    let main = authenticated(http.clone(), primary.clone(), config.request_timeout);
+    let main = key_stack(http.clone(), primary.clone(), config.request_timeout);
     let (keys, fallback) = match backup {
-        None => (main, None),
+        None => (Either::Left(main), None),
         Some(backup) => {
             let observer = metrics.clone();
-            let layer =
-                FallbackLayer::new(authenticated(http, backup.clone(), config.request_timeout))
-                    .key_ids_from(primary, backup)
-                    .failback(config.failback)
-                    .observer(move |event: &FallbackEvent| {
-                        let side = match event.active() {
-                            Side::Primary => FallbackSide::Primary,
-                            Side::Backup => FallbackSide::Backup,
-                        };
-                        match event {
-                            FallbackEvent::Switched { reason, .. } => {
-                                observer.record_fallback_switch(side, reason.as_str());
-                            }
-                            other if other.is_switch() => {
-                                observer.record_fallback_switch(side, other.as_str());
-                            }
-                            _ => observer.set_fallback_side(side),
+            let layer = FallbackLayer::new(key_stack(http, backup.clone(), config.request_timeout))
+                .key_ids_from(primary, backup)
+                .failback(config.failback)
+                .observer(move |event: &FallbackEvent| {
+                    let side = match event.active() {
+                        Side::Primary => FallbackSide::Primary,
+                        Side::Backup => FallbackSide::Backup,
+                    };
+                    match event {
+                        FallbackEvent::Switched { reason, .. } => {
+                            observer.record_fallback_switch(side, reason.as_str());
                         }
-                    });
+                        other if other.is_switch() => {
+                            observer.record_fallback_switch(side, other.as_str());
+                        }
+                        _ => observer.set_fallback_side(side),
+                    }
+                });
             metrics.set_fallback_side(FallbackSide::Primary);
             let handle = layer.handle();
-            (BoxCloneSyncService::new(layer.layer(main)), Some(handle))
+            (Either::Right(layer.layer(main)), Some(handle))
         }
     };
-    let counted = BoxCloneSyncService::new(AttemptCounterLayer::new().layer(keys));
+    let counted = AttemptCounterLayer::new().layer(keys);
     let retried = match &config.retry {
         Some(retry) => {
             let observer = metrics.clone();
@@ -121,13 +128,13 @@ pub(crate) fn build(
                 .observer(move |event: &RetryEvent| observer.record_retry(event.reason.label()))
                 .build()
                 .unwrap_or_else(|_| retry.clone());
-            BoxCloneSyncService::new(RetryLayer::new(retry).layer(counted))
+            Either::Left(RetryLayer::new(retry).layer(counted))
         }
-        None => counted,
+        None => Either::Right(counted),
     };
     let service = ServiceBuilder::new()
         .layer(metrics.layer())
-        .option_layer(config.total_timeout.map(tower::timeout::TimeoutLayer::new))
+        .option_layer(config.total_timeout.map(TimeoutLayer::new))
         .service(retried);
     Built {
         service: BoxCloneSyncService::new(service),
