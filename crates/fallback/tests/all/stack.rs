@@ -150,13 +150,20 @@ async fn primary_revoked_under_64_concurrent_callers_no_call_fails() {
     // middleware over `BoxError` services directly trips rust-lang/rust#64552.
     let service = BoxCloneSyncService::new(service);
     let done = Arc::new(AtomicUsize::new(0));
+    // Every caller makes its first calls on the primary, then waits for the revocation,
+    // so that the rest of its calls are certainly made after it.
+    let (revoked_tx, revoked_rx) = tokio::sync::watch::channel(false);
 
     let callers: Vec<_> = (0..CALLERS)
         .map(|caller| {
             let (setup, service, done) = (setup.clone(), service.clone(), done.clone());
+            let mut revoked = revoked_rx.clone();
             tokio::spawn(async move {
                 let mut served = Vec::new();
                 for call in 0..CALLS {
+                    if call == 2 {
+                        revoked.wait_for(|revoked| *revoked).await.unwrap();
+                    }
                     let request = setup.request(&format!("{caller}/{call}"));
                     let content = ask(&service, request).await.unwrap_or_else(|error| {
                         panic!("caller {caller} call {call} failed: {error}")
@@ -175,9 +182,11 @@ async fn primary_revoked_under_64_concurrent_callers_no_call_fails() {
     }
     setup.emu.disable_key(PRIMARY);
     setup.emu.revoke_key(PRIMARY);
+    revoked_tx.send_replace(true);
 
     for caller in callers {
         let served = caller.await.expect("no call failed");
+        assert!(served[..2].iter().all(|key| key == PRIMARY), "{served:?}");
         assert_eq!(served.last().map(String::as_str), Some(BACKUP));
     }
     assert_eq!(handle.switches(), 1, "exactly one switch");
