@@ -1,63 +1,111 @@
 //! Counting the attempts of one logical call: [`Attempts`] and [`AttemptCounterLayer`].
+//!
+//! The count lives in a thread-local scope that [`MetricsService`](crate::MetricsService)
+//! opens around each call and each poll of the service below it, not in the request: the
+//! retry, fallback and auth layers copy the request for every possible resend, and a
+//! request extension would make each copy allocate a map of its own.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::cell::Cell;
 use std::task::{Context, Poll};
 
-use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// The number of attempts of one logical call so far, shared by every copy of its request
-/// (a request extension).
-#[derive(Debug, Clone, Default)]
-pub struct Attempts(Arc<AtomicU32>);
+thread_local! {
+    /// The attempts of the call whose service is being called or polled on this thread,
+    /// if a metrics layer above opened a scope.
+    static CURRENT: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// The attempt count of the logical call in progress.
+///
+/// A [`MetricsService`](crate::MetricsService) makes the count current while it calls or
+/// polls the service below it; an [`AttemptCounter`] under the retry layer adds one for
+/// each (re)sent request. A layer between them that hands the call to another task (such
+/// as tower's `Buffer`) takes it out of that scope: its attempts are then not counted, and
+/// the call is recorded without an attempt count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempts {
+    _private: (),
+}
 
 impl Attempts {
-    /// A counter at 0.
-    pub fn new() -> Self {
-        Self::default()
+    /// The attempts counted so far for the call being made on this thread, or `None`
+    /// outside a [`MetricsService`](crate::MetricsService)'s call.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use evolution_metrics::{AttemptCounterLayer, Attempts, Metrics};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let service = ServiceBuilder::new()
+    ///     .layer(Metrics::new().layer())
+    ///     // a `RetryLayer` goes here
+    ///     .layer(AttemptCounterLayer::new())
+    ///     .service(service_fn(|_request: http::Request<()>| {
+    ///         assert_eq!(Attempts::current(), Some(1));
+    ///         async { Ok::<_, Infallible>(http::Response::new(())) }
+    ///     }));
+    /// service.oneshot(http::Request::new(())).await?;
+    /// assert_eq!(Attempts::current(), None);
+    /// # Ok(()) }
+    /// ```
+    pub fn current() -> Option<u32> {
+        CURRENT.get()
     }
 
-    /// The attempts counted so far.
-    pub fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+    /// Counts one more attempt of the current call, if there is one.
+    fn increment() {
+        CURRENT.with(|current| {
+            if let Some(count) = current.get() {
+                current.set(Some(count.saturating_add(1)));
+            }
+        });
     }
 
-    /// Counts one more attempt and returns the new count.
-    pub fn increment(&self) -> u32 {
-        self.0.fetch_add(1, Ordering::Relaxed).saturating_add(1)
-    }
+    /// Runs `f` with `count` as the current call's attempts; returns what `f` returned and
+    /// the count after it. Attempts counted inside are added to an enclosing scope as
+    /// well, so nested metrics layers agree.
+    pub(crate) fn scope<R>(count: u32, f: impl FnOnce() -> R) -> (R, u32) {
+        /// Restores the enclosing scope even if `f` panics.
+        struct Restore {
+            outer: Option<u32>,
+            entered_with: u32,
+        }
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let inner = CURRENT.get().unwrap_or(self.entered_with);
+                let added = inner.saturating_sub(self.entered_with);
+                CURRENT.set(self.outer.map(|outer| outer.saturating_add(added)));
+            }
+        }
 
-    /// The counter in `request`'s extensions, if an outer layer put one there.
-    pub fn of<B>(request: &Request<B>) -> Option<&Self> {
-        request.extensions().get::<Self>()
-    }
-
-    /// The counter in `request`'s extensions, inserting a new one if there is none: nested
-    /// metrics layers share one counter.
-    pub(crate) fn get_or_insert<B>(request: &mut Request<B>) -> Self {
-        request
-            .extensions_mut()
-            .get_or_insert_with(Self::new)
-            .clone()
+        let restore = Restore {
+            outer: CURRENT.replace(Some(count)),
+            entered_with: count,
+        };
+        let result = f();
+        let after = CURRENT.get().unwrap_or(count);
+        drop(restore);
+        (result, after)
     }
 }
 
 /// Applies [`AttemptCounter`]: counts the attempts of each logical call. Place it under
 /// the retry layer.
 ///
-/// [`MetricsService`](crate::MetricsService) puts an [`Attempts`] counter in the request's
-/// extensions; an [`AttemptCounter`] placed *under* the retry layer adds one to it each time
-/// a (re)sent copy of the request passes, and the metrics layer records the total when the
-/// call ends. Copies made by a retry policy must carry the extensions over (the counter is
-/// shared, not copied, since it is an `Arc`).
+/// A [`MetricsService`](crate::MetricsService) above opens a per-call scope (see
+/// [`Attempts`]); an [`AttemptCounter`] placed *under* the retry layer adds one to it each
+/// time a (re)sent copy of the request passes, and the metrics layer records the total
+/// when the call ends. Nothing is added to the request.
 ///
 /// # Example
 ///
 /// ```
 /// use std::convert::Infallible;
-/// use evolution_metrics::{AttemptCounterLayer, Attempts, Metrics};
+/// use evolution_metrics::{AttemptCounterLayer, Metrics};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -67,12 +115,11 @@ impl Attempts {
 ///     .layer(metrics.layer())
 ///     // a `RetryLayer` goes here
 ///     .layer(AttemptCounterLayer::new())
-///     .service(service_fn(|request: http::Request<()>| async move {
-///         let attempts = Attempts::of(&request).map(Attempts::get);
-///         assert_eq!(attempts, Some(1));
+///     .service(service_fn(|_request: http::Request<()>| async {
 ///         Ok::<_, Infallible>(http::Response::new(()))
 ///     }));
 /// service.oneshot(http::Request::new(())).await?;
+/// assert_eq!(metrics.stats().total_requests, 1);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,8 +142,8 @@ impl<S> Layer<S> for AttemptCounterLayer {
     }
 }
 
-/// Counts every request that passes in its [`Attempts`] extension, if it has one.
-/// See [`AttemptCounterLayer`].
+/// Counts every request that passes as one attempt of the current call, if a metrics
+/// layer above opened one. See [`AttemptCounterLayer`].
 #[derive(Debug, Clone)]
 pub struct AttemptCounter<S> {
     inner: S,
@@ -124,9 +171,9 @@ impl<S> AttemptCounter<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for AttemptCounter<S>
+impl<S, Request> Service<Request> for AttemptCounter<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -136,10 +183,46 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        if let Some(attempts) = Attempts::of(&request) {
-            attempts.increment();
-        }
+    fn call(&mut self, request: Request) -> Self::Future {
+        Attempts::increment();
         self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_only_inside_a_scope_and_nested_scopes_add_up() {
+        Attempts::increment();
+        assert_eq!(Attempts::current(), None);
+
+        let ((), outer) = Attempts::scope(0, || {
+            Attempts::increment();
+            let ((), inner) = Attempts::scope(0, || {
+                Attempts::increment();
+                Attempts::increment();
+            });
+            assert_eq!(inner, 2);
+            assert_eq!(Attempts::current(), Some(3));
+        });
+        assert_eq!(outer, 3);
+        assert_eq!(Attempts::current(), None);
+    }
+
+    #[test]
+    fn a_panic_inside_restores_the_enclosing_scope() {
+        let ((), count) = Attempts::scope(5, || {
+            let caught = std::panic::catch_unwind(|| {
+                Attempts::scope(0, || {
+                    Attempts::increment();
+                    panic!("inner service panicked");
+                })
+            });
+            assert!(caught.is_err());
+        });
+        assert_eq!(count, 6);
+        assert_eq!(Attempts::current(), None);
     }
 }

@@ -34,19 +34,20 @@ pin_project! {
 
 struct Observation {
     metrics: Metrics,
-    attempts: Attempts,
+    // Counted while the inner service is called or polled (0: no counter below).
+    attempts: u32,
     start: Instant,
 }
 
 impl Observation {
     fn finish(self, outcome: Outcome, status: Option<http::StatusCode>) {
         self.metrics
-            .record_request(outcome, status, self.start.elapsed(), self.attempts.get());
+            .record_request(outcome, status, self.start.elapsed(), self.attempts);
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, metrics: Metrics, attempts: Attempts, start: Instant) -> Self {
+    pub(crate) fn new(inner: F, metrics: Metrics, attempts: u32, start: Instant) -> Self {
         Self {
             inner,
             observation: Some(Observation {
@@ -67,7 +68,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx)).map_err(Into::into);
+        let observation = this.observation.as_mut().expect("polled after completion");
+        let (poll, attempts) = Attempts::scope(observation.attempts, || this.inner.poll(cx));
+        observation.attempts = attempts;
+        let result = ready!(poll).map_err(Into::into);
         let observation = this.observation.take().expect("polled after completion");
         match &result {
             Ok(response) => {

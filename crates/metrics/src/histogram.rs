@@ -5,12 +5,14 @@
 //! and a quantile, reported as its bucket's midpoint, is within 6.25 % of a value in that
 //! bucket. Latencies under 64 µs share the first bucket, those of 134 s or more the last;
 //! every estimate is clamped to the smallest and largest latency seen, so a histogram of
-//! one latency reports it exactly. Recording is a handful of relaxed atomic operations;
-//! 170 buckets take 1.4 KiB.
+//! one latency reports it exactly. Recording is a handful of relaxed atomic operations on
+//! the recording thread's shard; 170 buckets take 1.4 KiB per shard.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Duration;
+
+use crate::shard::Sharded;
 
 /// log2 of the first bucketed value (64 µs).
 const MIN_EXP: u32 = 6;
@@ -23,15 +25,26 @@ const BUCKETS: usize = 2 + (MAX_EXP - MIN_EXP) as usize * SUB_BUCKETS;
 
 #[derive(Debug)]
 pub(crate) struct LatencyHistogram {
-    buckets: [AtomicU64; BUCKETS],
+    // One set of buckets per thread shard: the count of a busy bucket would otherwise be
+    // written from every core.
+    buckets: Sharded<Buckets>,
     min_nanos: AtomicU64,
     max_nanos: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Buckets([AtomicU64; BUCKETS]);
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
 }
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
         Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: Sharded::default(),
             min_nanos: AtomicU64::new(u64::MAX),
             max_nanos: AtomicU64::new(0),
         }
@@ -45,7 +58,7 @@ impl LatencyHistogram {
             .as_secs()
             .saturating_mul(1_000_000)
             .saturating_add(u64::from(latency.subsec_micros()));
-        self.buckets[index(micros)].fetch_add(1, Ordering::Relaxed);
+        self.buckets.local().0[index(micros)].fetch_add(1, Ordering::Relaxed);
         let nanos = saturating_nanos(latency);
         // A load first: `fetch_min`/`fetch_max` are compare-and-swap loops on x86, and the
         // extremes rarely move.
@@ -59,8 +72,12 @@ impl LatencyHistogram {
 
     /// The `q` quantile (0 < q ≤ 1) by nearest rank, or zero when nothing was recorded.
     pub(crate) fn quantile(&self, q: f64) -> Duration {
-        let counts: [u64; BUCKETS] =
-            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
+        let mut counts = [0u64; BUCKETS];
+        for shard in self.buckets.iter() {
+            for (count, bucket) in counts.iter_mut().zip(&shard.0) {
+                *count += bucket.load(Ordering::Relaxed);
+            }
+        }
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return Duration::ZERO;

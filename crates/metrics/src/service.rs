@@ -61,10 +61,9 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let attempts = Attempts::get_or_insert(&mut request);
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let future = self.inner.call(request);
+        let (future, attempts) = Attempts::scope(0, || self.inner.call(request));
         ResponseFuture::new(future, self.metrics.clone(), attempts, start)
     }
 }

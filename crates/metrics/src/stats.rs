@@ -8,6 +8,16 @@ use tokio::time::Duration;
 
 use crate::Outcome;
 use crate::histogram::{LatencyHistogram, saturating_nanos};
+use crate::shard::Sharded;
+
+/// What every call adds to, per shard.
+#[derive(Debug, Default)]
+struct CallCells {
+    requests: AtomicU64,
+    successes: AtomicU64,
+    auth_errors: AtomicU64,
+    response_nanos: AtomicU64,
+}
 
 /// A snapshot of the counters of one [`Metrics`](crate::Metrics) handle (and its clones),
 /// like the reference SDK's `get_stats()`.
@@ -61,10 +71,8 @@ fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S
 /// The atomics behind [`Stats`].
 #[derive(Debug)]
 pub(crate) struct StatsCells {
-    requests: AtomicU64,
-    successes: AtomicU64,
-    auth_errors: AtomicU64,
-    response_nanos: AtomicU64,
+    // Written on every call: sharded per thread (see `shard`).
+    calls: Sharded<CallCells>,
     latency: LatencyHistogram,
     refreshes_ok: AtomicU64,
     refreshes_failed: AtomicU64,
@@ -77,10 +85,7 @@ pub(crate) struct StatsCells {
 impl Default for StatsCells {
     fn default() -> Self {
         Self {
-            requests: AtomicU64::new(0),
-            successes: AtomicU64::new(0),
-            auth_errors: AtomicU64::new(0),
-            response_nanos: AtomicU64::new(0),
+            calls: Sharded::default(),
             latency: LatencyHistogram::default(),
             refreshes_ok: AtomicU64::new(0),
             refreshes_failed: AtomicU64::new(0),
@@ -94,17 +99,19 @@ impl Default for StatsCells {
 
 impl StatsCells {
     pub(crate) fn record_request(&self, outcome: Outcome, latency: Duration) {
-        self.response_nanos
+        let calls = self.calls.local();
+        calls
+            .response_nanos
             .fetch_add(saturating_nanos(latency), Ordering::Relaxed);
         self.latency.record(latency);
         if outcome.is_success() {
-            self.successes.fetch_add(1, Ordering::Relaxed);
+            calls.successes.fetch_add(1, Ordering::Relaxed);
         }
         if outcome.is_auth() {
-            self.auth_errors.fetch_add(1, Ordering::Relaxed);
+            calls.auth_errors.fetch_add(1, Ordering::Relaxed);
         }
         // Last, so that a concurrent snapshot rarely sees more successes than calls.
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        calls.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_refresh(&self, success: bool, duration: Duration) {
@@ -131,8 +138,14 @@ impl StatsCells {
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
-        let total_requests = self.requests.load(Ordering::Relaxed);
-        let successes = self.successes.load(Ordering::Relaxed);
+        let sum = |cell: fn(&CallCells) -> &AtomicU64| -> u64 {
+            self.calls
+                .iter()
+                .map(|calls| cell(calls).load(Ordering::Relaxed))
+                .sum()
+        };
+        let total_requests = sum(|calls| &calls.requests);
+        let successes = sum(|calls| &calls.successes);
         let successful_refreshes = self.refreshes_ok.load(Ordering::Relaxed);
         let failed_refreshes = self.refreshes_failed.load(Ordering::Relaxed);
         let success_rate = if total_requests == 0 {
@@ -143,9 +156,9 @@ impl StatsCells {
         Stats {
             total_requests,
             successes,
-            auth_errors: self.auth_errors.load(Ordering::Relaxed),
+            auth_errors: sum(|calls| &calls.auth_errors),
             success_rate,
-            avg_response_time: mean(self.response_nanos.load(Ordering::Relaxed), total_requests),
+            avg_response_time: mean(sum(|calls| &calls.response_nanos), total_requests),
             p50_response_time: self.latency.quantile(0.50),
             p99_response_time: self.latency.quantile(0.99),
             successful_refreshes,

@@ -154,7 +154,8 @@ pub(crate) fn request(case: Case) -> Request<Bytes> {
 /// The scripted inner service: answers after sleeping (paused time makes latencies exact).
 pub(crate) async fn scripted(request: Request<Bytes>) -> Result<Response<Bytes>, BoxError> {
     let case = Case::parse(request.headers()["x-case"].to_str().unwrap());
-    let attempt = evolution_metrics::Attempts::of(&request).map_or(0, |a| a.get());
+    // Read at the first poll, which happens inside the metrics layer's scope.
+    let attempt = evolution_metrics::Attempts::current().unwrap_or(0);
     let answer = |status: u16| {
         Response::builder()
             .status(status)
