@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use crate::error::{BothKeysRejected, KeyRejected, RejectionCause};
 use crate::policy::{Outcome, SwitchPolicy, SwitchReason};
+use crate::service::Sides;
 use crate::state::{ProbeGuard, Route, Shared, Side, Snapshot};
 
 pin_project! {
@@ -27,7 +28,9 @@ pin_project! {
     {
         #[pin]
         state: State<P::Future, B::Future, ReqB>,
-        // This call's own clones of the sides, each taken when it is called.
+        // The services; a call clones the side it goes to when it gets there.
+        sides: Arc<Sides<P, B>>,
+        // This call's own clone of the side being driven to readiness.
         primary: Option<P>,
         backup: Option<B>,
         attempt: Attempt<Pol, ReqB>,
@@ -77,8 +80,7 @@ where
     ReqB: Clone,
 {
     pub(crate) fn new(
-        primary: P,
-        backup: B,
+        sides: Arc<Sides<P, B>>,
         policy: Pol,
         shared: Arc<Shared>,
         route: Route,
@@ -89,8 +91,9 @@ where
                 side: route.side,
                 request: Some(clone_request(&request)),
             },
-            primary: Some(primary),
-            backup: Some(backup),
+            sides,
+            primary: None,
+            backup: None,
             attempt: Attempt {
                 policy,
                 shared,
@@ -105,9 +108,9 @@ where
 
 impl<P, B, Pol, ReqB, ResB> Future for ResponseFuture<P, B, Pol, ReqB>
 where
-    P: Service<Request<ReqB>, Response = Response<ResB>>,
+    P: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
     P::Error: Into<BoxError>,
-    B: Service<Request<ReqB>, Response = Response<ResB>>,
+    B: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
     B::Error: Into<BoxError>,
     Pol: SwitchPolicy,
 {
@@ -120,10 +123,18 @@ where
                 StateProj::Ready { side, request } => {
                     let side = *side;
                     let called = match side {
-                        Side::Primary => ready!(poll_call(this.primary, request, cx))
-                            .map(|future| State::Primary { future }),
-                        Side::Backup => ready!(poll_call(this.backup, request, cx))
-                            .map(|future| State::Backup { future }),
+                        Side::Primary => {
+                            let sides = &this.sides;
+                            let service = this.primary.get_or_insert_with(|| sides.primary.clone());
+                            ready!(poll_call(service, request, cx))
+                                .map(|future| State::Primary { future })
+                        }
+                        Side::Backup => {
+                            let sides = &this.sides;
+                            let service = this.backup.get_or_insert_with(|| sides.backup.clone());
+                            ready!(poll_call(service, request, cx))
+                                .map(|future| State::Backup { future })
+                        }
                     };
                     match called {
                         Ok(state) => {
@@ -154,7 +165,7 @@ where
 
 /// Drives `service` to readiness and calls it with `request`.
 fn poll_call<S, ReqB>(
-    service: &mut Option<S>,
+    service: &mut S,
     request: &mut Option<Request<ReqB>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Future, BoxError>>
@@ -162,14 +173,9 @@ where
     S: Service<Request<ReqB>>,
     S::Error: Into<BoxError>,
 {
-    let ready = service
-        .as_mut()
-        .expect("polled after completion")
-        .poll_ready(cx);
-    if let Err(error) = ready!(ready) {
+    if let Err(error) = ready!(service.poll_ready(cx)) {
         return Poll::Ready(Err(error.into()));
     }
-    let mut service = service.take().expect("polled after completion");
     let request = request.take().expect("polled after completion");
     Poll::Ready(Ok(service.call(request)))
 }

@@ -28,22 +28,42 @@ use crate::state::{Failback, KeyId, Shared};
 /// - At most two attempts per call. Anything the policy does not switch on (a 5xx under the
 ///   default policy) reaches the caller as it is, for the retry layer above.
 ///
-/// Readiness: `Fallback` is always ready. Each call clones both sides and drives the chosen
-/// one to readiness inside the response future, as [`tower::util::Oneshot`] does, so a side
-/// that is not in use (or not ready) never holds up the other. Backpressure from a side
-/// therefore shows as a pending response future; put a concurrency limit above `Fallback`
-/// if you need one. Clones are cheap when the sides are (a `BoxCloneSyncService` of an
-/// `Auth` stack is one allocation).
+/// Readiness: `Fallback` is always ready. Each call clones the side it goes to and drives
+/// that clone to readiness inside the response future, as [`tower::util::Oneshot`] does, so
+/// a side that is not in use (or not ready) never holds up the other. Backpressure from a
+/// side therefore shows as a pending response future; put a concurrency limit above
+/// `Fallback` if you need one.
+///
+/// The two sides live behind one `Arc`: cloning a `Fallback` (which a retry layer above
+/// does for every call) costs two reference counts however deep the sides' stacks are, and
+/// a call clones only the side it uses.
 ///
 /// Clones share one switch state; see [`handle`](Self::handle).
 ///
 /// [`tower::util::Oneshot`]: https://docs.rs/tower/latest/tower/util/struct.Oneshot.html
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Fallback<P, B, Pol = AuthFailure> {
-    primary: P,
-    backup: B,
+    sides: Arc<Sides<P, B>>,
     policy: Pol,
     shared: Arc<Shared>,
+}
+
+/// The two services a [`Fallback`] sends to; calls clone them from here.
+#[derive(Debug)]
+pub(crate) struct Sides<P, B> {
+    pub(crate) primary: P,
+    pub(crate) backup: B,
+}
+
+// By hand: cloning shares the sides, so `P` and `B` need not be `Clone` for it.
+impl<P, B, Pol: Clone> Clone for Fallback<P, B, Pol> {
+    fn clone(&self) -> Self {
+        Self {
+            sides: Arc::clone(&self.sides),
+            policy: self.policy.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 impl<P, B> Fallback<P, B> {
@@ -56,8 +76,7 @@ impl<P, B> Fallback<P, B> {
 impl<P, B, Pol> Fallback<P, B, Pol> {
     pub(crate) fn from_parts(primary: P, backup: B, policy: Pol, shared: Arc<Shared>) -> Self {
         Self {
-            primary,
-            backup,
+            sides: Arc::new(Sides { primary, backup }),
             policy,
             shared,
         }
@@ -66,7 +85,11 @@ impl<P, B, Pol> Fallback<P, B, Pol> {
     /// Switches on what `policy` says instead. Defaults to [`AuthFailure`]; see
     /// [`EndpointFailure`](crate::EndpointFailure) for endpoint fallback.
     pub fn policy<Q: SwitchPolicy>(self, policy: Q) -> Fallback<P, B, Q> {
-        Fallback::from_parts(self.primary, self.backup, policy, self.shared)
+        Fallback {
+            sides: self.sides,
+            policy,
+            shared: self.shared,
+        }
     }
 
     /// When traffic goes back to the primary. Defaults to
@@ -115,17 +138,25 @@ impl<P, B, Pol> Fallback<P, B, Pol> {
 
     /// The primary service.
     pub fn primary(&self) -> &P {
-        &self.primary
+        &self.sides.primary
     }
 
     /// The backup service.
     pub fn backup(&self) -> &B {
-        &self.backup
+        &self.sides.backup
     }
 
-    /// The primary and backup services.
-    pub fn into_parts(self) -> (P, B) {
-        (self.primary, self.backup)
+    /// The primary and backup services (clones of them while other clones of this
+    /// `Fallback` exist).
+    pub fn into_parts(self) -> (P, B)
+    where
+        P: Clone,
+        B: Clone,
+    {
+        match Arc::try_unwrap(self.sides) {
+            Ok(sides) => (sides.primary, sides.backup),
+            Err(sides) => (sides.primary.clone(), sides.backup.clone()),
+        }
     }
 }
 
@@ -149,8 +180,7 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         ResponseFuture::new(
-            self.primary.clone(),
-            self.backup.clone(),
+            Arc::clone(&self.sides),
             self.policy.clone(),
             Arc::clone(&self.shared),
             self.shared.route(),
