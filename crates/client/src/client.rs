@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::try_join_all;
-use http::{Method, Request, Response, Uri, header};
+use http::{HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -339,20 +339,18 @@ impl EvolutionInference {
         let body = serde_json::to_vec(&wire).map_err(|error| {
             Error::config("messages", format!("cannot be encoded as JSON: {error}"))
         })?;
-        Request::builder()
-            .method(Method::POST)
-            .uri(self.inner.chat_url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
+        // No headers unless streaming: the stack sets Content-Type under the layers that
+        // copy the request for resends, and an empty header map is copied for free.
+        let mut request = Request::new(Bytes::from(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.inner.chat_url.clone();
+        if stream {
+            request.headers_mut().insert(
                 header::ACCEPT,
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .body(Bytes::from(body))
-            .map_err(|error| Error::Decode(error.to_string()))
+                HeaderValue::from_static("text/event-stream"),
+            );
+        }
+        Ok(request)
     }
 
     /// Calls the stack; an error status becomes [`Error::Api`] with the server's message.

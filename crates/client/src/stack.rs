@@ -8,6 +8,7 @@
 //! Fallback (with a backup key)  evolution-fallback: primary ↔ backup on auth failure
 //!   Auth                        per key: Authorization: Bearer; on 401 invalidate-if-current, resend once
 //!   SetSensitiveRequestHeaders  (tower-http)
+//!   SetRequestHeader            (tower-http) Content-Type: application/json unless set
 //!   Trace                       a debug span per attempt: method, URI, status, latency
 //!   Timeout (per attempt)       tower::timeout
 //!   HttpTransport               reqwest::Client (rustls), shared by both keys
@@ -33,12 +34,13 @@ use evolution_fallback::{Failback, FallbackEvent, FallbackHandle, FallbackLayer,
 use evolution_metrics::{AttemptCounterLayer, FallbackSide, Metrics};
 use evolution_retry::{RetryConfig, RetryEvent, RetryLayer};
 use evolution_token::{Auth, AuthLayer, BoxError, TokenManager};
-use http::header::AUTHORIZATION;
-use http::{Request, Response};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response};
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, ServiceBuilder};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
+use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
 
 use crate::trace::{Trace, TraceLayer};
 use crate::{Body, HttpTransport};
@@ -63,19 +65,27 @@ pub(crate) struct Built {
 
 /// One key's stack, concrete: boxed only once, at the top of the whole stack, so that a
 /// call clones plain `Arc`s rather than a chain of boxes.
-type KeyStack = Auth<SetSensitiveRequestHeaders<Trace<Timeout<HttpTransport>>>>;
+type KeyStack =
+    Auth<SetSensitiveRequestHeaders<SetRequestHeader<Trace<Timeout<HttpTransport>>, HeaderValue>>>;
 
 fn key_stack(http: reqwest::Client, tokens: TokenManager, per_attempt: Duration) -> KeyStack {
     ServiceBuilder::new()
         .layer(AuthLayer::new(tokens))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        // Set here, under the layers that keep copies of the request for resends: a
+        // request without headers is copied without allocating.
+        .layer(SetRequestHeaderLayer::if_not_present(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
         .layer(TraceLayer)
         .timeout(per_attempt)
         .service(HttpTransport::new(http))
 }
 
 /// One key's stack: bearer tokens from `tokens`, tower-http's sensitive headers,
-/// a trace span, a per-attempt timeout, and `http` as the transport.
+/// `Content-Type: application/json` unless the request has a content type, a trace span,
+/// a per-attempt timeout, and `http` as the transport.
 pub fn authenticated(
     http: reqwest::Client,
     tokens: TokenManager,

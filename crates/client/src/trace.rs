@@ -12,7 +12,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
-use tracing::Span;
+use tracing::{Level, Span};
 
 /// Wraps each attempt in a `evolution.http` span (method, URI) and logs the status
 /// and latency at debug, failures at warn. Headers are never logged.
@@ -56,10 +56,13 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
+        // The clock is read only if an event could be logged: with no subscriber that
+        // listens, an attempt costs nothing here.
+        let started = tracing::enabled!(Level::WARN).then(Instant::now);
         TraceFuture {
             future,
             span,
-            started: Instant::now(),
+            started,
         }
     }
 }
@@ -71,7 +74,7 @@ pin_project! {
         #[pin]
         future: F,
         span: Span,
-        started: Instant,
+        started: Option<Instant>,
     }
 }
 
@@ -86,7 +89,10 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let result = ready!(this.future.poll(cx));
-        let latency = this.started.elapsed();
+        let Some(started) = this.started else {
+            return Poll::Ready(result);
+        };
+        let latency = started.elapsed();
         match &result {
             Ok(response) => {
                 tracing::debug!(status = response.status().as_u16(), ?latency, "response");

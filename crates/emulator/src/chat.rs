@@ -125,6 +125,13 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         Err(answer) => return answer,
     };
     key.chat_requests.fetch_add(1, Ordering::Relaxed);
+    if !is_json(headers) {
+        return Answer::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type must be application/json",
+            Some("invalid_request_error"),
+        );
+    }
     let request = match body.and_then(|body| parse(&body)) {
         Ok(request) => request,
         Err(answer) => return answer,
@@ -164,6 +171,15 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
     } else {
         Answer::ok(reply.completion())
     }
+}
+
+/// Whether the request says its body is JSON, as an OpenAI-compatible server requires.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn parse(body: &[u8]) -> Result<ChatRequest, Answer> {

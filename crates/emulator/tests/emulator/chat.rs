@@ -270,3 +270,37 @@ async fn rejects_invalid_bodies_with_400() {
         error_of(response).await;
     }
 }
+
+#[tokio::test]
+async fn refuses_a_body_not_declared_as_json_with_415() {
+    let emu = start().await;
+    let http = http();
+    let token = demo_token(&http, &emu).await;
+    let body = serde_json::to_vec(&chat_body("hi")).unwrap();
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut request = http
+            .post(chat_url(&emu))
+            .bearer_auth(&token)
+            .body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 415, "{content_type:?}");
+        let error = error_of(response).await;
+        assert_eq!(error["message"], "content-type must be application/json");
+    }
+    let response = http
+        .post(chat_url(&emu))
+        .bearer_auth(&token)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

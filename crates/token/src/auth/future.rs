@@ -88,10 +88,12 @@ where
     S: Service<Request<B>>,
     B: Clone,
 {
+    // Copied before the header is set: the copy's headers are often empty, and then
+    // copying them allocates nothing. The resend sets its own header.
+    let copy = keep_copy.then(|| clone_request(&request));
     request
         .headers_mut()
         .insert(AUTHORIZATION, token.bearer_header());
-    let copy = keep_copy.then(|| clone_request(&request));
     (inner.call(request), copy)
 }
 
@@ -101,7 +103,7 @@ fn clone_request<B: Clone>(request: &Request<B>) -> Request<B> {
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
-    // Extensions carry per-call context of outer layers (attempt counters, deadlines).
+    // Extensions carry per-call context of outer layers and of the caller.
     *copy.extensions_mut() = request.extensions().clone();
     copy
 }
