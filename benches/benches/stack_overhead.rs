@@ -3,22 +3,26 @@
 //! 1. `stack_loopback`: requests per second at 64 in flight against the loopback emulator
 //!    (the release binary in its own process when built, else the library on a runtime of
 //!    its own — the first lines say which), all in one run:
-//!    - `bare_reqwest`: `reqwest` posting the chat body with a fixed `Authorization` header
-//!      and reading the answer;
+//!    - `bare_reqwest`: `reqwest` posting the chat body (encoded once) with fixed
+//!      `Authorization` and `Content-Type` headers and reading the answer's bytes;
 //!    - `transport`: the same through `HttpTransport` alone (the stack's bottom);
-//!    - `one_key`: `stack::authenticated` — auth, sensitive headers, trace, per-attempt
-//!      timeout — over the transport;
+//!    - `one_key`: `stack::authenticated` — auth, sensitive headers, default content type,
+//!      trace, per-attempt timeout — over the transport;
 //!    - `full_stack`: `EvolutionInference::service()` with a backup key and a total
-//!      timeout: metrics, total timeout, retry, attempt counter, fallback, and one
-//!      `one_key` stack per key;
-//!    - `invoke`: `EvolutionInference::invoke`, which adds encoding the request and
-//!      decoding the JSON answer.
+//!      timeout of twice the per-attempt one (so both timers are live): metrics, total
+//!      timeout, retry, attempt counter, fallback, and one `one_key` stack per key. The
+//!      requests are built as the client builds them: method, URI and body, no headers;
+//!    - `bare_reqwest_json`: what `invoke` does, with `reqwest` and `serde` alone: encode
+//!      the request from a struct, post it with a fixed token, decode the answer into
+//!      `ChatResponse` and take the first choice's text;
+//!    - `invoke`: `EvolutionInference::invoke` on the same client as `full_stack`.
 //!
-//!    The summary prints each rate, its ratio to `bare_reqwest` (target for `full_stack`:
-//!    ≥ 95%), and the client process's CPU time per request (user + system, from
-//!    `/proc/self/stat`; the server is another process). Then an interleaved check runs
-//!    bare and full stack alternately for a few rounds and prints the median ratio, which a
-//!    change of machine load between two criterion benchmarks does not skew.
+//!    The summary prints each rate, its ratio to its baseline (`bare_reqwest`, and
+//!    `bare_reqwest_json` for `invoke`; target ≥ 95%), and the client process's CPU time
+//!    per request (user + system, from `/proc/self/stat`; the server is another process).
+//!    Then an interleaved check runs each pair alternately for a few rounds and prints the
+//!    median ratio, which a change of machine load between two criterion benchmarks does
+//!    not skew.
 //! 2. `stack_cpu`: time per call of the layers over an in-memory service (a `service_fn`
 //!    answering a ready 200 with a small body), one call at a time as the client makes it
 //!    (a clone of the stack, `oneshot`), on 1 thread and on 2 threads at once sharing one
@@ -49,18 +53,21 @@ use evolution_benches::{
     full_stack, machine, on_threads, process_cpu_time, runtime,
 };
 use evolution_client::stack::EvolutionService;
-use evolution_client::{Body, EvolutionInference, HttpTransport, Metrics};
+use evolution_client::{Body, ChatResponse, EvolutionInference, HttpTransport, Metrics};
 use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
 use evolution_token::{BoxError, Credentials, TokenManager};
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
+use serde::Serialize;
 use tokio::runtime::Runtime;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
 
 const IN_FLIGHT: usize = 64;
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// The total timeout of `full_stack`: longer than one attempt's, as one would set it.
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
 const PROMPT: &str = "Привет!";
 const LOOPBACK: &str = "stack_loopback";
 const CPU: &str = "stack_cpu";
@@ -83,18 +90,38 @@ fn chat_body() -> Bytes {
     )
 }
 
+/// A chat request as `EvolutionInference` builds it (no headers: the stack sets them), or,
+/// with `bearer`, as a caller of the bare transport must build it.
 fn chat_request(uri: &Uri, body: &Bytes, bearer: Option<&HeaderValue>) -> Request<Bytes> {
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri(uri.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, "application/json")
-        .body(body.clone())
-        .expect("a request");
+    let mut request = Request::new(body.clone());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
     if let Some(bearer) = bearer {
-        request.headers_mut().insert(AUTHORIZATION, bearer.clone());
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, bearer.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     request
+}
+
+/// The request `invoke` encodes, as a user of bare `reqwest` and `serde` would write it.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: [WireMessage<'a>; 1],
+    max_tokens: u32,
+    temperature: f64,
+    top_p: f64,
+    frequency_penalty: f64,
+    presence_penalty: f64,
+    n: u32,
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'a str,
+    content: &'a str,
 }
 
 /// Client CPU time and requests per benchmark, over every sample (warm-up included), in
@@ -163,12 +190,55 @@ fn bare_call(
             .post(&url)
             .header(AUTHORIZATION, bearer.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
             .body(body.clone());
         Box::pin(async move {
             let response = request.send().await.expect("the server answers");
             assert!(response.status().is_success());
             black_box(response.bytes().await.expect("a body"));
+        })
+    }
+}
+
+/// One call of `bare_reqwest_json`: `invoke`'s work with `reqwest` and `serde` alone.
+fn bare_json_call(
+    http: reqwest::Client,
+    url: String,
+    bearer: HeaderValue,
+) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || {
+        let wire = WireRequest {
+            model: DEMO_MODEL,
+            messages: [WireMessage {
+                role: "user",
+                content: PROMPT,
+            }],
+            max_tokens: 512,
+            temperature: 1.0,
+            top_p: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            n: 1,
+            stream: false,
+        };
+        let body = serde_json::to_vec(&wire).expect("JSON");
+        let request = http
+            .post(&url)
+            .header(AUTHORIZATION, bearer.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        Box::pin(async move {
+            let response = request.send().await.expect("the server answers");
+            assert!(response.status().is_success());
+            let bytes = response.bytes().await.expect("a body");
+            let answer: ChatResponse = serde_json::from_slice(&bytes).expect("a chat completion");
+            let text = answer
+                .choices
+                .into_iter()
+                .next()
+                .expect("a choice")
+                .message
+                .content;
+            black_box(text);
         })
     }
 }
@@ -224,7 +294,7 @@ const ROUND_CALLS: u64 = 20_000;
 /// Bare and full stack alternately (ABBA order, so a drift in machine load hits both
 /// alike), `ROUNDS` times `ROUND_CALLS` calls each: the median of the per-round ratios is
 /// less sensitive to a shared machine than two criterion runs a few seconds apart.
-fn interleaved<B, S>(runtime: &Runtime, bare: B, stack: S)
+fn interleaved<B, S>(runtime: &Runtime, label: &str, bare: B, stack: S)
 where
     B: Fn() -> BoxedCall + Clone + Send + 'static,
     S: Fn() -> BoxedCall + Clone + Send + 'static,
@@ -244,7 +314,7 @@ where
     ratios.sort_by(f64::total_cmp);
     let median = (ratios[(ROUNDS - 1) / 2] + ratios[ROUNDS / 2]) / 2.0;
     println!(
-        "stack_loopback interleaved: full stack / bare reqwest over {ROUNDS} rounds of {ROUND_CALLS} calls: \
+        "stack_loopback interleaved: {label} over {ROUNDS} rounds of {ROUND_CALLS} calls: \
          median {:.1}% (min {:.1}%, max {:.1}%)",
         100.0 * median,
         100.0 * ratios[0],
@@ -267,7 +337,8 @@ fn loopback(c: &mut Criterion) {
         .auth_url(server.auth_url())
         .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
         .metrics(Metrics::new())
-        .total_timeout(TIMEOUT)
+        .request_timeout(TIMEOUT)
+        .total_timeout(TOTAL_TIMEOUT)
         .build()
         .expect("a valid client");
     let answer = runtime
@@ -290,6 +361,7 @@ fn loopback(c: &mut Criterion) {
         body.clone(),
         bearer.clone(),
     );
+    let bare_json = bare_json_call(reqwest::Client::new(), uri.to_string(), bearer.clone());
     let transport = HttpTransport::new(reqwest::Client::new());
     let cases = [
         (
@@ -321,7 +393,14 @@ fn loopback(c: &mut Criterion) {
         let call = service_call(service, uri.clone(), body.clone(), bearer);
         bench_call(&mut group, &runtime, &ledger, name, call);
     }
-    bench_call(&mut group, &runtime, &ledger, "invoke", invoke);
+    bench_call(
+        &mut group,
+        &runtime,
+        &ledger,
+        "bare_reqwest_json",
+        bare_json.clone(),
+    );
+    bench_call(&mut group, &runtime, &ledger, "invoke", invoke.clone());
     group.finish();
     assert_eq!(
         client.stats().fallback_switches,
@@ -333,26 +412,36 @@ fn loopback(c: &mut Criterion) {
     if !bench_mode() || ran.is_empty() {
         return;
     }
-    let bare_ns = ran
-        .iter()
-        .any(|(name, _)| name == "bare_reqwest")
-        .then(|| criterion_estimate_ns(LOOPBACK, "bare_reqwest"))
-        .flatten();
-    println!("\n| {LOOPBACK:<20} |   req/s | of bare | client CPU µs/req |");
-    println!("|----------------------|--------:|--------:|------------------:|");
+    let ran_ns = |name: &str| {
+        ran.iter()
+            .any(|(n, _)| n == name)
+            .then(|| criterion_estimate_ns(LOOPBACK, name))
+            .flatten()
+    };
+    println!("\n| {LOOPBACK:<20} |   req/s | baseline          | of it  | client CPU µs/req |");
+    println!("|----------------------|--------:|-------------------|-------:|------------------:|");
     for (name, cpu) in &ran {
         if let Some(ns) = criterion_estimate_ns(LOOPBACK, name) {
-            let of_bare =
-                bare_ns.map_or("-".to_owned(), |bare| format!("{:.1}%", 100.0 * bare / ns));
+            let baseline = if name == "invoke" {
+                "bare_reqwest_json"
+            } else {
+                "bare_reqwest"
+            };
+            let of_it = ran_ns(baseline).map_or("-".to_owned(), |baseline_ns| {
+                format!("{:.1}%", 100.0 * baseline_ns / ns)
+            });
             println!(
-                "| {name:<20} | {:>7.0} | {of_bare:>7} | {cpu:>17.1} |",
+                "| {name:<20} | {:>7.0} | {baseline:<17} | {of_it:>6} | {cpu:>17.1} |",
                 1e9 / ns
             );
         }
     }
-    if bare_ns.is_some() && ran.iter().any(|(name, _)| name == "full_stack") {
+    if ran_ns("bare_reqwest").is_some() && ran_ns("full_stack").is_some() {
         let full = service_call(client.service(), uri, body, None);
-        interleaved(&runtime, bare, full);
+        interleaved(&runtime, "full_stack / bare_reqwest", bare, full);
+    }
+    if ran_ns("bare_reqwest_json").is_some() && ran_ns("invoke").is_some() {
+        interleaved(&runtime, "invoke / bare_reqwest_json", bare_json, invoke);
     }
     drop(server);
 }

@@ -21,12 +21,13 @@ use evolution_client::trace::TraceLayer;
 use evolution_client::{Body, Failback};
 use evolution_emulator::Emulator;
 use evolution_token::{AccessToken, AuthLayer, BoxError, Credentials, TokenManager};
-use http::header::AUTHORIZATION;
-use http::{Request, Response};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response};
 use tokio::runtime::Runtime;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetRequestHeaderLayer;
 
 /// The backup key the benches register with the emulator, for stacks with fallback.
 pub const BACKUP_KEY_ID: &str = "bench-backup-key";
@@ -128,7 +129,8 @@ pub fn demo_manager(auth_url: &str) -> evolution_token::TokenManagerBuilder {
 
 /// One key's stack over any transport, layer for layer what
 /// [`evolution_client::stack::authenticated`] builds over `reqwest`: bearer tokens,
-/// tower-http's sensitive headers, a trace span, a per-attempt timeout.
+/// tower-http's sensitive headers and default Content-Type, a trace span, a per-attempt
+/// timeout.
 pub fn authenticated<T>(
     transport: T,
     tokens: TokenManager,
@@ -145,6 +147,10 @@ where
     let service = ServiceBuilder::new()
         .layer(AuthLayer::new(tokens))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        .layer(SetRequestHeaderLayer::if_not_present(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
         .layer(TraceLayer)
         .timeout(per_attempt)
         .service(transport);
