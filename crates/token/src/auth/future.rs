@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures_util::future::BoxFuture;
@@ -9,6 +10,7 @@ use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::Shared;
 use crate::{AccessToken, BoxError, TokenError, TokenManager};
 
 type TokenFuture = BoxFuture<'static, Result<AccessToken, TokenError>>;
@@ -19,8 +21,10 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        inner: S,
-        tokens: TokenManager,
+        shared: Arc<Shared<S>>,
+        // This call's own service, only on the slow paths: the instance driven to readiness
+        // when the call had to wait for a token, or a clone for the resend after a 401.
+        inner: Option<S>,
         #[pin]
         state: State<S::Future, B>,
     }
@@ -45,28 +49,35 @@ pin_project! {
 
 impl<S, B> ResponseFuture<S, B>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>> + Clone,
     B: Clone,
 {
-    pub(super) fn new(mut inner: S, tokens: TokenManager, request: Request<B>) -> Self {
-        let state = match tokens.cached() {
+    /// Sends `request` with `ready`, which was driven to readiness, if a token is cached;
+    /// otherwise takes `ready` along (leaving a clone) to send once a token arrives.
+    pub(super) fn new(ready: &mut S, shared: Arc<Shared<S>>, request: Request<B>) -> Self {
+        let (inner, state) = match shared.tokens.cached() {
             Some(token) => {
-                let (future, retry) = send(&mut inner, request, &token, true);
-                State::Calling {
+                let (future, retry) = send(ready, request, &token, true);
+                let state = State::Calling {
                     future,
                     token,
                     retry,
-                }
+                };
+                (None, state)
             }
-            None => State::Token {
-                fetch: fetch(&tokens),
-                request: Some(request),
-                resend: false,
-            },
+            None => {
+                let clone = ready.clone();
+                let state = State::Token {
+                    fetch: fetch(&shared.tokens),
+                    request: Some(request),
+                    resend: false,
+                };
+                (Some(std::mem::replace(ready, clone)), state)
+            }
         };
         Self {
+            shared,
             inner,
-            tokens,
             state,
         }
     }
@@ -110,7 +121,7 @@ fn clone_request<B: Clone>(request: &Request<B>) -> Request<B> {
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResBody>>,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     B: Clone,
 {
@@ -133,8 +144,9 @@ where
                             token,
                         });
                     } else {
-                        // The service was made ready by `Auth::poll_ready`.
-                        let (future, retry) = send(this.inner, request, &token, true);
+                        // The instance `Auth::poll_ready` made ready, taken along by `new`.
+                        let inner = this.inner.as_mut().expect("taken along by `new`");
+                        let (future, retry) = send(inner, request, &token, true);
                         this.state.set(State::Calling {
                             future,
                             token,
@@ -143,10 +155,13 @@ where
                     }
                 }
                 StateProj::Ready { request, token } => {
-                    ready!(this.inner.poll_ready(cx)).map_err(Into::into)?;
+                    let inner = this
+                        .inner
+                        .get_or_insert_with(|| this.shared.service.clone());
+                    ready!(inner.poll_ready(cx)).map_err(Into::into)?;
                     let request = request.take().expect("polled after completion");
                     let token = token.clone();
-                    let (future, retry) = send(this.inner, request, &token, false);
+                    let (future, retry) = send(inner, request, &token, false);
                     this.state.set(State::Calling {
                         future,
                         token,
@@ -170,14 +185,17 @@ where
                         key_id = token.key_id(),
                         "401 from the API: invalidating the token and resending once"
                     );
-                    this.tokens.invalidate_if_current(token);
-                    let state = match this.tokens.cached() {
+                    let tokens = &this.shared.tokens;
+                    tokens.invalidate_if_current(token);
+                    // The resend drives a fresh clone of the service to readiness.
+                    *this.inner = None;
+                    let state = match tokens.cached() {
                         Some(token) => State::Ready {
                             request: Some(request),
                             token,
                         },
                         None => State::Token {
-                            fetch: fetch(this.tokens),
+                            fetch: fetch(tokens),
                             request: Some(request),
                             resend: true,
                         },

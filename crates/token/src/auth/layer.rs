@@ -16,7 +16,7 @@ impl AuthLayer {
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
+impl<S: Clone> Layer<S> for AuthLayer {
     type Service = Auth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -29,6 +29,7 @@
 pub mod future;
 mod layer;
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -39,21 +40,39 @@ pub use self::layer::AuthLayer;
 use crate::{BoxError, TokenManager};
 
 /// Adds a bearer token to each request and resends once on a 401. See the [module docs](self).
+///
+/// A call with a cached token goes straight to the inner service that was driven to
+/// readiness; the response future keeps only a shared handle, from which the rare resend
+/// (and a call that must wait for a token first) takes its own clone of the service.
 #[derive(Debug, Clone)]
 pub struct Auth<S> {
     inner: S,
-    tokens: TokenManager,
+    shared: Arc<Shared<S>>,
+}
+
+/// What every call of one [`Auth`] may need after its first send.
+#[derive(Debug)]
+pub(crate) struct Shared<S> {
+    pub(crate) tokens: TokenManager,
+    /// Cloned for a resend after a 401.
+    pub(crate) service: S,
+}
+
+impl<S: Clone> Auth<S> {
+    /// Wraps `inner`, taking tokens from `tokens`.
+    pub fn new(inner: S, tokens: TokenManager) -> Self {
+        let shared = Arc::new(Shared {
+            tokens,
+            service: inner.clone(),
+        });
+        Self { inner, shared }
+    }
 }
 
 impl<S> Auth<S> {
-    /// Wraps `inner`, taking tokens from `tokens`.
-    pub fn new(inner: S, tokens: TokenManager) -> Self {
-        Self { inner, tokens }
-    }
-
     /// The token manager in use.
     pub fn tokens(&self) -> &TokenManager {
-        &self.tokens
+        &self.shared.tokens
     }
 
     /// A reference to the inner service.
@@ -87,9 +106,6 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // Keep the instance that was driven to readiness; leave a clone in its place.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(inner, self.tokens.clone(), request)
+        ResponseFuture::new(&mut self.inner, Arc::clone(&self.shared), request)
     }
 }
