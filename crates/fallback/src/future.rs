@@ -30,9 +30,8 @@ pin_project! {
         state: State<P::Future, B::Future, ReqB>,
         // The services; a call clones the side it goes to when it gets there.
         sides: Arc<Sides<P, B>>,
-        // This call's own clone of the side being driven to readiness.
-        primary: Option<P>,
-        backup: Option<B>,
+        // This call's own clone of the side it is at: one at a time, so one slot.
+        driven: Driven<P, B>,
         attempt: Attempt<Pol, ReqB>,
     }
 }
@@ -46,6 +45,13 @@ pin_project! {
         Primary { #[pin] future: PF },
         Backup { #[pin] future: BF },
     }
+}
+
+/// The clone of a side that a call drives to readiness and calls.
+enum Driven<P, B> {
+    Neither,
+    Primary(P),
+    Backup(B),
 }
 
 /// What the call knows besides the futures: the route it took and what failed so far.
@@ -92,8 +98,7 @@ where
                 request: Some(clone_request(&request)),
             },
             sides,
-            primary: None,
-            backup: None,
+            driven: Driven::Neither,
             attempt: Attempt {
                 policy,
                 shared,
@@ -124,14 +129,22 @@ where
                     let side = *side;
                     let called = match side {
                         Side::Primary => {
-                            let sides = &this.sides;
-                            let service = this.primary.get_or_insert_with(|| sides.primary.clone());
+                            if !matches!(this.driven, Driven::Primary(_)) {
+                                *this.driven = Driven::Primary(this.sides.primary.clone());
+                            }
+                            let Driven::Primary(service) = this.driven else {
+                                unreachable!("just set")
+                            };
                             ready!(poll_call(service, request, cx))
                                 .map(|future| State::Primary { future })
                         }
                         Side::Backup => {
-                            let sides = &this.sides;
-                            let service = this.backup.get_or_insert_with(|| sides.backup.clone());
+                            if !matches!(this.driven, Driven::Backup(_)) {
+                                *this.driven = Driven::Backup(this.sides.backup.clone());
+                            }
+                            let Driven::Backup(service) = this.driven else {
+                                unreachable!("just set")
+                            };
                             ready!(poll_call(service, request, cx))
                                 .map(|future| State::Backup { future })
                         }
