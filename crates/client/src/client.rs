@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use crate::builder::validate_generation;
 use crate::chat::{ModelList, WireRequest};
-use crate::stack::{Built, EvolutionService, StackConfig};
+use crate::stack::{Built, EvolutionService, Stack, StackConfig};
 use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
 };
@@ -62,7 +62,7 @@ pub struct EvolutionInference {
 }
 
 struct Inner {
-    service: EvolutionService,
+    stack: Stack,
     /// The base URL as configured, without a trailing slash.
     base_url: String,
     fallback: Option<FallbackHandle>,
@@ -113,7 +113,7 @@ impl EvolutionInference {
                 chat_url: uri("chat/completions")?,
                 base_url: base.to_owned(),
                 models_url: uri("models")?,
-                service: built.service,
+                stack: built.stack,
                 fallback: built.fallback,
                 backup_tokens,
                 params,
@@ -289,7 +289,7 @@ impl EvolutionInference {
 
     /// The assembled tower service, to call directly or wrap in layers of your own.
     pub fn service(&self) -> EvolutionService {
-        self.inner.service.clone()
+        EvolutionService::new(self.inner.stack.clone())
     }
 
     /// The API base URL, without a trailing slash.
@@ -357,9 +357,10 @@ impl EvolutionInference {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>> {
         let config = &self.inner.config;
         let started = tokio::time::Instant::now();
+        // A clone of the concrete stack: neither the service nor its future is boxed.
         let response = self
             .inner
-            .service
+            .stack
             .clone()
             .oneshot(request)
             .await
@@ -394,19 +395,32 @@ impl EvolutionInference {
 
 /// Reads a whole body, refusing more than [`MAX_RESPONSE_BYTES`].
 async fn read_limited(mut body: Body) -> Result<Bytes> {
+    // A small answer usually arrives as one frame: it is kept as it is, and only a second
+    // frame starts a buffer.
+    let mut first: Option<Bytes> = None;
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(Error::Transport)?;
-        if let Ok(data) = frame.into_data() {
-            if buffer.len() + data.len() > MAX_RESPONSE_BYTES {
-                return Err(Error::Decode(format!(
-                    "the answer is larger than {MAX_RESPONSE_BYTES} bytes"
-                )));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + buffer.len();
+        if held + data.len() > MAX_RESPONSE_BYTES {
+            return Err(Error::Decode(format!(
+                "the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+        match first.take() {
+            None if buffer.is_empty() => first = Some(data),
+            None => buffer.extend_from_slice(&data),
+            Some(earlier) => {
+                buffer.reserve(earlier.len() + data.len());
+                buffer.extend_from_slice(&earlier);
+                buffer.extend_from_slice(&data);
             }
-            buffer.extend_from_slice(&data);
         }
     }
-    Ok(buffer.freeze())
+    Ok(first.unwrap_or_else(|| buffer.freeze()))
 }
 
 impl fmt::Debug for EvolutionInference {
@@ -416,5 +430,40 @@ impl fmt::Debug for EvolutionInference {
             .field("chat_url", &self.inner.chat_url)
             .field("tokens", &self.inner.tokens)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use futures_util::stream;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+
+    fn body_of(frames: &[&'static [u8]]) -> Body {
+        let frames: Vec<_> = frames
+            .iter()
+            .map(|frame| Ok::<_, Infallible>(Frame::data(Bytes::from_static(frame))))
+            .collect();
+        StreamBody::new(stream::iter(frames))
+            .map_err(|never| match never {})
+            .boxed()
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_in_one_frame_or_many() {
+        for frames in [
+            &[][..],
+            &[&b"{\"choices\":[]}"[..]][..],
+            &[&b"{\"cho"[..], &b""[..], &b"ices\":"[..], &b"[]}"[..]][..],
+            &[&b""[..], &b""[..], &b"{}"[..]][..],
+        ] {
+            let whole: Vec<u8> = frames.concat();
+            let read = read_limited(body_of(frames)).await.unwrap();
+            assert_eq!(read, whole, "{frames:?}");
+        }
     }
 }

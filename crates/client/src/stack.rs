@@ -30,12 +30,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use evolution_fallback::{Failback, FallbackEvent, FallbackHandle, FallbackLayer, Side};
-use evolution_metrics::{AttemptCounterLayer, FallbackSide, Metrics};
-use evolution_retry::{RetryConfig, RetryEvent, RetryLayer};
+use evolution_fallback::{Failback, Fallback, FallbackEvent, FallbackHandle, FallbackLayer, Side};
+use evolution_metrics::{
+    AttemptCounter, AttemptCounterLayer, FallbackSide, Metrics, MetricsService,
+};
+use evolution_retry::{RetryConfig, RetryEvent, RetryLayer, RetryPolicy};
 use evolution_token::{Auth, AuthLayer, BoxError, TokenManager};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
+use tower::retry::Retry;
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, ServiceBuilder};
@@ -57,11 +60,17 @@ pub(crate) struct StackConfig {
     pub(crate) metrics: Metrics,
 }
 
-/// What [`build`] made: the service and the handles the client exposes.
+/// What [`build`] made: the stack and the handles the client exposes.
 pub(crate) struct Built {
-    pub(crate) service: EvolutionService,
+    pub(crate) stack: Stack,
     pub(crate) fallback: Option<FallbackHandle>,
 }
+
+/// The whole stack, concrete: the client calls a clone of it per call without boxing the
+/// service or its future; [`EvolutionService`] boxes it for callers who need one type.
+pub(crate) type Stack = MetricsService<Either<Timeout<Retried>, Retried>>;
+type Retried = Either<Retry<RetryPolicy, Counted>, Counted>;
+type Counted = AttemptCounter<Either<KeyStack, Fallback<KeyStack, KeyStack>>>;
 
 /// One key's stack, concrete: boxed only once, at the top of the whole stack, so that a
 /// call clones plain `Arc`s rather than a chain of boxes.
@@ -142,12 +151,9 @@ pub(crate) fn build(
         }
         None => Either::Right(counted),
     };
-    let service = ServiceBuilder::new()
+    let stack = ServiceBuilder::new()
         .layer(metrics.layer())
         .option_layer(config.total_timeout.map(TimeoutLayer::new))
         .service(retried);
-    Built {
-        service: BoxCloneSyncService::new(service),
-        fallback,
-    }
+    Built { stack, fallback }
 }
