@@ -40,89 +40,35 @@
 
 use std::cell::RefCell;
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use evolution_benches::calls::{
+    BoxedCall, IN_FLIGHT, PROMPT, bare_call, bare_json_call, chat_body, chat_request, in_flight,
+    service_call,
+};
 use evolution_benches::{
     BACKUP_KEY_ID, BACKUP_SECRET, Server, authenticated, bench_mode, criterion_estimate_ns,
     full_stack, machine, on_threads, process_cpu_time, runtime,
 };
 use evolution_client::stack::EvolutionService;
-use evolution_client::{Body, ChatResponse, EvolutionInference, HttpTransport, Metrics};
+use evolution_client::{Body, EvolutionInference, HttpTransport, Metrics};
 use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
 use evolution_token::{BoxError, Credentials, TokenManager};
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
-use serde::Serialize;
 use tokio::runtime::Runtime;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
 
-const IN_FLIGHT: usize = 64;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The total timeout of `full_stack`: longer than one attempt's, as one would set it.
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
-const PROMPT: &str = "Привет!";
 const LOOPBACK: &str = "stack_loopback";
 const CPU: &str = "stack_cpu";
-
-/// The body `invoke(PROMPT)` sends with the client's defaults.
-fn chat_body() -> Bytes {
-    Bytes::from(
-        serde_json::to_vec(&serde_json::json!({
-            "model": DEMO_MODEL,
-            "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": 512,
-            "temperature": 1.0,
-            "top_p": 1.0,
-            "frequency_penalty": 0.0,
-            "presence_penalty": 0.0,
-            "n": 1,
-            "stream": false,
-        }))
-        .expect("JSON"),
-    )
-}
-
-/// A chat request as `EvolutionInference` builds it (no headers: the stack sets them), or,
-/// with `bearer`, as a caller of the bare transport must build it.
-fn chat_request(uri: &Uri, body: &Bytes, bearer: Option<&HeaderValue>) -> Request<Bytes> {
-    let mut request = Request::new(body.clone());
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri.clone();
-    if let Some(bearer) = bearer {
-        let headers = request.headers_mut();
-        headers.insert(AUTHORIZATION, bearer.clone());
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    request
-}
-
-/// The request `invoke` encodes, as a user of bare `reqwest` and `serde` would write it.
-#[derive(Serialize)]
-struct WireRequest<'a> {
-    model: &'a str,
-    messages: [WireMessage<'a>; 1],
-    max_tokens: u32,
-    temperature: f64,
-    top_p: f64,
-    frequency_penalty: f64,
-    presence_penalty: f64,
-    n: u32,
-    stream: bool,
-}
-
-#[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'a str,
-    content: &'a str,
-}
 
 /// Client CPU time and requests per benchmark, over every sample (warm-up included), in
 /// the order the benchmarks ran.
@@ -151,120 +97,6 @@ impl CpuLedger {
             .collect()
     }
 }
-
-/// Runs `iters` calls of `call` with `IN_FLIGHT` workers on `runtime`; the wall time.
-fn in_flight<F, Fut>(runtime: &Runtime, iters: u64, call: F) -> Duration
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    runtime.block_on(async move {
-        let issued = Arc::new(AtomicU64::new(0));
-        let start = Instant::now();
-        let workers: Vec<_> = (0..IN_FLIGHT)
-            .map(|_| {
-                let (issued, call) = (issued.clone(), call.clone());
-                tokio::spawn(async move {
-                    while issued.fetch_add(1, Ordering::Relaxed) < iters {
-                        call().await;
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker.await.expect("no worker panics");
-        }
-        start.elapsed()
-    })
-}
-
-/// One call of `bare_reqwest`: the chat body with a fixed `Authorization` header.
-fn bare_call(
-    http: reqwest::Client,
-    url: String,
-    body: Bytes,
-    bearer: HeaderValue,
-) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
-    move || {
-        let request = http
-            .post(&url)
-            .header(AUTHORIZATION, bearer.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body.clone());
-        Box::pin(async move {
-            let response = request.send().await.expect("the server answers");
-            assert!(response.status().is_success());
-            black_box(response.bytes().await.expect("a body"));
-        })
-    }
-}
-
-/// One call of `bare_reqwest_json`: `invoke`'s work with `reqwest` and `serde` alone.
-fn bare_json_call(
-    http: reqwest::Client,
-    url: String,
-    bearer: HeaderValue,
-) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
-    move || {
-        let wire = WireRequest {
-            model: DEMO_MODEL,
-            messages: [WireMessage {
-                role: "user",
-                content: PROMPT,
-            }],
-            max_tokens: 512,
-            temperature: 1.0,
-            top_p: 1.0,
-            frequency_penalty: 0.0,
-            presence_penalty: 0.0,
-            n: 1,
-            stream: false,
-        };
-        let body = serde_json::to_vec(&wire).expect("JSON");
-        let request = http
-            .post(&url)
-            .header(AUTHORIZATION, bearer.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
-        Box::pin(async move {
-            let response = request.send().await.expect("the server answers");
-            assert!(response.status().is_success());
-            let bytes = response.bytes().await.expect("a body");
-            let answer: ChatResponse = serde_json::from_slice(&bytes).expect("a chat completion");
-            let text = answer
-                .choices
-                .into_iter()
-                .next()
-                .expect("a choice")
-                .message
-                .content;
-            black_box(text);
-        })
-    }
-}
-
-/// One call through `service` as `EvolutionInference` makes it (a clone of the stack per
-/// call, `oneshot`), reading the whole answer; `bearer` is set when the service does not
-/// authenticate requests itself.
-fn service_call(
-    service: EvolutionService,
-    uri: Uri,
-    body: Bytes,
-    bearer: Option<HeaderValue>,
-) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
-    move || {
-        let request = chat_request(&uri, &body, bearer.as_ref());
-        let service = service.clone();
-        Box::pin(async move {
-            let response = service.oneshot(request).await.expect("the stack answers");
-            assert!(response.status().is_success());
-            black_box(response.into_body().collect().await.expect("a body"));
-        })
-    }
-}
-
-/// Every case boxes its call future the same way, so that no case pays for it alone.
-type BoxedCall = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Benchmarks `call` at `IN_FLIGHT` calls in flight, recording the client CPU it used.
 fn bench_call<M, F>(

@@ -4,6 +4,8 @@
 // Benchmarks measure real elapsed time.
 #![allow(clippy::disallowed_methods)]
 
+pub mod calls;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

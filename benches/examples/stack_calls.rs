@@ -1,0 +1,113 @@
+//! Runs one loopback case of `benches/stack_overhead.rs` in a plain process, for profilers
+//! that need one (perf, valgrind's callgrind and DHAT) rather than a criterion run:
+//!
+//! ```text
+//! cargo build --release -p evolution-emulator -p evolution-benches --example stack_calls
+//! valgrind --tool=callgrind target/release/examples/stack_calls full_stack 20000
+//! ```
+//!
+//! Cases: `bare_reqwest`, `bare_reqwest_json`, `transport`, `full_stack`, `invoke`. It
+//! prints the rate and the client's CPU time per call; under callgrind, compare the
+//! instruction totals of two cases over the same number of calls.
+
+// Benchmarks measure real elapsed time.
+#![allow(clippy::disallowed_methods)]
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use evolution_benches::calls::{
+    BoxedCall, PROMPT, bare_call, bare_json_call, chat_body, in_flight, service_call,
+};
+use evolution_benches::{BACKUP_KEY_ID, BACKUP_SECRET, Server, process_cpu_time, runtime};
+use evolution_client::{EvolutionInference, HttpTransport, Metrics};
+use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
+use http::Uri;
+use tower::util::BoxCloneSyncService;
+
+const CASES: &str = "bare_reqwest, bare_reqwest_json, transport, full_stack, invoke";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let case = args.next().unwrap_or_else(|| "full_stack".to_owned());
+    let calls = match args.next().map(|calls| calls.parse::<u64>()) {
+        None => 100_000,
+        Some(Ok(calls)) if calls > 0 => calls,
+        Some(_) => {
+            eprintln!("usage: stack_calls [CASE] [CALLS > 0]; cases: {CASES}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let server = Server::start();
+    let runtime = runtime(2);
+    // As in `stack_overhead`: a backup key, and a total timeout longer than the attempt's.
+    let client = EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .key_id(DEMO_KEY_ID)
+        .secret(DEMO_SECRET)
+        .base_url(server.base_url())
+        .auth_url(server.auth_url())
+        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
+        .metrics(Metrics::new())
+        .request_timeout(Duration::from_secs(60))
+        .total_timeout(Duration::from_secs(120))
+        .build()
+        .expect("a valid client");
+    runtime
+        .block_on(client.invoke(PROMPT))
+        .expect("the client works");
+    let bearer = runtime
+        .block_on(client.token_manager().get_token())
+        .expect("a token")
+        .bearer_header();
+    let uri: Uri = format!("{}/chat/completions", server.base_url())
+        .parse()
+        .expect("a URI");
+    let http = reqwest::Client::new();
+
+    let cpu = process_cpu_time();
+    let elapsed = match case.as_str() {
+        "bare_reqwest" => in_flight(
+            &runtime,
+            calls,
+            bare_call(http, uri.to_string(), chat_body(), bearer),
+        ),
+        "bare_reqwest_json" => in_flight(
+            &runtime,
+            calls,
+            bare_json_call(http, uri.to_string(), bearer),
+        ),
+        "transport" => {
+            let transport = BoxCloneSyncService::new(HttpTransport::new(http));
+            in_flight(
+                &runtime,
+                calls,
+                service_call(transport, uri, chat_body(), Some(bearer)),
+            )
+        }
+        "full_stack" => in_flight(
+            &runtime,
+            calls,
+            service_call(client.service(), uri, chat_body(), None),
+        ),
+        "invoke" => in_flight(&runtime, calls, move || -> BoxedCall {
+            let client = client.clone();
+            Box::pin(async move {
+                black_box(client.invoke(PROMPT).await.expect("an answer"));
+            })
+        }),
+        other => {
+            eprintln!("unknown case `{other}`; cases: {CASES}");
+            return ExitCode::from(2);
+        }
+    };
+    let cpu = process_cpu_time() - cpu;
+    println!(
+        "{case}: {calls} calls, {:.0} calls/s, client CPU {:.1} µs per call",
+        calls as f64 / elapsed.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / calls as f64
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,205 @@
+//! The calls the loopback benchmarks make, shared by `benches/stack_overhead.rs` and the
+//! `stack_calls` example (which runs one of them in a plain process for profilers).
+
+// Benchmarks measure real elapsed time.
+#![allow(clippy::disallowed_methods)]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use evolution_client::ChatResponse;
+use evolution_client::stack::EvolutionService;
+use evolution_emulator::DEMO_MODEL;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use tokio::runtime::Runtime;
+use tower::ServiceExt;
+
+/// Calls in flight at once.
+pub const IN_FLIGHT: usize = 64;
+/// The prompt every call sends.
+pub const PROMPT: &str = "Привет!";
+
+/// The body `invoke(PROMPT)` sends with the client's defaults.
+pub fn chat_body() -> Bytes {
+    Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "model": DEMO_MODEL,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 512,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+            "n": 1,
+            "stream": false,
+        }))
+        .expect("JSON"),
+    )
+}
+
+/// A chat request as `EvolutionInference` builds it (no headers: the stack sets them), or,
+/// with `bearer`, as a caller of the bare transport must build it.
+pub fn chat_request(uri: &Uri, body: &Bytes, bearer: Option<&HeaderValue>) -> Request<Bytes> {
+    let mut request = Request::new(body.clone());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
+    if let Some(bearer) = bearer {
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, bearer.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    request
+}
+
+/// The request `invoke` encodes, as a user of bare `reqwest` and `serde` would write it.
+#[derive(Debug, Serialize)]
+pub struct WireRequest<'a> {
+    /// The model.
+    pub model: &'a str,
+    /// The one user message.
+    pub messages: [WireMessage<'a>; 1],
+    /// The client's default, 512.
+    pub max_tokens: u32,
+    /// The client's default, 1.0.
+    pub temperature: f64,
+    /// The client's default, 1.0.
+    pub top_p: f64,
+    /// The client's default, 0.0.
+    pub frequency_penalty: f64,
+    /// The client's default, 0.0.
+    pub presence_penalty: f64,
+    /// The client's default, 1.
+    pub n: u32,
+    /// `false`.
+    pub stream: bool,
+}
+
+/// One chat message of [`WireRequest`].
+#[derive(Debug, Serialize)]
+pub struct WireMessage<'a> {
+    /// `"user"`.
+    pub role: &'a str,
+    /// The prompt.
+    pub content: &'a str,
+}
+
+/// Runs `iters` calls of `call` with `IN_FLIGHT` workers on `runtime`; the wall time.
+pub fn in_flight<F, Fut>(runtime: &Runtime, iters: u64, call: F) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    runtime.block_on(async move {
+        let issued = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let workers: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| {
+                let (issued, call) = (issued.clone(), call.clone());
+                tokio::spawn(async move {
+                    while issued.fetch_add(1, Ordering::Relaxed) < iters {
+                        call().await;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.expect("no worker panics");
+        }
+        start.elapsed()
+    })
+}
+
+/// One call of `bare_reqwest`: the chat body with a fixed `Authorization` header.
+pub fn bare_call(
+    http: reqwest::Client,
+    url: String,
+    body: Bytes,
+    bearer: HeaderValue,
+) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || {
+        let request = http
+            .post(&url)
+            .header(AUTHORIZATION, bearer.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        Box::pin(async move {
+            let response = request.send().await.expect("the server answers");
+            assert!(response.status().is_success());
+            black_box(response.bytes().await.expect("a body"));
+        })
+    }
+}
+
+/// One call of `bare_reqwest_json`: `invoke`'s work with `reqwest` and `serde` alone.
+pub fn bare_json_call(
+    http: reqwest::Client,
+    url: String,
+    bearer: HeaderValue,
+) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || {
+        let wire = WireRequest {
+            model: DEMO_MODEL,
+            messages: [WireMessage {
+                role: "user",
+                content: PROMPT,
+            }],
+            max_tokens: 512,
+            temperature: 1.0,
+            top_p: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            n: 1,
+            stream: false,
+        };
+        let body = serde_json::to_vec(&wire).expect("JSON");
+        let request = http
+            .post(&url)
+            .header(AUTHORIZATION, bearer.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        Box::pin(async move {
+            let response = request.send().await.expect("the server answers");
+            assert!(response.status().is_success());
+            let bytes = response.bytes().await.expect("a body");
+            let answer: ChatResponse = serde_json::from_slice(&bytes).expect("a chat completion");
+            let text = answer
+                .choices
+                .into_iter()
+                .next()
+                .expect("a choice")
+                .message
+                .content;
+            black_box(text);
+        })
+    }
+}
+
+/// One call through `service` as `EvolutionInference` makes it (a clone of the stack per
+/// call, `oneshot`), reading the whole answer; `bearer` is set when the service does not
+/// authenticate requests itself.
+pub fn service_call(
+    service: EvolutionService,
+    uri: Uri,
+    body: Bytes,
+    bearer: Option<HeaderValue>,
+) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || {
+        let request = chat_request(&uri, &body, bearer.as_ref());
+        let service = service.clone();
+        Box::pin(async move {
+            let response = service.oneshot(request).await.expect("the stack answers");
+            assert!(response.status().is_success());
+            black_box(response.into_body().collect().await.expect("a body"));
+        })
+    }
+}
+
+/// Every case boxes its call future the same way, so that no case pays for it alone.
+pub type BoxedCall = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
