@@ -57,7 +57,6 @@ enum Driven<P, B> {
 /// What the call knows besides the futures: the route it took and what failed so far.
 struct Attempt<Pol, ReqB> {
     policy: Pol,
-    shared: Arc<Shared>,
     /// The state the request was routed under.
     seen: Snapshot,
     /// Set while this call is the failback probe of the preferred side.
@@ -88,7 +87,6 @@ where
     pub(crate) fn new(
         sides: Arc<Sides<P, B>>,
         policy: Pol,
-        shared: Arc<Shared>,
         route: Route,
         request: Request<ReqB>,
     ) -> Self {
@@ -101,7 +99,6 @@ where
             driven: Driven::Neither,
             attempt: Attempt {
                 policy,
-                shared,
                 seen: route.seen,
                 probe: route.probe,
                 copy: Some(request),
@@ -165,7 +162,7 @@ where
                     (Side::Backup, ready!(future.poll(cx)).map_err(Into::into))
                 }
             };
-            match this.attempt.decide(side, outcome) {
+            match this.attempt.decide(&this.sides.shared, side, outcome) {
                 Step::Done(result) => return Poll::Ready(result),
                 Step::Resend(side, request) => this.state.set(State::Ready {
                     side,
@@ -197,12 +194,13 @@ impl<Pol: SwitchPolicy, ReqB> Attempt<Pol, ReqB> {
     /// What to do with the outcome of `side`: hand it to the caller, or resend to the other side.
     fn decide<ResB>(
         &mut self,
+        shared: &Shared,
         side: Side,
         outcome: Result<Response<ResB>, BoxError>,
     ) -> Step<ResB, ReqB> {
         let reason = self.policy.switch_reason(view(&outcome));
         let Some(copy) = self.copy.take() else {
-            return Step::Done(self.finish(side, reason, outcome));
+            return Step::Done(self.finish(shared, side, reason, outcome));
         };
         if let Some(probe) = self.probe.take() {
             if reason.is_none() && healthy(&outcome) {
@@ -219,7 +217,7 @@ impl<Pol: SwitchPolicy, ReqB> Attempt<Pol, ReqB> {
         };
         if !self.seen.fallen_back() {
             // Only the first failure of this generation switches; the rest just resend.
-            self.shared.switch_away(self.seen, reason);
+            shared.switch_away(self.seen, reason);
         }
         // On the backup and the backup was refused: the preferred side is tried once more.
         self.first = Some(Failure::new(side, reason, outcome));
@@ -229,6 +227,7 @@ impl<Pol: SwitchPolicy, ReqB> Attempt<Pol, ReqB> {
     /// The outcome of the resend.
     fn finish<ResB>(
         &mut self,
+        shared: &Shared,
         side: Side,
         reason: Option<SwitchReason>,
         outcome: Result<Response<ResB>, BoxError>,
@@ -237,7 +236,7 @@ impl<Pol: SwitchPolicy, ReqB> Attempt<Pol, ReqB> {
         let Some(reason) = reason else {
             if self.seen.fallen_back() && side == self.seen.preferred && healthy(&outcome) {
                 // The backup was refused and the preferred side answered: it is back.
-                self.shared.fail_back(self.seen);
+                shared.fail_back(self.seen);
             }
             return outcome;
         };
@@ -245,8 +244,8 @@ impl<Pol: SwitchPolicy, ReqB> Attempt<Pol, ReqB> {
             Some(first) if first.reason.is_auth() && reason.is_auth() => {
                 let second = Failure::new(side, reason, outcome);
                 Err(Box::new(BothKeysRejected::new(
-                    first.into_rejection(&self.shared),
-                    second.into_rejection(&self.shared),
+                    first.into_rejection(shared),
+                    second.into_rejection(shared),
                 )))
             }
             // Not both keys refused (an outage, say): the caller and the retry layer get the

@@ -35,7 +35,7 @@ use crate::state::{Failback, KeyId, Shared};
 /// `Fallback` if you need one.
 ///
 /// The two sides live behind one `Arc`: cloning a `Fallback` (which a retry layer above
-/// does for every call) costs two reference counts however deep the sides' stacks are, and
+/// does for every call) costs one reference count however deep the sides' stacks are, and
 /// a call clones only the side it uses.
 ///
 /// Clones share one switch state; see [`handle`](Self::handle).
@@ -45,14 +45,15 @@ use crate::state::{Failback, KeyId, Shared};
 pub struct Fallback<P, B, Pol = AuthFailure> {
     sides: Arc<Sides<P, B>>,
     policy: Pol,
-    shared: Arc<Shared>,
 }
 
-/// The two services a [`Fallback`] sends to; calls clone them from here.
+/// The two services a [`Fallback`] sends to (calls clone them from here), and the switch
+/// state: one `Arc` for a call to clone.
 #[derive(Debug)]
 pub(crate) struct Sides<P, B> {
     pub(crate) primary: P,
     pub(crate) backup: B,
+    pub(crate) shared: Arc<Shared>,
 }
 
 // By hand: cloning shares the sides, so `P` and `B` need not be `Clone` for it.
@@ -61,7 +62,6 @@ impl<P, B, Pol: Clone> Clone for Fallback<P, B, Pol> {
         Self {
             sides: Arc::clone(&self.sides),
             policy: self.policy.clone(),
-            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -76,9 +76,12 @@ impl<P, B> Fallback<P, B> {
 impl<P, B, Pol> Fallback<P, B, Pol> {
     pub(crate) fn from_parts(primary: P, backup: B, policy: Pol, shared: Arc<Shared>) -> Self {
         Self {
-            sides: Arc::new(Sides { primary, backup }),
+            sides: Arc::new(Sides {
+                primary,
+                backup,
+                shared,
+            }),
             policy,
-            shared,
         }
     }
 
@@ -88,7 +91,6 @@ impl<P, B, Pol> Fallback<P, B, Pol> {
         Fallback {
             sides: self.sides,
             policy,
-            shared: self.shared,
         }
     }
 
@@ -97,14 +99,15 @@ impl<P, B, Pol> Fallback<P, B, Pol> {
     ///
     /// Applies to the shared state: to every clone and to the handle.
     pub fn failback(self, failback: Failback) -> Self {
-        self.shared.set_failback(failback);
+        self.sides.shared.set_failback(failback);
         self
     }
 
     /// The key ids of the two sides, for errors and logs (never a secret). Without them errors
     /// say "primary key" and "backup key" (or the key id an IAM error carries).
     pub fn key_ids(self, primary: impl Into<Arc<str>>, backup: impl Into<Arc<str>>) -> Self {
-        self.shared
+        self.sides
+            .shared
             .set_key_ids(KeyId::Fixed(primary.into()), KeyId::Fixed(backup.into()));
         self
     }
@@ -112,7 +115,7 @@ impl<P, B, Pol> Fallback<P, B, Pol> {
     /// Takes the key ids from the sides' token managers, read when needed, so they stay right
     /// after `TokenManager::set_credentials`.
     pub fn key_ids_from(self, primary: &TokenManager, backup: &TokenManager) -> Self {
-        self.shared.set_key_ids(
+        self.sides.shared.set_key_ids(
             KeyId::Tokens(primary.clone()),
             KeyId::Tokens(backup.clone()),
         );
@@ -121,19 +124,19 @@ impl<P, B, Pol> Fallback<P, B, Pol> {
 
     /// Adds an observer of [`FallbackEvent`](crate::FallbackEvent)s.
     pub fn observer(self, observer: impl FallbackObserver) -> Self {
-        self.shared.add_observer(Arc::new(observer));
+        self.sides.shared.add_observer(Arc::new(observer));
         self
     }
 
     /// Adds an observer already behind an `Arc`.
     pub fn shared_observer(self, observer: Arc<dyn FallbackObserver>) -> Self {
-        self.shared.add_observer(observer);
+        self.sides.shared.add_observer(observer);
         self
     }
 
     /// A handle on the switch state: `using_primary`, `switches`, `rotate`.
     pub fn handle(&self) -> FallbackHandle {
-        FallbackHandle::new(Arc::clone(&self.shared))
+        FallbackHandle::new(Arc::clone(&self.sides.shared))
     }
 
     /// The primary service.
@@ -182,8 +185,7 @@ where
         ResponseFuture::new(
             Arc::clone(&self.sides),
             self.policy.clone(),
-            Arc::clone(&self.shared),
-            self.shared.route(),
+            self.sides.shared.route(),
             request,
         )
     }
