@@ -7,11 +7,11 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::try_join_all;
 use http::{HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 use crate::builder::validate_generation;
 use crate::chat::{ModelList, WireRequest};
-use crate::stack::{Built, EvolutionService, Stack, StackConfig};
+use crate::stack::{Built, EvolutionService, StackConfig};
+use crate::stacks::Stacks;
 use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
 };
@@ -58,11 +58,11 @@ pub(crate) struct Params {
 /// ```
 #[derive(Clone)]
 pub struct EvolutionInference {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    stack: Stack,
+pub(crate) struct Inner {
+    pub(crate) stacks: Stacks,
     /// The base URL as configured, without a trailing slash.
     base_url: String,
     fallback: Option<FallbackHandle>,
@@ -113,7 +113,7 @@ impl EvolutionInference {
                 chat_url: uri("chat/completions")?,
                 base_url: base.to_owned(),
                 models_url: uri("models")?,
-                stack: built.stack,
+                stacks: Stacks::new(built.stack),
                 fallback: built.fallback,
                 backup_tokens,
                 params,
@@ -289,7 +289,7 @@ impl EvolutionInference {
 
     /// The assembled tower service, to call directly or wrap in layers of your own.
     pub fn service(&self) -> EvolutionService {
-        EvolutionService::new(self.inner.stack.clone())
+        EvolutionService::new(self.inner.stacks.stack())
     }
 
     /// The API base URL, without a trailing slash.
@@ -357,23 +357,16 @@ impl EvolutionInference {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>> {
         let config = &self.inner.config;
         let started = tokio::time::Instant::now();
-        // A clone of the concrete stack: neither the service nor its future is boxed.
-        let response = self
-            .inner
-            .stack
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(|error| {
-                // Both timeouts fail with the same `Elapsed`: name the one that stopped
-                // the call. The total did if no further attempt would have fitted in it
-                // (the retry layer gives up early then), the attempt limit otherwise.
-                let limit = match config.total_timeout {
-                    Some(total) if started.elapsed() + config.request_timeout > total => total,
-                    _ => config.request_timeout,
-                };
-                Error::from_service(error, limit)
-            })?;
+        let response = self.inner.stacks.call(request).await.map_err(|error| {
+            // Both timeouts fail with the same `Elapsed`: name the one that stopped
+            // the call. The total did if no further attempt would have fitted in it
+            // (the retry layer gives up early then), the attempt limit otherwise.
+            let limit = match config.total_timeout {
+                Some(total) if started.elapsed() + config.request_timeout > total => total,
+                _ => config.request_timeout,
+            };
+            Error::from_service(error, limit)
+        })?;
         if response.status().is_success() {
             return Ok(response);
         }

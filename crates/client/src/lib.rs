@@ -35,6 +35,7 @@ mod error;
 pub mod rig;
 pub mod sse;
 pub mod stack;
+mod stacks;
 mod stream;
 pub mod trace;
 mod transport;

@@ -129,7 +129,9 @@ async fn caller_futures_dropped_at_random_points_while_1000_calls_run() {
     for i in 0..1000u64 {
         let llm = llm.clone();
         let finished = finished.clone();
-        let start_after = rng.millis(250);
+        // Over 400 ms: the revocations end after about 250 ms, so that even on a slow
+        // machine some calls run after them and can succeed.
+        let start_after = rng.millis(400);
         // Half the callers give up after 0..100 ms, the others wait for the answer.
         let give_up_after = if rng.below(2) == 0 {
             rng.millis(100)

@@ -1,0 +1,120 @@
+//! Instances of the stack kept per thread, so that a call need not clone one.
+//!
+//! A tower service is called through `&mut`, so a client shared by many tasks would clone
+//! its stack for every call (and drop the clone after): a dozen reference counts, each
+//! written from every core that makes calls. Instead the client keeps a few instances, and
+//! a call borrows the one of its thread's shard for the moment it takes to drive it to
+//! readiness and call it; the response future owns what it needs after that. If the shard
+//! is busy or the instance is not ready at once, the call falls back to a fresh clone.
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
+use std::task::Poll;
+
+use bytes::Bytes;
+use evolution_token::BoxError;
+use http::{Request, Response};
+use tower::{Service, ServiceExt};
+
+use crate::Body;
+use crate::stack::Stack;
+
+pub(crate) struct Stacks {
+    /// Cloned for a call that cannot borrow a shard, and for [`Stacks::stack`].
+    template: Stack,
+    /// A power-of-two number of instances.
+    shards: Box<[Mutex<Stack>]>,
+}
+
+impl Stacks {
+    pub(crate) fn new(template: Stack) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = (cores * 4).next_power_of_two().clamp(4, 64);
+        let shards = (0..count).map(|_| Mutex::new(template.clone())).collect();
+        Self { template, shards }
+    }
+
+    /// A clone of the stack, for callers that need their own.
+    pub(crate) fn stack(&self) -> Stack {
+        self.template.clone()
+    }
+
+    /// Calls the stack with `request`.
+    pub(crate) async fn call(&self, request: Request<Bytes>) -> Result<Response<Body>, BoxError> {
+        let mut request = Some(request);
+        let shard = &self.shards[thread_index() & (self.shards.len() - 1)];
+        let called = poll_fn(|cx| {
+            // Held only while the instance is polled for readiness and called: no await.
+            let mut stack = match shard.try_lock() {
+                Ok(stack) => stack,
+                Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => {
+                    return Poll::Ready(None);
+                }
+            };
+            match stack.poll_ready(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(request.take().map(|r| stack.call(r))),
+                // Not ready now (or failing): a clone of its own will report it.
+                Poll::Ready(Err(_)) | Poll::Pending => Poll::Ready(None),
+            }
+        })
+        .await;
+        match (called, request) {
+            (Some(future), _) => future.await,
+            (None, Some(request)) => self.template.clone().oneshot(request).await,
+            (None, None) => Err("the request was sent without a response future".into()),
+        }
+    }
+}
+
+/// A number of this thread's own, taken in turn when the thread first asks.
+fn thread_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+    INDEX.with(|index| {
+        index.get().unwrap_or_else(|| {
+            let next = NEXT.fetch_add(1, Ordering::Relaxed);
+            index.set(Some(next));
+            next
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, Emulator};
+
+    use crate::EvolutionInference;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_finds_every_instance_busy_uses_a_clone() {
+        let emu = Emulator::builder().start().await.unwrap();
+        let client = EvolutionInference::builder()
+            .model(DEMO_MODEL)
+            .key_id(DEMO_KEY_ID)
+            .secret(DEMO_SECRET)
+            .base_url(emu.base_url())
+            .auth_url(emu.auth_url())
+            .build()
+            .unwrap();
+        let answer = client.invoke("borrowed").await.unwrap();
+        assert!(answer.ends_with("borrowed"), "{answer}");
+
+        let held: Vec<_> = client
+            .inner
+            .stacks
+            .shards
+            .iter()
+            .map(|shard| shard.lock().unwrap())
+            .collect();
+        let answer = client.invoke("cloned").await.unwrap();
+        assert!(answer.ends_with("cloned"), "{answer}");
+        drop(held);
+
+        let stats = emu.stats();
+        assert_eq!((stats.iam_requests, stats.chat_requests), (1, 2));
+    }
+}
