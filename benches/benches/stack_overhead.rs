@@ -6,8 +6,8 @@
 //!    - `bare_reqwest`: `reqwest` posting the chat body (encoded once) with fixed
 //!      `Authorization` and `Content-Type` headers and reading the answer's bytes;
 //!    - `transport`: the same through `HttpTransport` alone (the stack's bottom);
-//!    - `one_key`: `stack::authenticated` — auth, sensitive headers, default content type,
-//!      trace, per-attempt timeout — over the transport;
+//!    - `one_key`: `stack::authenticated_over` the same transport — auth, sensitive
+//!      headers, default content type, trace, per-attempt timeout;
 //!    - `full_stack`: `EvolutionInference::service()` with a backup key and a total
 //!      timeout of twice the per-attempt one (so both timers are live): metrics, total
 //!      timeout, retry, attempt counter, fallback, and one `one_key` stack per key. The
@@ -26,8 +26,8 @@
 //! 2. `stack_cpu`: time per call of the layers over an in-memory service (a `service_fn`
 //!    answering a ready 200 with a small body), one call at a time as the client makes it
 //!    (a clone of the stack, `oneshot`), on 1 thread and on 2 threads at once sharing one
-//!    stack: the bare service, `one_key`, and the full stack (the same layers as
-//!    `EvolutionInference` assembles, built by `evolution_benches::full_stack`). The
+//!    stack: the bare service, `one_key`, and the client's own full stack over it
+//!    (`EvolutionInferenceBuilder::build_service_over`, configured as in `loopback`). The
 //!    summary prints full stack minus bare (target ≤ 2 µs).
 //!
 //! ```text
@@ -51,10 +51,10 @@ use evolution_benches::calls::{
     service_call,
 };
 use evolution_benches::{
-    BACKUP_KEY_ID, BACKUP_SECRET, Server, authenticated, bench_mode, criterion_estimate_ns,
-    full_stack, machine, on_threads, process_cpu_time, runtime,
+    BACKUP_KEY_ID, BACKUP_SECRET, Server, bench_mode, criterion_estimate_ns, machine, on_threads,
+    process_cpu_time, runtime,
 };
-use evolution_client::stack::EvolutionService;
+use evolution_client::stack::{EvolutionService, authenticated_over};
 use evolution_client::{Body, EvolutionInference, HttpTransport, Metrics};
 use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
 use evolution_token::{BoxError, Credentials, TokenManager};
@@ -120,7 +120,7 @@ fn bench_call<M, F>(
 }
 
 /// Rounds of the interleaved ratio check, and calls per case per round.
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 10;
 const ROUND_CALLS: u64 = 20_000;
 
 /// Bare and full stack alternately (ABBA order, so a drift in machine load hits both
@@ -203,7 +203,7 @@ fn loopback(c: &mut Criterion) {
         ),
         (
             "one_key",
-            authenticated(transport, client.token_manager().clone(), TIMEOUT),
+            authenticated_over(transport, client.token_manager().clone(), TIMEOUT),
             None,
         ),
         ("full_stack", client.service(), None),
@@ -322,19 +322,35 @@ fn warm(auth_url: &str, key_id: &str, secret: &str) -> TokenManager {
 fn cpu(c: &mut Criterion) {
     let server = Server::start();
     let primary = warm(&server.auth_url(), DEMO_KEY_ID, DEMO_SECRET);
-    let backup = warm(&server.auth_url(), BACKUP_KEY_ID, BACKUP_SECRET);
-    let metrics = Metrics::new();
+    // The client's own stack over the in-memory service, configured as in `loopback`.
+    let full = EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .key_id(DEMO_KEY_ID)
+        .secret(DEMO_SECRET)
+        .base_url(server.base_url())
+        .auth_url(server.auth_url())
+        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
+        .metrics(Metrics::new())
+        .request_timeout(TIMEOUT)
+        .total_timeout(TOTAL_TIMEOUT)
+        .build_service_over(in_memory())
+        .expect("a valid configuration");
+    // One call fetches the primary key's token (from the emulator's IAM).
+    let (uri, body) = (
+        Uri::from_static("http://127.0.0.1/v1/chat/completions"),
+        chat_body(),
+    );
+    runtime(1)
+        .block_on(full.clone().oneshot(chat_request(&uri, &body, None)))
+        .expect("the stack answers");
     // The bare service is boxed like the others, so every case pays the same box.
     let services: [(&str, EvolutionService); 3] = [
         ("bare_service", BoxCloneSyncService::new(in_memory())),
         (
             "one_key",
-            authenticated(in_memory(), primary.clone(), TIMEOUT),
+            authenticated_over(in_memory(), primary.clone(), TIMEOUT),
         ),
-        (
-            "full_stack",
-            full_stack(in_memory(), &primary, &backup, &metrics, TIMEOUT),
-        ),
+        ("full_stack", full),
     ];
 
     let mut group = c.benchmark_group(CPU);

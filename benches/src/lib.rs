@@ -1,5 +1,5 @@
 //! Shared set-up for the benchmarks: runtimes, the emulator (in-process or as the release
-//! binary in its own process), the client stack over any transport, and reporting helpers.
+//! binary in its own process), the calls the loopback benches make, and reporting helpers.
 
 // Benchmarks measure real elapsed time.
 #![allow(clippy::disallowed_methods)]
@@ -14,22 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use evolution_client::fallback::{FallbackEvent, FallbackLayer, Side};
-use evolution_client::metrics::{AttemptCounterLayer, FallbackSide, Metrics};
-use evolution_client::retry::{RetryConfig, RetryEvent, RetryLayer};
-use evolution_client::stack::EvolutionService;
-use evolution_client::trace::TraceLayer;
-use evolution_client::{Body, Failback};
 use evolution_emulator::Emulator;
-use evolution_token::{AccessToken, AuthLayer, BoxError, Credentials, TokenManager};
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Request, Response};
+use evolution_token::{AccessToken, Credentials, TokenManager};
 use tokio::runtime::Runtime;
-use tower::util::BoxCloneSyncService;
-use tower::{Layer, Service, ServiceBuilder};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::set_header::SetRequestHeaderLayer;
 
 /// The backup key the benches register with the emulator, for stacks with fallback.
 pub const BACKUP_KEY_ID: &str = "bench-backup-key";
@@ -125,97 +112,6 @@ pub fn demo_manager(auth_url: &str) -> evolution_token::TokenManagerBuilder {
         evolution_emulator::DEMO_SECRET,
     ))
     .auth_url(auth_url)
-}
-
-// ------------------------------------------------------------------ the stack
-
-/// One key's stack over any transport, layer for layer what
-/// [`evolution_client::stack::authenticated`] builds over `reqwest`: bearer tokens,
-/// tower-http's sensitive headers and default Content-Type, a trace span, a per-attempt
-/// timeout.
-pub fn authenticated<T>(
-    transport: T,
-    tokens: TokenManager,
-    per_attempt: Duration,
-) -> EvolutionService
-where
-    T: Service<Request<Bytes>, Response = Response<Body>, Error = BoxError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    T::Future: Send + 'static,
-{
-    let service = ServiceBuilder::new()
-        .layer(AuthLayer::new(tokens))
-        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-        .layer(SetRequestHeaderLayer::if_not_present(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ))
-        .layer(TraceLayer)
-        .timeout(per_attempt)
-        .service(transport);
-    BoxCloneSyncService::new(service)
-}
-
-/// The full stack over any transport, as `EvolutionInference` assembles it with a backup
-/// key, default retries and a total timeout: metrics, overall timeout, retry (with its
-/// metrics observer), attempt counter, fallback (with its metrics observer), and one
-/// [`authenticated`] stack per key.
-///
-/// This mirrors `evolution_client::stack::build`, which is private and takes a
-/// `reqwest::Client`; keep the two in step.
-pub fn full_stack<T>(
-    transport: T,
-    primary: &TokenManager,
-    backup: &TokenManager,
-    metrics: &Metrics,
-    timeout: Duration,
-) -> EvolutionService
-where
-    T: Service<Request<Bytes>, Response = Response<Body>, Error = BoxError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    T::Future: Send + 'static,
-{
-    let main = authenticated(transport.clone(), primary.clone(), timeout);
-    let observer = metrics.clone();
-    let layer = FallbackLayer::new(authenticated(transport, backup.clone(), timeout))
-        .key_ids_from(primary, backup)
-        .failback(Failback::default())
-        .observer(move |event: &FallbackEvent| {
-            let side = match event.active() {
-                Side::Primary => FallbackSide::Primary,
-                Side::Backup => FallbackSide::Backup,
-            };
-            match event {
-                FallbackEvent::Switched { reason, .. } => {
-                    observer.record_fallback_switch(side, reason.as_str());
-                }
-                other if other.is_switch() => {
-                    observer.record_fallback_switch(side, other.as_str());
-                }
-                _ => observer.set_fallback_side(side),
-            }
-        });
-    metrics.set_fallback_side(FallbackSide::Primary);
-    let keys = BoxCloneSyncService::new(layer.layer(main));
-    let counted = BoxCloneSyncService::new(AttemptCounterLayer::new().layer(keys));
-    let observer = metrics.clone();
-    let retry = RetryConfig::builder()
-        .deadline(timeout)
-        .observer(move |event: &RetryEvent| observer.record_retry(event.reason.label()))
-        .build()
-        .expect("a valid retry configuration");
-    let retried = BoxCloneSyncService::new(RetryLayer::new(retry).layer(counted));
-    let service = ServiceBuilder::new()
-        .layer(metrics.layer())
-        .layer(tower::timeout::TimeoutLayer::new(timeout))
-        .service(retried);
-    BoxCloneSyncService::new(service)
 }
 
 // ------------------------------------------------------------------ the server

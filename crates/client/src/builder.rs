@@ -13,8 +13,9 @@ use evolution_token::store::{RedisStore, TokenStore};
 use evolution_token::{Credentials, TokenError, TokenManager, parse_endpoint_url};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::HttpTransport;
 use crate::client::{EvolutionInference, Params};
-use crate::stack::{self, StackConfig};
+use crate::stack::{self, EvolutionService, StackConfig, Transport};
 use crate::{Error, Result};
 
 /// Environment variable for the key id.
@@ -368,6 +369,68 @@ impl EvolutionInferenceBuilder {
     ///
     /// [`Error::Config`] naming the setting to fix.
     pub fn build(self) -> Result<EvolutionInference> {
+        let parts = self.assemble()?;
+        let built = stack::build(
+            HttpTransport::new(parts.http),
+            &parts.tokens,
+            parts.backup.as_ref(),
+            &parts.config,
+        );
+        EvolutionInference::new(
+            built,
+            &parts.base,
+            parts.params,
+            parts.tokens,
+            parts.backup,
+            parts.config,
+        )
+    }
+
+    /// The client's whole stack (metrics, timeouts, retry, fallback, auth, per attempt)
+    /// over `transport` instead of `reqwest`, as one tower service: for an HTTP client of
+    /// your own, or a test double. Requests go to the URIs you give them; tokens are still
+    /// fetched with `reqwest` (or the [`http_client`](Self::http_client) you set).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use evolution_client::{Body, EvolutionInference};
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower::service_fn;
+    ///
+    /// // A transport that answers every request itself.
+    /// let transport = service_fn(|_request: http::Request<Bytes>| async {
+    ///     let body: Body = Full::new(Bytes::from_static(b"{}"))
+    ///         .map_err(|never: Infallible| match never {})
+    ///         .boxed();
+    ///     Ok::<_, evolution_client::token::BoxError>(http::Response::new(body))
+    /// });
+    /// let service = EvolutionInference::builder()
+    ///     .model("your-model")
+    ///     .key_id("your-key-id")
+    ///     .secret("your-secret")
+    ///     .base_url("https://your-api-endpoint.com/v1")
+    ///     .build_service_over(transport)?;
+    /// # drop(service);
+    /// # Ok::<(), evolution_client::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_service_over<T: Transport>(self, transport: T) -> Result<EvolutionService> {
+        let parts = self.assemble()?;
+        let built = stack::build(
+            transport,
+            &parts.tokens,
+            parts.backup.as_ref(),
+            &parts.config,
+        );
+        Ok(EvolutionService::new(built.stack))
+    }
+
+    /// Validates the configuration and builds everything but the stack.
+    fn assemble(self) -> Result<Parts> {
         let model = required(self.model, "model", ENV_MODEL)?;
         let key_id = required(self.key_id, "key_id", ENV_KEY_ID)?;
         let secret = match self.secret {
@@ -481,9 +544,25 @@ impl EvolutionInferenceBuilder {
             failback: self.failback,
             metrics,
         };
-        let built = stack::build(http, &tokens, backup.as_ref(), &config);
-        EvolutionInference::new(built, &base, params, tokens, backup, config)
+        Ok(Parts {
+            http,
+            base,
+            params,
+            tokens,
+            backup,
+            config,
+        })
     }
+}
+
+/// A validated configuration, before the stack is built over a transport.
+struct Parts {
+    http: reqwest::Client,
+    base: url::Url,
+    params: Params,
+    tokens: TokenManager,
+    backup: Option<TokenManager>,
+    config: StackConfig,
 }
 
 fn required(value: Option<String>, field: &'static str, env: &str) -> Result<String> {

@@ -8,6 +8,7 @@ use futures_util::future::try_join_all;
 use http::{HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt;
 
+use crate::HttpTransport;
 use crate::builder::validate_generation;
 use crate::chat::{ModelList, WireRequest};
 use crate::stack::{Built, EvolutionService, StackConfig};
@@ -92,7 +93,7 @@ impl EvolutionInference {
     }
 
     pub(crate) fn new(
-        built: Built,
+        built: Built<HttpTransport>,
         base: &url::Url,
         params: Params,
         tokens: TokenManager,

@@ -27,6 +27,7 @@
 //! # Ok::<(), evolution_token::TokenError>(())
 //! ```
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,7 +42,7 @@ use http::{HeaderValue, Request, Response};
 use tower::retry::Retry;
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either};
-use tower::{Layer, ServiceBuilder};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
 
@@ -61,23 +62,52 @@ pub(crate) struct StackConfig {
 }
 
 /// What [`build`] made: the stack and the handles the client exposes.
-pub(crate) struct Built {
-    pub(crate) stack: Stack,
+pub(crate) struct Built<T = HttpTransport> {
+    pub(crate) stack: Stack<T>,
     pub(crate) fallback: Option<FallbackHandle>,
 }
 
-/// The whole stack, concrete: the client calls a clone of it per call without boxing the
-/// service or its future; [`EvolutionService`] boxes it for callers who need one type.
-pub(crate) type Stack = MetricsService<Either<Timeout<Retried>, Retried>>;
-type Retried = Either<Retry<RetryPolicy, Counted>, Counted>;
-type Counted = AttemptCounter<Either<KeyStack, Fallback<KeyStack, KeyStack>>>;
+/// The whole stack, concrete: the client calls it without boxing the service or its
+/// future; [`EvolutionService`] boxes it for callers who need one type.
+pub(crate) type Stack<T = HttpTransport> = MetricsService<Either<Timeout<Retried<T>>, Retried<T>>>;
+type Retried<T> = Either<Retry<RetryPolicy, Counted<T>>, Counted<T>>;
+type Counted<T> = AttemptCounter<Either<KeyStack<T>, Fallback<KeyStack<T>, KeyStack<T>>>>;
 
-/// One key's stack, concrete: boxed only once, at the top of the whole stack, so that a
-/// call clones plain `Arc`s rather than a chain of boxes.
-type KeyStack =
-    Auth<SetSensitiveRequestHeaders<SetRequestHeader<Trace<Timeout<HttpTransport>>, HeaderValue>>>;
+/// One key's stack, concrete like the rest of [`Stack`]: no box between layers, so that
+/// cloning it copies plain `Arc`s rather than a chain of boxes.
+type KeyStack<T> =
+    Auth<SetSensitiveRequestHeaders<SetRequestHeader<Trace<Timeout<T>>, HeaderValue>>>;
 
-fn key_stack(http: reqwest::Client, tokens: TokenManager, per_attempt: Duration) -> KeyStack {
+/// What a transport under the stack must be: `http::Request<Bytes>` in, a streaming
+/// [`Body`] out, [`BoxError`] for failures, and cheap to clone (each call clones it).
+pub trait Transport:
+    Service<Request<Bytes>, Response = Response<Body>, Error = BoxError, Future = Self::Pending>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// The response future.
+    type Pending: Future<Output = Result<Response<Body>, BoxError>> + Send + 'static;
+}
+
+impl<T> Transport for T
+where
+    T: Service<Request<Bytes>, Response = Response<Body>, Error = BoxError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    T::Future: Send + 'static,
+{
+    type Pending = T::Future;
+}
+
+fn key_stack<T: Transport>(
+    transport: T,
+    tokens: TokenManager,
+    per_attempt: Duration,
+) -> KeyStack<T> {
     ServiceBuilder::new()
         .layer(AuthLayer::new(tokens))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
@@ -89,7 +119,7 @@ fn key_stack(http: reqwest::Client, tokens: TokenManager, per_attempt: Duration)
         ))
         .layer(TraceLayer)
         .timeout(per_attempt)
-        .service(HttpTransport::new(http))
+        .service(transport)
 }
 
 /// One key's stack: bearer tokens from `tokens`, tower-http's sensitive headers,
@@ -100,39 +130,49 @@ pub fn authenticated(
     tokens: TokenManager,
     per_attempt: Duration,
 ) -> EvolutionService {
-    BoxCloneSyncService::new(key_stack(http, tokens, per_attempt))
+    authenticated_over(HttpTransport::new(http), tokens, per_attempt)
 }
 
-pub(crate) fn build(
-    http: reqwest::Client,
+/// [`authenticated`] over a transport of your own instead of `reqwest`.
+pub fn authenticated_over<T: Transport>(
+    transport: T,
+    tokens: TokenManager,
+    per_attempt: Duration,
+) -> EvolutionService {
+    BoxCloneSyncService::new(key_stack(transport, tokens, per_attempt))
+}
+
+pub(crate) fn build<T: Transport>(
+    transport: T,
     primary: &TokenManager,
     backup: Option<&TokenManager>,
     config: &StackConfig,
-) -> Built {
+) -> Built<T> {
     let metrics = &config.metrics;
-    let main = key_stack(http.clone(), primary.clone(), config.request_timeout);
+    let main = key_stack(transport.clone(), primary.clone(), config.request_timeout);
     let (keys, fallback) = match backup {
         None => (Either::Left(main), None),
         Some(backup) => {
             let observer = metrics.clone();
-            let layer = FallbackLayer::new(key_stack(http, backup.clone(), config.request_timeout))
-                .key_ids_from(primary, backup)
-                .failback(config.failback)
-                .observer(move |event: &FallbackEvent| {
-                    let side = match event.active() {
-                        Side::Primary => FallbackSide::Primary,
-                        Side::Backup => FallbackSide::Backup,
-                    };
-                    match event {
-                        FallbackEvent::Switched { reason, .. } => {
-                            observer.record_fallback_switch(side, reason.as_str());
+            let layer =
+                FallbackLayer::new(key_stack(transport, backup.clone(), config.request_timeout))
+                    .key_ids_from(primary, backup)
+                    .failback(config.failback)
+                    .observer(move |event: &FallbackEvent| {
+                        let side = match event.active() {
+                            Side::Primary => FallbackSide::Primary,
+                            Side::Backup => FallbackSide::Backup,
+                        };
+                        match event {
+                            FallbackEvent::Switched { reason, .. } => {
+                                observer.record_fallback_switch(side, reason.as_str());
+                            }
+                            other if other.is_switch() => {
+                                observer.record_fallback_switch(side, other.as_str());
+                            }
+                            _ => observer.set_fallback_side(side),
                         }
-                        other if other.is_switch() => {
-                            observer.record_fallback_switch(side, other.as_str());
-                        }
-                        _ => observer.set_fallback_side(side),
-                    }
-                });
+                    });
             metrics.set_fallback_side(FallbackSide::Primary);
             let handle = layer.handle();
             (Either::Right(layer.layer(main)), Some(handle))

@@ -9,6 +9,7 @@ mod fallback;
 mod metrics;
 mod retry;
 mod tokens;
+mod transport;
 
 use evolution_client::{EvolutionInference, EvolutionInferenceBuilder};
 use evolution_emulator::{DEMO_MODEL, Emulator};
