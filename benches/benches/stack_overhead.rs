@@ -47,16 +47,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use evolution_benches::calls::{
-    BoxedCall, IN_FLIGHT, PROMPT, bare_call, bare_json_call, chat_body, chat_request, in_flight,
-    service_call,
+    BoxedCall, IN_FLIGHT, PROMPT, TIMEOUT, bare_call, bare_json_call, chat_body, chat_request,
+    client_builder, in_flight, service_call,
 };
 use evolution_benches::{
-    BACKUP_KEY_ID, BACKUP_SECRET, Server, bench_mode, criterion_estimate_ns, machine, on_threads,
-    process_cpu_time, runtime,
+    Server, bench_mode, criterion_estimate_ns, machine, on_threads, process_cpu_time, runtime,
 };
 use evolution_client::stack::{EvolutionService, authenticated_over};
-use evolution_client::{Body, EvolutionInference, HttpTransport, Metrics};
-use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
+use evolution_client::{Body, HttpTransport};
+use evolution_emulator::{DEMO_KEY_ID, DEMO_SECRET};
 use evolution_token::{BoxError, Credentials, TokenManager};
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
@@ -64,9 +63,6 @@ use tokio::runtime::Runtime;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-/// The total timeout of `full_stack`: longer than one attempt's, as one would set it.
-const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
 const LOOPBACK: &str = "stack_loopback";
 const CPU: &str = "stack_cpu";
 
@@ -161,18 +157,7 @@ fn loopback(c: &mut Criterion) {
     let runtime = runtime(2);
     println!("client: its own runtime, 2 worker threads; {IN_FLIGHT} calls in flight");
 
-    let client = EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(DEMO_KEY_ID)
-        .secret(DEMO_SECRET)
-        .base_url(server.base_url())
-        .auth_url(server.auth_url())
-        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
-        .metrics(Metrics::new())
-        .request_timeout(TIMEOUT)
-        .total_timeout(TOTAL_TIMEOUT)
-        .build()
-        .expect("a valid client");
+    let client = client_builder(&server).build().expect("a valid client");
     let answer = runtime
         .block_on(client.invoke(PROMPT))
         .expect("the client works");
@@ -323,16 +308,7 @@ fn cpu(c: &mut Criterion) {
     let server = Server::start();
     let primary = warm(&server.auth_url(), DEMO_KEY_ID, DEMO_SECRET);
     // The client's own stack over the in-memory service, configured as in `loopback`.
-    let full = EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(DEMO_KEY_ID)
-        .secret(DEMO_SECRET)
-        .base_url(server.base_url())
-        .auth_url(server.auth_url())
-        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
-        .metrics(Metrics::new())
-        .request_timeout(TIMEOUT)
-        .total_timeout(TOTAL_TIMEOUT)
+    let full = client_builder(&server)
         .build_service_over(in_memory())
         .expect("a valid configuration");
     // One call fetches the primary key's token (from the emulator's IAM).

@@ -15,14 +15,13 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use evolution_benches::calls::{
-    BoxedCall, PROMPT, bare_call, bare_json_call, chat_body, in_flight, service_call,
+    BoxedCall, PROMPT, bare_call, bare_json_call, chat_body, client_builder, in_flight,
+    service_call,
 };
-use evolution_benches::{BACKUP_KEY_ID, BACKUP_SECRET, Server, process_cpu_time, runtime};
-use evolution_client::{EvolutionInference, HttpTransport, Metrics};
-use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
+use evolution_benches::{Server, process_cpu_time, runtime};
+use evolution_client::HttpTransport;
 use http::Uri;
 use tower::util::BoxCloneSyncService;
 
@@ -42,19 +41,7 @@ fn main() -> ExitCode {
 
     let server = Server::start();
     let runtime = runtime(2);
-    // As in `stack_overhead`: a backup key, and a total timeout longer than the attempt's.
-    let client = EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(DEMO_KEY_ID)
-        .secret(DEMO_SECRET)
-        .base_url(server.base_url())
-        .auth_url(server.auth_url())
-        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
-        .metrics(Metrics::new())
-        .request_timeout(Duration::from_secs(60))
-        .total_timeout(Duration::from_secs(120))
-        .build()
-        .expect("a valid client");
+    let client = client_builder(&server).build().expect("a valid client");
     runtime
         .block_on(client.invoke(PROMPT))
         .expect("the client works");

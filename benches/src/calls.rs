@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use evolution_client::ChatResponse;
 use evolution_client::stack::EvolutionService;
-use evolution_emulator::DEMO_MODEL;
+use evolution_client::{ChatResponse, EvolutionInference, EvolutionInferenceBuilder, Metrics};
+use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::BodyExt;
@@ -21,10 +21,31 @@ use serde::Serialize;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
+use crate::{BACKUP_KEY_ID, BACKUP_SECRET, Server};
+
 /// Calls in flight at once.
 pub const IN_FLIGHT: usize = 64;
+/// The per-attempt timeout of the client under test.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+/// Its total timeout: longer than one attempt's, as one would set it, so both timers run.
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The prompt every call sends.
 pub const PROMPT: &str = "Привет!";
+
+/// The client under test, for `server`: the demo key with a backup key, a metrics handle,
+/// and both timeouts.
+pub fn client_builder(server: &Server) -> EvolutionInferenceBuilder {
+    EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .key_id(DEMO_KEY_ID)
+        .secret(DEMO_SECRET)
+        .base_url(server.base_url())
+        .auth_url(server.auth_url())
+        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
+        .metrics(Metrics::new())
+        .request_timeout(TIMEOUT)
+        .total_timeout(TOTAL_TIMEOUT)
+}
 
 /// The body `invoke(PROMPT)` sends with the client's defaults.
 pub fn chat_body() -> Bytes {
