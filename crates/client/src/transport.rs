@@ -11,6 +11,8 @@ use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use crate::recent_urls;
+
 /// reqwest's response future, named through its `Service` impl (the type itself is private).
 type Pending = <reqwest::Client as Service<reqwest::Request>>::Future;
 
@@ -60,7 +62,7 @@ impl Service<Request<Bytes>> for HttpTransport {
     }
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        match reqwest::Request::try_from(request) {
+        match to_reqwest(request) {
             Ok(request) => ResponseFuture {
                 state: State::Sending {
                     future: Service::call(&mut self.client, request),
@@ -73,6 +75,29 @@ impl Service<Request<Bytes>> for HttpTransport {
             },
         }
     }
+}
+
+/// `request` as reqwest's own request type.
+///
+/// reqwest's `TryFrom` parses the URI afresh for every request; this reuses the thread's
+/// recent parse of the same URI (see `recent_urls`). reqwest keeps a request's extensions
+/// in a field it alone can set, so a request carrying any goes through `TryFrom`, as does
+/// one whose URI does not parse (reqwest's error then says why).
+fn to_reqwest(request: Request<Bytes>) -> Result<reqwest::Request, reqwest::Error> {
+    let url = if request.extensions().is_empty() {
+        recent_urls::url_of(request.uri())
+    } else {
+        None
+    };
+    let Some(url) = url else {
+        return reqwest::Request::try_from(request);
+    };
+    let (parts, body) = request.into_parts();
+    let mut converted = reqwest::Request::new(parts.method, url);
+    *converted.headers_mut() = parts.headers;
+    *converted.version_mut() = parts.version;
+    *converted.body_mut() = Some(body.into());
+    Ok(converted)
 }
 
 pin_project! {
@@ -107,5 +132,60 @@ impl Future for ResponseFuture {
                 .take()
                 .unwrap_or_else(|| "transport future polled after completion".into()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, Emulator};
+    use evolution_token::{Credentials, TokenManager};
+    use http::{Method, Uri};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A GET of the model list with a token, with or without an extension.
+    async fn models(emu: &Emulator, extension: bool) -> Result<Response<Body>, BoxError> {
+        let tokens = TokenManager::builder(Credentials::new(DEMO_KEY_ID, DEMO_SECRET))
+            .auth_url(emu.auth_url())
+            .build()?;
+        let mut request = Request::new(Bytes::new());
+        *request.method_mut() = Method::GET;
+        *request.uri_mut() = format!("{}/models", emu.base_url()).parse()?;
+        let bearer = tokens.get_token().await?.bearer_header();
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, bearer);
+        if extension {
+            request.extensions_mut().insert("kept");
+        }
+        HttpTransport::new(reqwest::Client::new())
+            .oneshot(request)
+            .await
+    }
+
+    #[tokio::test]
+    async fn sends_requests_with_and_without_extensions_alike() {
+        let emu = Emulator::builder().start().await.unwrap();
+        for extension in [false, false, true] {
+            let response = models(&emu, extension).await.unwrap();
+            assert_eq!(response.status(), 200, "extension: {extension}");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let text = std::str::from_utf8(&body).unwrap();
+            assert!(text.contains(DEMO_MODEL), "{text}");
+        }
+        assert_eq!(emu.stats().models_requests, 3);
+    }
+
+    #[tokio::test]
+    async fn a_uri_reqwest_cannot_send_to_is_reqwests_builder_error() {
+        let mut request = Request::new(Bytes::new());
+        *request.uri_mut() = Uri::from_static("/v1/models");
+        let error = HttpTransport::new(reqwest::Client::new())
+            .oneshot(request)
+            .await
+            .unwrap_err();
+        let error = error.downcast::<reqwest::Error>().unwrap();
+        assert!(error.is_builder(), "{error}");
     }
 }
