@@ -4,7 +4,10 @@
 //!    (the release binary in its own process when built, else the library on a runtime of
 //!    its own — the first lines say which), all in one run:
 //!    - `bare_reqwest`: `reqwest` posting the chat body (encoded once) with fixed
-//!      `Authorization` and `Content-Type` headers and reading the answer's bytes;
+//!      `Authorization` and `Content-Type` headers and reading the answer's bytes, the URL
+//!      given as text as in reqwest's examples (reqwest parses it for every request);
+//!    - `bare_reqwest_url`: the same posting to a URL parsed once, the cheapest way to
+//!      call reqwest (`HttpTransport` reuses its thread's recent parses likewise);
 //!    - `transport`: the same through `HttpTransport` alone (the stack's bottom);
 //!    - `one_key`: `stack::authenticated_over` the same transport — auth, sensitive
 //!      headers, default content type, trace, per-attempt timeout;
@@ -14,15 +17,16 @@
 //!      requests are built as the client builds them: method, URI and body, no headers;
 //!    - `bare_reqwest_json`: what `invoke` does, with `reqwest` and `serde` alone: encode
 //!      the request from a struct, post it with a fixed token, decode the answer into
-//!      `ChatResponse` and take the first choice's text;
+//!      `ChatResponse` and take the first choice's text; `bare_reqwest_json_url` the same
+//!      to a URL parsed once;
 //!    - `invoke`: `EvolutionInference::invoke` on the same client as `full_stack`.
 //!
 //!    The summary prints each rate, its ratio to its baseline (`bare_reqwest`, and
-//!    `bare_reqwest_json` for `invoke`; target ≥ 95%), and the client process's CPU time
-//!    per request (user + system, from `/proc/self/stat`; the server is another process).
-//!    Then an interleaved check runs each pair alternately for a few rounds and prints the
-//!    median ratio, which a change of machine load between two criterion benchmarks does
-//!    not skew.
+//!    `bare_reqwest_json` for `invoke`; target ≥ 95%) and to the baseline's parsed-URL
+//!    form, and the client process's CPU time per request (user + system, from
+//!    `/proc/self/stat`; the server is another process). Then an interleaved check runs
+//!    each pair alternately for a few rounds and prints the median ratio, which a change of
+//!    machine load between two criterion benchmarks does not skew.
 //! 2. `stack_cpu`: time per call of the layers over an in-memory service (a `service_fn`
 //!    answering a ready 200 with a small body), one call at a time as the client makes it
 //!    (a clone of the stack, `oneshot`), on 1 thread and on 2 threads at once sharing one
@@ -47,8 +51,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use evolution_benches::calls::{
-    BoxedCall, IN_FLIGHT, PROMPT, TIMEOUT, bare_call, bare_json_call, chat_body, chat_request,
-    client_builder, in_flight, service_call,
+    BoxedCall, IN_FLIGHT, PROMPT, TIMEOUT, Target, bare_call, bare_json_call, chat_body,
+    chat_request, client_builder, in_flight, service_call,
 };
 use evolution_benches::{
     Server, bench_mode, criterion_estimate_ns, machine, on_threads, process_cpu_time, runtime,
@@ -172,13 +176,19 @@ fn loopback(c: &mut Criterion) {
     let body = chat_body();
     let ledger = CpuLedger::default();
 
-    let bare = bare_call(
-        reqwest::Client::new(),
-        uri.to_string(),
-        body.clone(),
-        bearer.clone(),
-    );
-    let bare_json = bare_json_call(reqwest::Client::new(), uri.to_string(), bearer.clone());
+    let [text, parsed] = Target::both(&uri);
+    let bare = |url: &Target| {
+        bare_call(
+            reqwest::Client::new(),
+            url.clone(),
+            body.clone(),
+            bearer.clone(),
+        )
+    };
+    let (bare_text, bare_parsed) = (bare(&text), bare(&parsed));
+    let bare_json =
+        |url: &Target| bare_json_call(reqwest::Client::new(), url.clone(), bearer.clone());
+    let (json_text, json_parsed) = (bare_json(&text), bare_json(&parsed));
     let transport = HttpTransport::new(reqwest::Client::new());
     let cases = [
         (
@@ -205,7 +215,20 @@ fn loopback(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     // Few, large samples: every sample must keep all 64 calls in flight.
     group.sample_size(10);
-    bench_call(&mut group, &runtime, &ledger, "bare_reqwest", bare.clone());
+    bench_call(
+        &mut group,
+        &runtime,
+        &ledger,
+        "bare_reqwest",
+        bare_text.clone(),
+    );
+    bench_call(
+        &mut group,
+        &runtime,
+        &ledger,
+        "bare_reqwest_url",
+        bare_parsed.clone(),
+    );
     for (name, service, bearer) in cases {
         let call = service_call(service, uri.clone(), body.clone(), bearer);
         bench_call(&mut group, &runtime, &ledger, name, call);
@@ -215,7 +238,14 @@ fn loopback(c: &mut Criterion) {
         &runtime,
         &ledger,
         "bare_reqwest_json",
-        bare_json.clone(),
+        json_text.clone(),
+    );
+    bench_call(
+        &mut group,
+        &runtime,
+        &ledger,
+        "bare_reqwest_json_url",
+        json_parsed.clone(),
     );
     bench_call(&mut group, &runtime, &ledger, "invoke", invoke.clone());
     group.finish();
@@ -235,30 +265,47 @@ fn loopback(c: &mut Criterion) {
             .then(|| criterion_estimate_ns(LOOPBACK, name))
             .flatten()
     };
-    println!("\n| {LOOPBACK:<20} |   req/s | baseline          | of it  | client CPU µs/req |");
-    println!("|----------------------|--------:|-------------------|-------:|------------------:|");
+    println!(
+        "\n| {LOOPBACK:<21} |   req/s | baseline          | of it  | of its _url | client CPU µs/req |"
+    );
+    println!(
+        "|-----------------------|--------:|-------------------|-------:|------------:|------------------:|"
+    );
     for (name, cpu) in &ran {
         if let Some(ns) = criterion_estimate_ns(LOOPBACK, name) {
-            let baseline = if name == "invoke" {
+            let baseline = if name.starts_with("bare_reqwest_json") || name == "invoke" {
                 "bare_reqwest_json"
             } else {
                 "bare_reqwest"
             };
-            let of_it = ran_ns(baseline).map_or("-".to_owned(), |baseline_ns| {
-                format!("{:.1}%", 100.0 * baseline_ns / ns)
-            });
+            let of = |baseline: &str| {
+                ran_ns(baseline).map_or("-".to_owned(), |baseline_ns| {
+                    format!("{:.1}%", 100.0 * baseline_ns / ns)
+                })
+            };
+            let (of_it, of_url) = (of(baseline), of(&format!("{baseline}_url")));
             println!(
-                "| {name:<20} | {:>7.0} | {baseline:<17} | {of_it:>6} | {cpu:>17.1} |",
+                "| {name:<21} | {:>7.0} | {baseline:<17} | {of_it:>6} | {of_url:>11} | {cpu:>17.1} |",
                 1e9 / ns
             );
         }
     }
-    if ran_ns("bare_reqwest").is_some() && ran_ns("full_stack").is_some() {
-        let full = service_call(client.service(), uri, body, None);
-        interleaved(&runtime, "full_stack / bare_reqwest", bare, full);
+    let full = service_call(client.service(), uri, body, None);
+    let ran_both = |stack: &str, baseline: &str| {
+        let both = ran_ns(stack).is_some() && ran_ns(baseline).is_some();
+        both.then(|| format!("{stack} / {baseline}"))
+    };
+    if let Some(label) = ran_both("full_stack", "bare_reqwest") {
+        interleaved(&runtime, &label, bare_text, full.clone());
     }
-    if ran_ns("bare_reqwest_json").is_some() && ran_ns("invoke").is_some() {
-        interleaved(&runtime, "invoke / bare_reqwest_json", bare_json, invoke);
+    if let Some(label) = ran_both("full_stack", "bare_reqwest_url") {
+        interleaved(&runtime, &label, bare_parsed, full);
+    }
+    if let Some(label) = ran_both("invoke", "bare_reqwest_json") {
+        interleaved(&runtime, &label, json_text, invoke.clone());
+    }
+    if let Some(label) = ran_both("invoke", "bare_reqwest_json_url") {
+        interleaved(&runtime, &label, json_parsed, invoke);
     }
     drop(server);
 }

@@ -6,9 +6,11 @@
 //! valgrind --tool=callgrind target/release/examples/stack_calls full_stack 20000
 //! ```
 //!
-//! Cases: `bare_reqwest`, `bare_reqwest_json`, `transport`, `full_stack`, `invoke`. It
+//! Cases: `bare_reqwest`, `bare_reqwest_url`, `bare_reqwest_json`, `bare_reqwest_json_url`
+//! (the `_url` ones post to a URL parsed once), `transport`, `full_stack`, `invoke`. It
 //! prints the rate and the client's CPU time per call; under callgrind, compare the
-//! instruction totals of two cases over the same number of calls.
+//! instruction totals of two cases over the same number of calls. The client's runtime has
+//! 2 worker threads, or as many as the `WORKERS` environment variable says.
 
 // Benchmarks measure real elapsed time.
 #![allow(clippy::disallowed_methods)]
@@ -17,7 +19,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 
 use evolution_benches::calls::{
-    BoxedCall, PROMPT, bare_call, bare_json_call, chat_body, client_builder, in_flight,
+    BoxedCall, PROMPT, Target, bare_call, bare_json_call, chat_body, client_builder, in_flight,
     service_call,
 };
 use evolution_benches::{Server, process_cpu_time, runtime};
@@ -25,7 +27,8 @@ use evolution_client::HttpTransport;
 use http::Uri;
 use tower::util::BoxCloneSyncService;
 
-const CASES: &str = "bare_reqwest, bare_reqwest_json, transport, full_stack, invoke";
+const CASES: &str = "bare_reqwest, bare_reqwest_url, bare_reqwest_json, bare_reqwest_json_url, \
+                     transport, full_stack, invoke";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -40,7 +43,11 @@ fn main() -> ExitCode {
     };
 
     let server = Server::start();
-    let runtime = runtime(2);
+    let workers = std::env::var("WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
+    let runtime = runtime(workers);
     let client = client_builder(&server).build().expect("a valid client");
     runtime
         .block_on(client.invoke(PROMPT))
@@ -53,19 +60,18 @@ fn main() -> ExitCode {
         .parse()
         .expect("a URI");
     let http = reqwest::Client::new();
+    let [text, parsed] = Target::both(&uri);
 
     let cpu = process_cpu_time();
     let elapsed = match case.as_str() {
-        "bare_reqwest" => in_flight(
+        "bare_reqwest" => in_flight(&runtime, calls, bare_call(http, text, chat_body(), bearer)),
+        "bare_reqwest_url" => in_flight(
             &runtime,
             calls,
-            bare_call(http, uri.to_string(), chat_body(), bearer),
+            bare_call(http, parsed, chat_body(), bearer),
         ),
-        "bare_reqwest_json" => in_flight(
-            &runtime,
-            calls,
-            bare_json_call(http, uri.to_string(), bearer),
-        ),
+        "bare_reqwest_json" => in_flight(&runtime, calls, bare_json_call(http, text, bearer)),
+        "bare_reqwest_json_url" => in_flight(&runtime, calls, bare_json_call(http, parsed, bearer)),
         "transport" => {
             let transport = BoxCloneSyncService::new(HttpTransport::new(http));
             in_flight(

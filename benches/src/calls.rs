@@ -137,16 +137,43 @@ where
     })
 }
 
+/// Where a bare `reqwest` call posts.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The URL as text, which reqwest parses for every request, as in its examples
+    /// (`client.post("https://…")`).
+    Text(String),
+    /// The URL parsed once beforehand; each request takes a clone.
+    Parsed(reqwest::Url),
+}
+
+impl Target {
+    /// Both forms of `uri`, text first.
+    pub fn both(uri: &Uri) -> [Self; 2] {
+        let text = uri.to_string();
+        let parsed = reqwest::Url::parse(&text).expect("a URL");
+        [Self::Text(text), Self::Parsed(parsed)]
+    }
+
+    /// A POST to this target.
+    fn post(&self, http: &reqwest::Client) -> reqwest::RequestBuilder {
+        match self {
+            Self::Text(url) => http.post(url),
+            Self::Parsed(url) => http.post(url.clone()),
+        }
+    }
+}
+
 /// One call of `bare_reqwest`: the chat body with a fixed `Authorization` header.
 pub fn bare_call(
     http: reqwest::Client,
-    url: String,
+    url: Target,
     body: Bytes,
     bearer: HeaderValue,
 ) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
     move || {
-        let request = http
-            .post(&url)
+        let request = url
+            .post(&http)
             .header(AUTHORIZATION, bearer.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body.clone());
@@ -161,7 +188,7 @@ pub fn bare_call(
 /// One call of `bare_reqwest_json`: `invoke`'s work with `reqwest` and `serde` alone.
 pub fn bare_json_call(
     http: reqwest::Client,
-    url: String,
+    url: Target,
     bearer: HeaderValue,
 ) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
     move || {
@@ -180,8 +207,8 @@ pub fn bare_json_call(
             stream: false,
         };
         let body = serde_json::to_vec(&wire).expect("JSON");
-        let request = http
-            .post(&url)
+        let request = url
+            .post(&http)
             .header(AUTHORIZATION, bearer.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body);
