@@ -8,17 +8,16 @@
 //! is busy or the instance is not ready at once, the call falls back to a fresh clone.
 
 use std::cell::Cell;
-use std::future::poll_fn;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, TryLockError};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use evolution_token::BoxError;
-use http::{Request, Response};
+use futures_util::future::Either;
+use http::Request;
+use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
-use crate::Body;
 use crate::stack::Stack;
 
 pub(crate) struct Stacks {
@@ -42,31 +41,27 @@ impl Stacks {
     }
 
     /// Calls the stack with `request`.
-    pub(crate) async fn call(&self, request: Request<Bytes>) -> Result<Response<Body>, BoxError> {
-        let mut request = Some(request);
+    ///
+    /// Not an `async fn`: it returns the stack's own response future (or a clone's), so
+    /// the caller's future holds one of them, not a copy of it besides.
+    pub(crate) fn call(&self, request: Request<Bytes>) -> StackCall {
         let shard = &self.shards[thread_index() & (self.shards.len() - 1)];
-        let called = poll_fn(|cx| {
-            // Held only while the instance is polled for readiness and called: no await.
-            let mut stack = match shard.try_lock() {
-                Ok(stack) => stack,
-                Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => {
-                    return Poll::Ready(None);
-                }
-            };
-            match stack.poll_ready(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(request.take().map(|r| stack.call(r))),
-                // Not ready now (or failing): a clone of its own will report it.
-                Poll::Ready(Err(_)) | Poll::Pending => Poll::Ready(None),
+        // Held only while the instance is polled for readiness and called.
+        if let Ok(mut stack) = shard.try_lock() {
+            // Readiness is asked once, with a waker that does nothing: an instance that is
+            // not ready at once is left alone, and the clone below waits on its own.
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(Ok(())) = stack.poll_ready(&mut cx) {
+                return Either::Left(stack.call(request));
             }
-        })
-        .await;
-        match (called, request) {
-            (Some(future), _) => future.await,
-            (None, Some(request)) => self.template.clone().oneshot(request).await,
-            (None, None) => Err("the request was sent without a response future".into()),
         }
+        Either::Right(self.template.clone().oneshot(request))
     }
 }
+
+/// The future of [`Stacks::call`]: the borrowed instance's response future, or a clone's.
+pub(crate) type StackCall =
+    Either<<Stack as Service<Request<Bytes>>>::Future, Oneshot<Stack, Request<Bytes>>>;
 
 /// A number of this thread's own, taken in turn when the thread first asks.
 fn thread_index() -> usize {
