@@ -65,10 +65,13 @@ impl Attempts {
         });
     }
 
-    /// Runs `f` with `count` as the current call's attempts; returns what `f` returned and
-    /// the count after it. Attempts counted inside are added to an enclosing scope as
-    /// well, so nested metrics layers agree.
-    pub(crate) fn scope<R>(count: u32, f: impl FnOnce() -> R) -> (R, u32) {
+    /// Runs `f` with `*count` as the current call's attempts and leaves the count after it
+    /// in `*count`; returns what `f` returned. Attempts counted inside are added to an
+    /// enclosing scope as well, so nested metrics layers agree.
+    ///
+    /// `f`'s result is returned as it is, not in a tuple: it is often a large future, and
+    /// each move of it is a copy.
+    pub(crate) fn scope<R>(count: &mut u32, f: impl FnOnce() -> R) -> R {
         /// Restores the enclosing scope even if `f` panics.
         struct Restore {
             outer: Option<u32>,
@@ -82,14 +85,15 @@ impl Attempts {
             }
         }
 
+        let entered_with = *count;
         let restore = Restore {
-            outer: CURRENT.replace(Some(count)),
-            entered_with: count,
+            outer: CURRENT.replace(Some(entered_with)),
+            entered_with,
         };
         let result = f();
-        let after = CURRENT.get().unwrap_or(count);
+        *count = CURRENT.get().unwrap_or(entered_with);
         drop(restore);
-        (result, after)
+        result
     }
 }
 
@@ -198,9 +202,11 @@ mod tests {
         Attempts::increment();
         assert_eq!(Attempts::current(), None);
 
-        let ((), outer) = Attempts::scope(0, || {
+        let mut outer = 0;
+        Attempts::scope(&mut outer, || {
             Attempts::increment();
-            let ((), inner) = Attempts::scope(0, || {
+            let mut inner = 0;
+            Attempts::scope(&mut inner, || {
                 Attempts::increment();
                 Attempts::increment();
             });
@@ -213,9 +219,10 @@ mod tests {
 
     #[test]
     fn a_panic_inside_restores_the_enclosing_scope() {
-        let ((), count) = Attempts::scope(5, || {
+        let mut count = 5;
+        Attempts::scope(&mut count, || {
             let caught = std::panic::catch_unwind(|| {
-                Attempts::scope(0, || {
+                Attempts::scope(&mut 0, || {
                     Attempts::increment();
                     panic!("inner service panicked");
                 })

@@ -69,8 +69,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let observation = this.observation.as_mut().expect("polled after completion");
-        let (poll, attempts) = Attempts::scope(observation.attempts, || this.inner.poll(cx));
-        observation.attempts = attempts;
+        let poll = Attempts::scope(&mut observation.attempts, || this.inner.poll(cx));
         let result = ready!(poll).map_err(Into::into);
         let observation = this.observation.take().expect("polled after completion");
         match &result {

@@ -63,7 +63,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let (future, attempts) = Attempts::scope(0, || self.inner.call(request));
+        let mut attempts = 0;
+        let future = Attempts::scope(&mut attempts, || self.inner.call(request));
         ResponseFuture::new(future, self.metrics.clone(), attempts, start)
     }
 }

@@ -24,7 +24,9 @@ pin_project! {
         shared: Arc<Shared<S>>,
         // This call's own service, only on the slow paths: the instance driven to readiness
         // when the call had to wait for a token, or a clone for the resend after a 401.
-        inner: Option<S>,
+        // Boxed: the fast path then carries a pointer, not a service, in every move of the
+        // futures that nest this one.
+        inner: Option<Box<S>>,
         #[pin]
         state: State<S::Future, B>,
     }
@@ -72,7 +74,7 @@ where
                     request: Some(request),
                     resend: false,
                 };
-                (Some(std::mem::replace(ready, clone)), state)
+                (Some(Box::new(std::mem::replace(ready, clone))), state)
             }
         };
         Self {
@@ -157,7 +159,7 @@ where
                 StateProj::Ready { request, token } => {
                     let inner = this
                         .inner
-                        .get_or_insert_with(|| this.shared.service.clone());
+                        .get_or_insert_with(|| Box::new(this.shared.service.clone()));
                     ready!(inner.poll_ready(cx)).map_err(Into::into)?;
                     let request = request.take().expect("polled after completion");
                     let token = token.clone();
