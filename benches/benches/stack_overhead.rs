@@ -19,7 +19,9 @@
 //!      the request from a struct, post it with a fixed token, decode the answer into
 //!      `ChatResponse` and take the first choice's text; `bare_reqwest_json_url` the same
 //!      to a URL parsed once;
-//!    - `invoke`: `EvolutionInference::invoke` on the same client as `full_stack`.
+//!    - `invoke`: `EvolutionInference::invoke` on the same client as `full_stack`;
+//!    - `invoke_default`: the same on a client with the builder's defaults (one key, the
+//!      default retries, no total timeout).
 //!
 //!    The summary prints each rate, its ratio to its baseline (`bare_reqwest`, and
 //!    `bare_reqwest_json` for `invoke`; target ≥ 95%) and to the baseline's parsed-URL
@@ -52,7 +54,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use evolution_benches::calls::{
     BoxedCall, IN_FLIGHT, PROMPT, TIMEOUT, Target, bare_call, bare_json_call, chat_body,
-    chat_request, client_builder, in_flight, service_call,
+    chat_request, client_builder, default_client_builder, in_flight, invoke_call, service_call,
 };
 use evolution_benches::{
     Server, bench_mode, criterion_estimate_ns, machine, on_threads, process_cpu_time, runtime,
@@ -203,13 +205,14 @@ fn loopback(c: &mut Criterion) {
         ),
         ("full_stack", client.service(), None),
     ];
-    let invoker = client.clone();
-    let invoke = move || -> BoxedCall {
-        let client = invoker.clone();
-        Box::pin(async move {
-            black_box(client.invoke(PROMPT).await.expect("an answer"));
-        })
-    };
+    let invoke = invoke_call(client.clone());
+    let default_client = default_client_builder(&server)
+        .build()
+        .expect("a valid client");
+    runtime
+        .block_on(default_client.invoke(PROMPT))
+        .expect("the default client works");
+    let invoke_default = invoke_call(default_client);
 
     let mut group = c.benchmark_group(LOOPBACK);
     group.throughput(Throughput::Elements(1));
@@ -248,6 +251,13 @@ fn loopback(c: &mut Criterion) {
         json_parsed.clone(),
     );
     bench_call(&mut group, &runtime, &ledger, "invoke", invoke.clone());
+    bench_call(
+        &mut group,
+        &runtime,
+        &ledger,
+        "invoke_default",
+        invoke_default.clone(),
+    );
     group.finish();
     assert_eq!(
         client.stats().fallback_switches,
@@ -273,7 +283,7 @@ fn loopback(c: &mut Criterion) {
     );
     for (name, cpu) in &ran {
         if let Some(ns) = criterion_estimate_ns(LOOPBACK, name) {
-            let baseline = if name.starts_with("bare_reqwest_json") || name == "invoke" {
+            let baseline = if name.starts_with("bare_reqwest_json") || name.starts_with("invoke") {
                 "bare_reqwest_json"
             } else {
                 "bare_reqwest"
@@ -302,7 +312,10 @@ fn loopback(c: &mut Criterion) {
         interleaved(&runtime, &label, bare_parsed, full);
     }
     if let Some(label) = ran_both("invoke", "bare_reqwest_json") {
-        interleaved(&runtime, &label, json_text, invoke.clone());
+        interleaved(&runtime, &label, json_text.clone(), invoke.clone());
+    }
+    if let Some(label) = ran_both("invoke_default", "bare_reqwest_json") {
+        interleaved(&runtime, &label, json_text, invoke_default);
     }
     if let Some(label) = ran_both("invoke", "bare_reqwest_json_url") {
         interleaved(&runtime, &label, json_parsed, invoke);

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Cases: `bare_reqwest`, `bare_reqwest_url`, `bare_reqwest_json`, `bare_reqwest_json_url`
-//! (the `_url` ones post to a URL parsed once), `transport`, `full_stack`, `invoke`. It
+//! (the `_url` ones post to a URL parsed once), `transport`, `full_stack`, `invoke`, and
+//! `invoke_default` (a client with the builder's defaults: one key, no total timeout). It
 //! prints the rate and the client's CPU time per call; under callgrind, compare the
 //! instruction totals of two cases over the same number of calls. The client's runtime has
 //! 2 worker threads, or as many as the `WORKERS` environment variable says.
@@ -15,12 +16,11 @@
 // Benchmarks measure real elapsed time.
 #![allow(clippy::disallowed_methods)]
 
-use std::hint::black_box;
 use std::process::ExitCode;
 
 use evolution_benches::calls::{
-    BoxedCall, PROMPT, Target, bare_call, bare_json_call, chat_body, client_builder, in_flight,
-    service_call,
+    PROMPT, Target, bare_call, bare_json_call, chat_body, client_builder, default_client_builder,
+    in_flight, invoke_call, service_call,
 };
 use evolution_benches::{Server, process_cpu_time, runtime};
 use evolution_client::HttpTransport;
@@ -28,7 +28,7 @@ use http::Uri;
 use tower::util::BoxCloneSyncService;
 
 const CASES: &str = "bare_reqwest, bare_reqwest_url, bare_reqwest_json, bare_reqwest_json_url, \
-                     transport, full_stack, invoke";
+                     transport, full_stack, invoke, invoke_default";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -85,12 +85,13 @@ fn main() -> ExitCode {
             calls,
             service_call(client.service(), uri, chat_body(), None),
         ),
-        "invoke" => in_flight(&runtime, calls, move || -> BoxedCall {
-            let client = client.clone();
-            Box::pin(async move {
-                black_box(client.invoke(PROMPT).await.expect("an answer"));
-            })
-        }),
+        "invoke" => in_flight(&runtime, calls, invoke_call(client)),
+        "invoke_default" => {
+            let client = default_client_builder(&server)
+                .build()
+                .expect("a valid client");
+            in_flight(&runtime, calls, invoke_call(client))
+        }
         other => {
             eprintln!("unknown case `{other}`; cases: {CASES}");
             return ExitCode::from(2);

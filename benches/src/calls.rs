@@ -32,8 +32,8 @@ pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The prompt every call sends.
 pub const PROMPT: &str = "Привет!";
 
-/// The client under test, for `server`: the demo key with a backup key, a metrics handle,
-/// and both timeouts.
+/// The client under test, for `server`, with every layer the stack has: the demo key with
+/// a backup key, a metrics handle, and both timeouts.
 pub fn client_builder(server: &Server) -> EvolutionInferenceBuilder {
     EvolutionInference::builder()
         .model(DEMO_MODEL)
@@ -45,6 +45,17 @@ pub fn client_builder(server: &Server) -> EvolutionInferenceBuilder {
         .metrics(Metrics::new())
         .request_timeout(TIMEOUT)
         .total_timeout(TOTAL_TIMEOUT)
+}
+
+/// The client as the builder makes it by default, for `server`: the demo key alone, the
+/// default retries, the client's own `Stats`, the per-attempt timeout and no total one.
+pub fn default_client_builder(server: &Server) -> EvolutionInferenceBuilder {
+    EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .key_id(DEMO_KEY_ID)
+        .secret(DEMO_SECRET)
+        .base_url(server.base_url())
+        .auth_url(server.auth_url())
 }
 
 /// The body `invoke(PROMPT)` sends with the client's defaults.
@@ -225,6 +236,16 @@ pub fn bare_json_call(
                 .message
                 .content;
             black_box(text);
+        })
+    }
+}
+
+/// One call of `invoke`: `client.invoke(PROMPT)`.
+pub fn invoke_call(client: EvolutionInference) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || -> BoxedCall {
+        let client = client.clone();
+        Box::pin(async move {
+            black_box(client.invoke(PROMPT).await.expect("an answer"));
         })
     }
 }
