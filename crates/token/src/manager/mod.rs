@@ -149,10 +149,7 @@ impl TokenManager {
         if now >= cached.refresh_at && !self.shared.refreshing.load(Ordering::Relaxed) {
             self.shared.refresh_ahead(now);
         }
-        Some(local::local_copy(
-            Arc::as_ptr(&self.shared) as usize,
-            &cached.token,
-        ))
+        Some(local::local_copy(&self.shared, &cached.token))
     }
 
     async fn get_token_slow(&self) -> Result<AccessToken, TokenError> {
