@@ -30,11 +30,13 @@
 //!    each pair alternately for a few rounds and prints the median ratio, which a change of
 //!    machine load between two criterion benchmarks does not skew.
 //! 2. `stack_cpu`: time per call of the layers over an in-memory service (a `service_fn`
-//!    answering a ready 200 with a small body), one call at a time as the client makes it
-//!    (a clone of the stack, `oneshot`), on 1 thread and on 2 threads at once sharing one
-//!    stack: the bare service, `one_key`, and the client's own full stack over it
-//!    (`EvolutionInferenceBuilder::build_service_over`, configured as in `loopback`). The
-//!    summary prints full stack minus bare (target ≤ 2 µs).
+//!    answering a ready 200 with a small body), one call at a time, on 1 thread and on 2
+//!    threads at once, each thread with its own instance: the bare service, `one_key`, and
+//!    the client's own full stack over it (`EvolutionInferenceBuilder::build_service_over`,
+//!    configured as in `loopback`). Each is made ready and called, as the client calls the
+//!    instance its thread borrows; `full_stack_cloned` instead clones the stack for each
+//!    call (`oneshot`), as a user of `service()` would. The summary prints full stack
+//!    minus bare (target ≤ 2 µs).
 //!
 //! ```text
 //! cargo build --release -p evolution-emulator
@@ -67,7 +69,7 @@ use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use tokio::runtime::Runtime;
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceExt, service_fn};
+use tower::{Service, ServiceExt, service_fn};
 
 const LOOPBACK: &str = "stack_loopback";
 const CPU: &str = "stack_cpu";
@@ -337,21 +339,29 @@ fn in_memory() -> tower::util::ServiceFn<Inner> {
     )
 }
 
+/// How a case calls its stack.
+#[derive(Clone, Copy)]
+enum Calls {
+    /// Readiness, then a call, on the thread's own instance: as `EvolutionInference`
+    /// calls the instance its thread borrows.
+    Held,
+    /// A clone of the stack per call, `oneshot`: as a user of `service()` would.
+    Cloned,
+}
+
 /// `iters` sequential calls through `service`.
-async fn sequential(service: EvolutionService, iters: u64) {
+async fn sequential(mut service: EvolutionService, iters: u64, calls: Calls) {
     let (uri, body) = (
         Uri::from_static("http://127.0.0.1/v1/chat/completions"),
         chat_body(),
     );
     for _ in 0..iters {
         let request = chat_request(&uri, &body, None);
-        // As `EvolutionInference` calls its stack: a clone per call.
-        let response = service
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the service answers");
-        black_box(response);
+        let response = match calls {
+            Calls::Held => service.ready().await.expect("ready").call(request).await,
+            Calls::Cloned => service.clone().oneshot(request).await,
+        };
+        black_box(response.expect("the service answers"));
     }
 }
 
@@ -380,23 +390,29 @@ fn cpu(c: &mut Criterion) {
         .block_on(full.clone().oneshot(chat_request(&uri, &body, None)))
         .expect("the stack answers");
     // The bare service is boxed like the others, so every case pays the same box.
-    let services: [(&str, EvolutionService); 3] = [
-        ("bare_service", BoxCloneSyncService::new(in_memory())),
+    let services: [(&str, EvolutionService, Calls); 4] = [
+        (
+            "bare_service",
+            BoxCloneSyncService::new(in_memory()),
+            Calls::Held,
+        ),
         (
             "one_key",
             authenticated_over(in_memory(), primary.clone(), TIMEOUT),
+            Calls::Held,
         ),
-        ("full_stack", full),
+        ("full_stack", full.clone(), Calls::Held),
+        ("full_stack_cloned", full, Calls::Cloned),
     ];
 
     let mut group = c.benchmark_group(CPU);
     for threads in [1, 2] {
-        for (name, service) in &services {
+        for (name, service, calls) in &services {
             group.bench_function(format!("{name}/{threads}_threads"), |b| {
                 b.iter_custom(|iters| {
-                    let service = service.clone();
+                    let (service, calls) = (service.clone(), *calls);
                     on_threads(threads, iters, move |iters| {
-                        Box::pin(sequential(service.clone(), iters))
+                        Box::pin(sequential(service.clone(), iters, calls))
                     })
                 })
             });
@@ -406,15 +422,20 @@ fn cpu(c: &mut Criterion) {
 
     let ns = |name: &str| criterion_estimate_ns(CPU, name);
     for threads in [1, 2] {
-        if let (Some(bare), Some(full)) = (
-            ns(&format!("bare_service/{threads}_threads")),
-            ns(&format!("full_stack/{threads}_threads")),
-        ) {
-            println!(
-                "stack_cpu on {threads} thread(s): bare {bare:.0} ns, full stack {full:.0} ns per call: \
-                 the layers cost {:.2} µs",
-                (full - bare) / 1e3
-            );
+        for (full_name, how) in [
+            ("full_stack", "held, as the client calls it"),
+            ("full_stack_cloned", "a clone per call"),
+        ] {
+            if let (Some(bare), Some(full)) = (
+                ns(&format!("bare_service/{threads}_threads")),
+                ns(&format!("{full_name}/{threads}_threads")),
+            ) {
+                println!(
+                    "stack_cpu on {threads} thread(s), {how}: bare {bare:.0} ns, full stack \
+                     {full:.0} ns per call: the layers cost {:.2} µs",
+                    (full - bare) / 1e3
+                );
+            }
         }
     }
 }
