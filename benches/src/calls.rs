@@ -32,21 +32,6 @@ pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
 /// The prompt every call sends.
 pub const PROMPT: &str = "Привет!";
 
-/// The client under test, for `server`, with every layer the stack has: the demo key with
-/// a backup key, a metrics handle, and both timeouts.
-pub fn client_builder(server: &Server) -> EvolutionInferenceBuilder {
-    EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(DEMO_KEY_ID)
-        .secret(DEMO_SECRET)
-        .base_url(server.base_url())
-        .auth_url(server.auth_url())
-        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
-        .metrics(Metrics::new())
-        .request_timeout(TIMEOUT)
-        .total_timeout(TOTAL_TIMEOUT)
-}
-
 /// The client as the builder makes it by default, for `server`: the demo key alone, the
 /// default retries, the client's own `Stats`, the per-attempt timeout and no total one.
 pub fn default_client_builder(server: &Server) -> EvolutionInferenceBuilder {
@@ -56,6 +41,16 @@ pub fn default_client_builder(server: &Server) -> EvolutionInferenceBuilder {
         .secret(DEMO_SECRET)
         .base_url(server.base_url())
         .auth_url(server.auth_url())
+}
+
+/// The client under test, for `server`, with every layer the stack has: the demo key with
+/// a backup key, a metrics handle, and both timeouts.
+pub fn client_builder(server: &Server) -> EvolutionInferenceBuilder {
+    default_client_builder(server)
+        .backup_credentials(BACKUP_KEY_ID, BACKUP_SECRET)
+        .metrics(Metrics::new())
+        .request_timeout(TIMEOUT)
+        .total_timeout(TOTAL_TIMEOUT)
 }
 
 /// The body `invoke(PROMPT)` sends with the client's defaults.
