@@ -8,7 +8,9 @@
 //!
 //! Cases: `bare_reqwest`, `bare_reqwest_url`, `bare_reqwest_json`, `bare_reqwest_json_url`
 //! (the `_url` ones post to a URL parsed once), `transport`, `full_stack`, `invoke`, and
-//! `invoke_default` (a client with the builder's defaults: one key, no total timeout). It
+//! `invoke_default` (a client with the builder's defaults: one key, no total timeout), and
+//! `fused` (what `invoke_default` does, written as one function over reqwest: see
+//! `evolution_benches::calls::fused_call`). It
 //! prints the rate and the client's CPU time per call; under callgrind, compare the
 //! instruction totals of two cases over the same number of calls. The client's runtime has
 //! 2 worker threads, or as many as the `WORKERS` environment variable says.
@@ -20,15 +22,15 @@ use std::process::ExitCode;
 
 use evolution_benches::calls::{
     PROMPT, Target, bare_call, bare_json_call, chat_body, client_builder, default_client_builder,
-    in_flight, invoke_call, service_call,
+    fused_call, in_flight, invoke_call, service_call,
 };
 use evolution_benches::{Server, process_cpu_time, runtime};
-use evolution_client::HttpTransport;
+use evolution_client::{HttpTransport, Metrics};
 use http::Uri;
 use tower::util::BoxCloneSyncService;
 
 const CASES: &str = "bare_reqwest, bare_reqwest_url, bare_reqwest_json, bare_reqwest_json_url, \
-                     transport, full_stack, invoke, invoke_default";
+                     transport, full_stack, invoke, invoke_default, fused";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -86,6 +88,14 @@ fn main() -> ExitCode {
             service_call(client.service(), uri, chat_body(), None),
         ),
         "invoke" => in_flight(&runtime, calls, invoke_call(client)),
+        "fused" => {
+            let client = default_client_builder(&server)
+                .build()
+                .expect("a valid client");
+            let url = reqwest::Url::parse(&uri.to_string()).expect("a URL");
+            let (tokens, metrics) = (client.token_manager().clone(), Metrics::new());
+            in_flight(&runtime, calls, fused_call(http, url, tokens, metrics))
+        }
         "invoke_default" => {
             let client = default_client_builder(&server)
                 .build()

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use evolution_client::stack::EvolutionService;
+use evolution_client::token::TokenManager;
 use evolution_client::{ChatResponse, EvolutionInference, EvolutionInferenceBuilder, Metrics};
 use evolution_emulator::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -117,6 +118,24 @@ pub struct WireMessage<'a> {
     pub content: &'a str,
 }
 
+/// The request `invoke(PROMPT)` encodes, with the client's defaults.
+fn wire_request() -> WireRequest<'static> {
+    WireRequest {
+        model: DEMO_MODEL,
+        messages: [WireMessage {
+            role: "user",
+            content: PROMPT,
+        }],
+        max_tokens: 512,
+        temperature: 1.0,
+        top_p: 1.0,
+        frequency_penalty: 0.0,
+        presence_penalty: 0.0,
+        n: 1,
+        stream: false,
+    }
+}
+
 /// Runs `iters` calls of `call` with `IN_FLIGHT` workers on `runtime`; the wall time.
 pub fn in_flight<F, Fut>(runtime: &Runtime, iters: u64, call: F) -> Duration
 where
@@ -198,21 +217,7 @@ pub fn bare_json_call(
     bearer: HeaderValue,
 ) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
     move || {
-        let wire = WireRequest {
-            model: DEMO_MODEL,
-            messages: [WireMessage {
-                role: "user",
-                content: PROMPT,
-            }],
-            max_tokens: 512,
-            temperature: 1.0,
-            top_p: 1.0,
-            frequency_penalty: 0.0,
-            presence_penalty: 0.0,
-            n: 1,
-            stream: false,
-        };
-        let body = serde_json::to_vec(&wire).expect("JSON");
+        let body = serde_json::to_vec(&wire_request()).expect("JSON");
         let request = url
             .post(&http)
             .header(AUTHORIZATION, bearer.clone())
@@ -241,6 +246,60 @@ pub fn invoke_call(client: EvolutionInference) -> impl Fn() -> BoxedCall + Clone
         let client = client.clone();
         Box::pin(async move {
             black_box(client.invoke(PROMPT).await.expect("an answer"));
+        })
+    }
+}
+
+/// One call of `fused`, an experiment: what `invoke` does with the builder's defaults (a
+/// cached token, a resend after a 401, up to 3 attempts with a backoff on 429 and 5xx, a
+/// per-attempt timeout, the call recorded in `metrics`, JSON both ways) written as one
+/// async function over `reqwest`, with no tower layers and one timer per attempt covering
+/// the answer's body too. Simpler than the client where the loopback run never looks
+/// (no jitter, no retry budget, a failure panics). It shows what the features cost
+/// without the layering; it is not a client.
+pub fn fused_call(
+    http: reqwest::Client,
+    url: reqwest::Url,
+    tokens: TokenManager,
+    metrics: Metrics,
+) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || {
+        let (http, url) = (http.clone(), url.clone());
+        let (tokens, metrics) = (tokens.clone(), metrics.clone());
+        Box::pin(async move {
+            let start = tokio::time::Instant::now();
+            let body = Bytes::from(serde_json::to_vec(&wire_request()).expect("JSON"));
+            let (mut attempts, mut resent) = (0, false);
+            let answer = loop {
+                attempts += 1;
+                let token = tokens.get_token().await.expect("a token");
+                let request = http
+                    .post(url.clone())
+                    .header(AUTHORIZATION, token.bearer_header())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+                let sent = tokio::time::timeout(TIMEOUT, async move {
+                    let response = request.send().await?;
+                    let status = response.status();
+                    Ok::<_, reqwest::Error>((status, response.bytes().await?))
+                })
+                .await;
+                let (status, bytes) = sent.expect("in time").expect("an answer");
+                if status == http::StatusCode::UNAUTHORIZED && !resent {
+                    tokens.invalidate_if_current(&token);
+                    resent = true;
+                } else if (status.as_u16() == 429 || status.is_server_error()) && attempts < 3 {
+                    tokio::time::sleep(Duration::from_millis(100 << attempts)).await;
+                } else {
+                    break (status, bytes);
+                }
+            };
+            let (status, bytes) = answer;
+            let outcome = evolution_client::metrics::Outcome::from_status(status);
+            metrics.record_request(outcome, Some(status), start.elapsed(), attempts);
+            let answer: ChatResponse = serde_json::from_slice(&bytes).expect("a chat completion");
+            let text = answer.choices.into_iter().next().expect("a choice");
+            black_box(text.message.content);
         })
     }
 }
