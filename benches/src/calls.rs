@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use evolution_client::RetryConfig;
 use evolution_client::stack::EvolutionService;
 use evolution_client::token::TokenManager;
 use evolution_client::{ChatResponse, EvolutionInference, EvolutionInferenceBuilder, Metrics};
@@ -21,6 +22,7 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
+use tower::retry::budget::Budget;
 
 use crate::{BACKUP_KEY_ID, BACKUP_SECRET, Server};
 
@@ -251,23 +253,25 @@ pub fn invoke_call(client: EvolutionInference) -> impl Fn() -> BoxedCall + Clone
 }
 
 /// One call of `fused`, an experiment: what `invoke` does with the builder's defaults (a
-/// cached token, a resend after a 401, up to 3 attempts with a backoff on 429 and 5xx, a
-/// per-attempt timeout, the call recorded in `metrics`, JSON both ways) written as one
-/// async function over `reqwest`, with no tower layers and one timer per attempt covering
-/// the answer's body too. Simpler than the client where the loopback run never looks
-/// (no jitter, no retry budget, a failure panics). It shows what the features cost
-/// without the layering; it is not a client.
+/// cached token, a resend after a 401, up to 3 attempts with a backoff on 429 and 5xx paid
+/// for from a retry budget that each call pays into, a per-attempt timeout, the call
+/// recorded in `metrics`, JSON both ways) written as one async function over `reqwest`,
+/// with no tower layers and one timer per attempt covering the answer's body too. Simpler
+/// than the client where the loopback run never goes (no jitter, a failure panics). It
+/// shows what the features cost without the layering; it is not a client.
 pub fn fused_call(
     http: reqwest::Client,
     url: reqwest::Url,
     tokens: TokenManager,
     metrics: Metrics,
 ) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    let budget = Arc::new(RetryConfig::default().new_budget());
     move || {
         let (http, url) = (http.clone(), url.clone());
-        let (tokens, metrics) = (tokens.clone(), metrics.clone());
+        let (tokens, metrics, budget) = (tokens.clone(), metrics.clone(), budget.clone());
         Box::pin(async move {
             let start = tokio::time::Instant::now();
+            budget.deposit();
             let body = Bytes::from(serde_json::to_vec(&wire_request()).expect("JSON"));
             let (mut attempts, mut resent) = (0, false);
             let answer = loop {
@@ -288,7 +292,10 @@ pub fn fused_call(
                 if status == http::StatusCode::UNAUTHORIZED && !resent {
                     tokens.invalidate_if_current(&token);
                     resent = true;
-                } else if (status.as_u16() == 429 || status.is_server_error()) && attempts < 3 {
+                } else if (status.as_u16() == 429 || status.is_server_error())
+                    && attempts < 3
+                    && budget.withdraw()
+                {
                     tokio::time::sleep(Duration::from_millis(100 << attempts)).await;
                 } else {
                     break (status, bytes);

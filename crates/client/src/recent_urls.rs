@@ -5,7 +5,8 @@
 //! whole loopback call's. A client sends to the same two or three URLs all its life, so
 //! each thread keeps its last few conversions and hands out a clone instead: one small
 //! allocation. A parse is a pure function of the text, so the clone is what a new parse
-//! would give.
+//! would give. What a thread remembers (user info in a URL included) stays until four
+//! other URLs replace it or the thread ends.
 
 use std::cell::RefCell;
 
@@ -28,19 +29,26 @@ thread_local! {
 }
 
 /// `uri` as a `Url`, as `Url::parse(&uri.to_string())` gives it; `None` if it does not
-/// parse (the caller lets reqwest report that, in its own words).
+/// parse (the caller lets reqwest report that, in its own words) or if the thread is
+/// being torn down (the caller converts the request reqwest's way).
 pub(crate) fn url_of(uri: &Uri) -> Option<Url> {
-    RECENT.with(|recent| {
-        let mut recent = recent.borrow_mut();
-        if let Some((_, url)) = recent.slots.iter().flatten().find(|(u, _)| same(u, uri)) {
-            return Some(url.clone());
-        }
-        let url = Url::parse(&uri.to_string()).ok()?;
-        let slot = recent.next;
-        recent.slots[slot] = Some((uri.clone(), url.clone()));
-        recent.next = (slot + 1) % SLOTS;
-        Some(url)
-    })
+    RECENT
+        .try_with(|recent| remembered(recent, uri))
+        .ok()
+        .flatten()
+}
+
+/// The parse of `uri` from `recent`, or a new one remembered there.
+fn remembered(recent: &RefCell<Recent>, uri: &Uri) -> Option<Url> {
+    let mut recent = recent.borrow_mut();
+    if let Some((_, url)) = recent.slots.iter().flatten().find(|(u, _)| same(u, uri)) {
+        return Some(url.clone());
+    }
+    let url = Url::parse(&uri.to_string()).ok()?;
+    let slot = recent.next;
+    recent.slots[slot] = Some((uri.clone(), url.clone()));
+    recent.next = (slot + 1) % SLOTS;
+    Some(url)
 }
 
 /// Whether `a` and `b` are the same text. `Uri`'s own `==` ignores the case of the

@@ -49,7 +49,10 @@ impl Stacks {
         // Held only while the instance is polled for readiness and called.
         if let Ok(mut stack) = shard.try_lock() {
             // Readiness is asked once, with a waker that does nothing: an instance that is
-            // not ready at once is left alone, and the clone below waits on its own.
+            // not ready at once is left alone, and the clone below waits on its own. Every
+            // layer of `Stack` is always ready, so this only guards against a future one
+            // that is not; such a layer must not hold a reservation made in a `Pending`
+            // `poll_ready`, or the shard would keep it until its next call.
             let mut cx = Context::from_waker(Waker::noop());
             if let Poll::Ready(Ok(())) = stack.poll_ready(&mut cx) {
                 return Either::Left(stack.call(request));

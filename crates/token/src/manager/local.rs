@@ -6,9 +6,10 @@
 //! token (same id, separate allocation) and clones that, so the hot path writes only
 //! memory its thread owns.
 //!
-//! A copy is tied to its manager by a `Weak`: the hot path only compares addresses, and
-//! whenever a thread makes a new copy it first drops the copies of managers that are gone,
-//! so a dropped manager's token does not stay in memory for the thread's whole life.
+//! A copy is tied to its manager by a `Weak`: the hot path only compares addresses (the
+//! `Weak` keeps a dropped manager's address from being reused), and whenever a thread
+//! makes a new copy it first drops the copies of managers that are gone. A dropped
+//! manager's token copy stays until that thread's next new copy, or its end.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
