@@ -55,7 +55,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use evolution_benches::calls::{
-    BoxedCall, IN_FLIGHT, PROMPT, TIMEOUT, Target, bare_call, bare_json_call, chat_body,
+    BoxedCall, IN_FLIGHT, PROMPT, TIMEOUT, Target, Warm, bare_call, bare_json_call, chat_body,
     chat_request, client_builder, default_client_builder, in_flight, invoke_call, service_call,
 };
 use evolution_benches::{
@@ -165,18 +165,11 @@ fn loopback(c: &mut Criterion) {
     let runtime = runtime(2);
     println!("client: its own runtime, 2 worker threads; {IN_FLIGHT} calls in flight");
 
-    let client = client_builder(&server).build().expect("a valid client");
-    let answer = runtime
-        .block_on(client.invoke(PROMPT))
-        .expect("the client works");
-    assert!(answer.ends_with(PROMPT), "unexpected answer {answer:?}");
-    let bearer = runtime
-        .block_on(client.token_manager().get_token())
-        .expect("a token")
-        .bearer_header();
-    let uri: Uri = format!("{}/chat/completions", server.base_url())
-        .parse()
-        .expect("a URI");
+    let Warm {
+        client,
+        bearer,
+        uri,
+    } = Warm::new(&server, &runtime);
     let body = chat_body();
     let ledger = CpuLedger::default();
 

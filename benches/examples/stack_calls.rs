@@ -21,12 +21,11 @@
 use std::process::ExitCode;
 
 use evolution_benches::calls::{
-    PROMPT, Target, bare_call, bare_json_call, chat_body, client_builder, default_client_builder,
-    fused_call, in_flight, invoke_call, service_call,
+    Target, Warm, bare_call, bare_json_call, chat_body, default_client_builder, fused_call,
+    in_flight, invoke_call, service_call,
 };
 use evolution_benches::{Server, process_cpu_time, runtime};
 use evolution_client::{HttpTransport, Metrics};
-use http::Uri;
 use tower::util::BoxCloneSyncService;
 
 const CASES: &str = "bare_reqwest, bare_reqwest_url, bare_reqwest_json, bare_reqwest_json_url, \
@@ -50,17 +49,11 @@ fn main() -> ExitCode {
         .and_then(|w| w.parse().ok())
         .unwrap_or(2);
     let runtime = runtime(workers);
-    let client = client_builder(&server).build().expect("a valid client");
-    runtime
-        .block_on(client.invoke(PROMPT))
-        .expect("the client works");
-    let bearer = runtime
-        .block_on(client.token_manager().get_token())
-        .expect("a token")
-        .bearer_header();
-    let uri: Uri = format!("{}/chat/completions", server.base_url())
-        .parse()
-        .expect("a URI");
+    let Warm {
+        client,
+        bearer,
+        uri,
+    } = Warm::new(&server, &runtime);
     let http = reqwest::Client::new();
     let [text, parsed] = Target::both(&uri);
 

@@ -56,6 +56,40 @@ pub fn client_builder(server: &Server) -> EvolutionInferenceBuilder {
         .total_timeout(TOTAL_TIMEOUT)
 }
 
+/// The client under test, warmed up against `server`, and what the bare cases send with.
+#[derive(Debug)]
+pub struct Warm {
+    /// [`client_builder`]'s client, after one answered `invoke` (its token is cached).
+    pub client: EvolutionInference,
+    /// The `Authorization` value of the client's token, for the bare cases.
+    pub bearer: HeaderValue,
+    /// The chat completions URI.
+    pub uri: Uri,
+}
+
+impl Warm {
+    /// Builds the client for `server` and makes one call on `runtime`.
+    pub fn new(server: &Server, runtime: &Runtime) -> Self {
+        let client = client_builder(server).build().expect("a valid client");
+        let answer = runtime
+            .block_on(client.invoke(PROMPT))
+            .expect("the client works");
+        assert!(answer.ends_with(PROMPT), "unexpected answer {answer:?}");
+        let bearer = runtime
+            .block_on(client.token_manager().get_token())
+            .expect("a token")
+            .bearer_header();
+        let uri = format!("{}/chat/completions", server.base_url())
+            .parse()
+            .expect("a URI");
+        Self {
+            client,
+            bearer,
+            uri,
+        }
+    }
+}
+
 /// The body `invoke(PROMPT)` sends with the client's defaults.
 pub fn chat_body() -> Bytes {
     Bytes::from(
