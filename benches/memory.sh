@@ -18,18 +18,9 @@ CONCURRENCY="${CONCURRENCY:-64}"
 
 [[ -x /usr/bin/time ]] || { echo "memory: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
-EMULATOR_PID=""
-EMULATOR_LOG=""
-cleanup() {
-    local rc=$?
-    if [[ -n "$EMULATOR_PID" ]] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
-        kill -TERM "$EMULATOR_PID" 2>/dev/null || true
-        wait "$EMULATOR_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$EMULATOR_LOG" ]]; then rm -f "$EMULATOR_LOG"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
+# shellcheck source=../tests/emulator.sh
+source "$REPO/tests/emulator.sh"
+trap 'rc=$?; emulator_stop; exit $rc' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -38,19 +29,8 @@ echo "memory: building evolution-emulator and evolution (release)" >&2
 TARGET_DIR="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 
-EMULATOR_LOG="$(mktemp "${TMPDIR:-/tmp}/evolution-emulator.XXXXXX")"
-RUST_LOG=warn "$TARGET_DIR/release/evolution-emulator" --port 0 >"$EMULATOR_LOG" 2>&1 &
-EMULATOR_PID=$!
-ROOT=""
-for _ in $(seq 1 100); do
-    line="$(head -n 1 "$EMULATOR_LOG" 2>/dev/null || true)"
-    if [[ "$line" =~ ^evolution-emulator\ listening\ on\ (http://127\.0\.0\.1:[0-9]+)$ ]]; then
-        ROOT="${BASH_REMATCH[1]}"
-        break
-    fi
-    sleep 0.1
-done
-[[ -n "$ROOT" ]] || { echo "memory: the emulator did not start" >&2; exit 1; }
+RUST_LOG=warn emulator_start "$TARGET_DIR/release/evolution-emulator" --port 0 || exit 1
+ROOT="$EMULATOR_ROOT"
 echo "memory: emulator at $ROOT; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 printf '\n| %9s | %11s | %7s | %8s | %6s |\n' requests "peak RSS" "wall s" "req/s" errors

@@ -28,25 +28,11 @@ CONSTRAINTS="$REPO/tests/conformance/requirements.txt"
 
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N]" >&2; exit 2; }
 
-EMULATOR_PID=""
-EMULATOR_LOG=""
 log() { echo "compare: $*" >&2; }
 
-cleanup() {
-    local rc=$?
-    if [[ -n "$EMULATOR_PID" ]] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
-        kill -TERM "$EMULATOR_PID" 2>/dev/null || true
-        for _ in $(seq 1 30); do
-            kill -0 "$EMULATOR_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$EMULATOR_PID" 2>/dev/null || true
-        wait "$EMULATOR_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$EMULATOR_LOG" ]]; then rm -f "$EMULATOR_LOG"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
+# shellcheck source=../../tests/emulator.sh
+source "$REPO/tests/emulator.sh"
+trap 'rc=$?; emulator_stop; exit $rc' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -83,20 +69,8 @@ EMULATOR="$TARGET_DIR/release/evolution-emulator"
 EVOLUTION="$TARGET_DIR/release/evolution"
 
 # ---------------------------------------------------------------- server
-EMULATOR_LOG="$(mktemp "${TMPDIR:-/tmp}/evolution-emulator.XXXXXX")"
-RUST_LOG=warn "$EMULATOR" --port 0 >"$EMULATOR_LOG" 2>&1 &
-EMULATOR_PID=$!
-ROOT=""
-for _ in $(seq 1 100); do
-    line="$(head -n 1 "$EMULATOR_LOG" 2>/dev/null || true)"
-    if [[ "$line" =~ ^evolution-emulator\ listening\ on\ (http://127\.0\.0\.1:[0-9]+)$ ]]; then
-        ROOT="${BASH_REMATCH[1]}"
-        break
-    fi
-    kill -0 "$EMULATOR_PID" 2>/dev/null || { log "the emulator exited"; cat "$EMULATOR_LOG" >&2; exit 1; }
-    sleep 0.1
-done
-[[ -n "$ROOT" ]] || { log "the emulator did not say where it listens"; exit 1; }
+RUST_LOG=warn emulator_start "$EMULATOR" --port 0 || exit 1
+ROOT="$EMULATOR_ROOT"
 log "one emulator (pid $EMULATOR_PID) at $ROOT; N=$N; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- runs

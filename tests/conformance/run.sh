@@ -28,8 +28,8 @@ SECRET="conformance-secret"
 MODEL="demo-model" # the emulator's default model: no --model is passed
 TTL=3600 # > 30: both reference clients refresh tokens 30 s before expiry
 
-EMULATOR_PID=""
-EMULATOR_LOG=""
+# shellcheck source=../emulator.sh
+source "$REPO/tests/emulator.sh"
 OUTPUT=""
 TESTS_RAN=0
 CLOSING="" # the suite's "N passed, M failed" line
@@ -38,22 +38,7 @@ log() { echo "conformance: $*" >&2; }
 
 cleanup() {
     local rc=$?
-    if [[ -n "$EMULATOR_PID" ]] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
-        kill -TERM "$EMULATOR_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$EMULATOR_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$EMULATOR_PID" 2>/dev/null || true
-        wait "$EMULATOR_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$EMULATOR_LOG" ]]; then
-        if [[ $rc -ne 0 && -s "$EMULATOR_LOG" ]]; then
-            log "emulator output (last 40 lines):"
-            tail -n 40 "$EMULATOR_LOG" >&2 || true
-        fi
-        rm -f "$EMULATOR_LOG"
-    fi
+    if [[ $rc -ne 0 ]]; then emulator_stop show; else emulator_stop; fi
     if [[ -n "$OUTPUT" ]]; then rm -f "$OUTPUT"; fi
     # Keep a count as the very last line of a failed run: repeat the
     # suite's (it came before the emulator's log), or, if we failed before
@@ -101,28 +86,9 @@ TARGET_DIR="$(
 EMULATOR="$TARGET_DIR/debug/evolution-emulator"
 [[ -x "$EMULATOR" ]] || { log "no binary at $EMULATOR"; exit 1; }
 
-EMULATOR_LOG="$(mktemp "${TMPDIR:-/tmp}/evolution-emulator.XXXXXX")"
-"$EMULATOR" --port 0 --ttl "$TTL" --key "$KEY_ID:$SECRET" >"$EMULATOR_LOG" 2>&1 &
-EMULATOR_PID=$!
-
-ROOT=""
-deadline=$((START_TIMEOUT * 10))
-for ((i = 0; i < deadline; i++)); do
-    line="$(head -n 1 "$EMULATOR_LOG" 2>/dev/null || true)"
-    if [[ "$line" =~ ^evolution-emulator\ listening\ on\ (http://127\.0\.0\.1:[0-9]+)$ ]]; then
-        ROOT="${BASH_REMATCH[1]}"
-        break
-    fi
-    if ! kill -0 "$EMULATOR_PID" 2>/dev/null; then
-        log "emulator exited before listening"
-        exit 1
-    fi
-    sleep 0.1
-done
-if [[ -z "$ROOT" ]]; then
-    log "no listening line within ${START_TIMEOUT}s (first line: ${line:-<none>})"
-    exit 1
-fi
+EMULATOR_START_TIMEOUT="$START_TIMEOUT" emulator_start "$EMULATOR" --port 0 --ttl "$TTL" \
+    --key "$KEY_ID:$SECRET" || exit 1
+ROOT="$EMULATOR_ROOT"
 log "emulator pid $EMULATOR_PID at $ROOT"
 
 # ---------------------------------------------------------------- tests
