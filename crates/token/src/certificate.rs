@@ -22,13 +22,14 @@ use std::io;
 /// assert!(!is_certificate_error(&refused));
 /// ```
 pub fn is_certificate_error(error: &(dyn Error + 'static)) -> bool {
-    certificate_problem(error).is_some()
+    certificate_error(error).is_some()
 }
 
-/// The rustls error that says what is wrong with the certificate, if there is one.
-pub(crate) fn certificate_problem<'a>(
+/// The error that says what is wrong with the certificate (its `Display` reads like
+/// "invalid peer certificate: UnknownIssuer"), found as [`is_certificate_error`] finds it.
+pub fn certificate_error<'a>(
     error: &'a (dyn Error + 'static),
-) -> Option<&'a rustls::Error> {
+) -> Option<&'a (dyn Error + 'static)> {
     let mut next = Some(error);
     while let Some(error) = next {
         if let Some(tls @ rustls::Error::InvalidCertificate(_)) = error.downcast_ref() {
@@ -59,7 +60,7 @@ mod tests {
         let inner = io::Error::new(io::ErrorKind::InvalidData, tls);
         let error = Wrapper(io::Error::other(inner));
         assert!(is_certificate_error(&error));
-        let problem = certificate_problem(&error).unwrap().to_string();
+        let problem = certificate_error(&error).unwrap().to_string();
         assert!(problem.contains("UnknownIssuer"), "{problem}");
     }
 

@@ -7,7 +7,7 @@ use rand::Rng;
 use secrecy::ExposeSecret;
 use tokio::time::{Duration, Instant};
 
-use crate::certificate::certificate_problem;
+use crate::certificate::certificate_error;
 use crate::retry_after::retry_after;
 use crate::{Credentials, TokenError, TokenGrant, parse_token_response};
 
@@ -175,7 +175,7 @@ impl IamClient {
     /// No answer: a certificate that is not trusted is final, anything else may pass.
     fn failed(&self, error: reqwest::Error, attempt: u32) -> Attempt {
         let error = error.without_url();
-        if let Some(problem) = certificate_problem(&error) {
+        if let Some(problem) = certificate_error(&error) {
             return Attempt::Done(Err(TokenError::UntrustedCertificate {
                 auth_url: self.auth_url.clone(),
                 problem: Arc::from(problem.to_string()),

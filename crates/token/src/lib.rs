@@ -50,7 +50,7 @@ pub mod store;
 mod token;
 
 pub use self::auth::{Auth, AuthLayer};
-pub use self::certificate::is_certificate_error;
+pub use self::certificate::{certificate_error, is_certificate_error};
 pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
 pub use self::error::{InvalidResponseReason, TokenError, TokenErrorKind};
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
