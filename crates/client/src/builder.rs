@@ -243,14 +243,29 @@ impl EvolutionInferenceBuilder {
     }
 
     /// Allows plain `http://` URLs to hosts other than loopback. Tokens and the
-    /// secret travel in clear then. Off by default.
+    /// secret travel in clear then. Defaults to off: such a base or auth URL fails
+    /// [`build`](Self::build) with [`Error::Config`].
+    ///
+    /// Loopback hosts (`127.0.0.1`, `::1`, `localhost`) need no setting: nothing sent
+    /// there leaves the machine, and that is where the emulator, tests and examples run.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         self.allow_insecure_http = allow;
         self
     }
 
     /// The HTTP client for API and IAM requests (proxy, pool, TLS settings).
-    /// Defaults to a new `reqwest::Client` with rustls.
+    /// Defaults to a new `reqwest::Client` with rustls that follows no redirect and, when
+    /// both URLs are `https`, sends nothing over plain http.
+    ///
+    /// Requests carry the token, and IAM's the secret, so a client of your own **must not
+    /// follow redirects**: build it with `.redirect(reqwest::redirect::Policy::none())`
+    /// (reqwest follows up to 10 by default, and sends the body again on 307 and 308, to
+    /// any host). Whatever the client, the URLs are checked (https, or http to loopback or
+    /// with [`allow_insecure_http`](Self::allow_insecure_http)); a 3xx that reaches the
+    /// client is an [`Error::Api`] naming its `Location` (from IAM,
+    /// [`TokenError::Redirected`]); a certificate the client does not trust is
+    /// [`Error::UntrustedCertificate`] (from IAM, [`TokenError::UntrustedCertificate`]),
+    /// never retried.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -451,12 +466,14 @@ impl EvolutionInferenceBuilder {
         }
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder().build().map_err(|error| {
-                Error::config(
-                    "http_client",
-                    format!("cannot create the HTTP client: {error}"),
-                )
-            })?,
+            None => {
+                // The auth URL is checked by the token manager; here it only decides
+                // whether plain http may be used at all.
+                let auth_https = self.auth_url.as_deref().is_none_or(|url| {
+                    url::Url::parse(url.trim()).is_ok_and(|url| url.scheme() == "https")
+                });
+                default_http_client(base.scheme() == "https" && auth_https)?
+            }
         };
         let metrics = self.metrics.clone().unwrap_or_default();
         // One store (one Redis connection) for the primary and the backup key.
@@ -553,6 +570,21 @@ impl EvolutionInferenceBuilder {
             config,
         })
     }
+}
+
+/// The client when the caller gives none: no redirect is followed (requests carry the
+/// token, and IAM's the secret), and plain http is refused unless a URL uses it.
+fn default_http_client(https_only: bool) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(https_only)
+        .build()
+        .map_err(|error| {
+            Error::config(
+                "http_client",
+                format!("cannot create the HTTP client: {error}"),
+            )
+        })
 }
 
 /// A validated configuration, before the stack is built over a transport.

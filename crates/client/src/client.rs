@@ -372,6 +372,10 @@ impl EvolutionInference {
             return Ok(response);
         }
         let status = response.status();
+        if status.is_redirection() {
+            let location = response.headers().get(header::LOCATION);
+            return Err(Error::redirected(status, location, &self.inner.base_url));
+        }
         let body = self
             .read_body(response.into_body())
             .await

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use evolution_fallback::BothKeysRejected;
-use evolution_token::{BoxError, TokenError};
+use evolution_token::{BoxError, TokenError, certificate_error};
 use http::StatusCode;
 
 /// Everything a call can fail with. Messages say what happened and what to check,
@@ -35,6 +35,18 @@ pub enum Error {
         /// The server's error code, when it sent one.
         code: Option<String>,
     },
+    /// The API's TLS certificate does not chain to a trusted root (or is expired, or names
+    /// another host). Not retried: it fails the same way every time.
+    #[error(
+        "the TLS certificate of the Evolution API is not trusted ({problem}): check the base URL, and that the system trust store (or the file SSL_CERT_FILE names) holds the CA that signed it"
+    )]
+    UntrustedCertificate {
+        /// What the TLS stack found wrong with the certificate.
+        problem: String,
+        /// The transport error.
+        #[source]
+        source: BoxError,
+    },
     /// The request could not be sent or the answer could not be read.
     #[error("request to the Evolution API failed: {0}; check the network and the base URL")]
     Transport(#[source] BoxError),
@@ -52,6 +64,9 @@ pub enum Error {
 
 fn api_hint(status: StatusCode) -> &'static str {
     match status.as_u16() {
+        300..=399 => {
+            " (redirects are not followed, as requests carry the token: check the base URL, and set it to the new address if you trust it)"
+        }
         401 => " (the token was rejected even after a refresh: check the key's permissions)",
         403 => " (the key may not use this model or project: check its service account roles)",
         404 => " (check the base URL and the model name)",
@@ -93,7 +108,10 @@ impl Error {
                 matches!(status.as_u16(), 408 | 429) || status.is_server_error()
             }
             Self::Transport(_) | Self::Timeout(_) => true,
-            Self::Config { .. } | Self::Decode(_) | Self::KeysRejected(_) => false,
+            Self::Config { .. }
+            | Self::Decode(_)
+            | Self::KeysRejected(_)
+            | Self::UntrustedCertificate { .. } => false,
         }
     }
 
@@ -122,9 +140,41 @@ impl Error {
         if error.is::<tower::timeout::error::Elapsed>() {
             return Self::Timeout(timeout);
         }
+        if let Some(problem) = certificate_error(&*error) {
+            return Self::UntrustedCertificate {
+                problem: problem.to_string(),
+                source: error,
+            };
+        }
         match error.downcast_ref::<reqwest::Error>() {
             Some(e) if e.is_timeout() => Self::Timeout(timeout),
             _ => Self::Transport(error),
+        }
+    }
+
+    /// A redirect, which is not followed: its status and where it pointed (`location`
+    /// resolved against `base_url`, without its query, which may carry anything).
+    pub(crate) fn redirected(
+        status: StatusCode,
+        location: Option<&http::HeaderValue>,
+        base_url: &str,
+    ) -> Self {
+        let target = location
+            .and_then(|value| value.to_str().ok())
+            .and_then(|location| url::Url::parse(base_url).ok()?.join(location).ok())
+            .map(|mut target| {
+                target.set_query(None);
+                target.set_fragment(None);
+                target
+            });
+        let message = match target {
+            Some(target) => format!("a redirect to {target}"),
+            None => "a redirect without a Location".to_owned(),
+        };
+        Self::Api {
+            status,
+            message,
+            code: None,
         }
     }
 
@@ -160,5 +210,32 @@ impl Error {
             }),
             code,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redirect_names_its_target_resolved_and_without_its_query() {
+        let base = "https://foundation-models.api.cloud.ru/v1";
+        let relative = http::HeaderValue::from_static("/v2/chat/completions?sig=abc#x");
+        let error = Error::redirected(StatusCode::PERMANENT_REDIRECT, Some(&relative), base);
+        let message = error.to_string();
+        assert!(
+            message.contains(
+                "a redirect to https://foundation-models.api.cloud.ru/v2/chat/completions ("
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("sig=abc"), "{message}");
+        assert!(message.contains("check the base URL"), "{message}");
+        let none = Error::redirected(StatusCode::FOUND, None, base);
+        assert!(
+            none.to_string().contains("a redirect without a Location"),
+            "{none}"
+        );
+        assert!(!none.is_retryable() && !none.is_auth());
     }
 }

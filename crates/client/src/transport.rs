@@ -22,6 +22,10 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// Sends `http::Request<Bytes>` with a [`reqwest::Client`] (rustls, connection pool)
 /// and answers `http::Response<Body>` with the body still streaming.
 ///
+/// Requests carry the bearer token: give it a client that follows no redirect, as the
+/// one [`EvolutionInferenceBuilder::build`](crate::EvolutionInferenceBuilder::build)
+/// makes does (reqwest's default follows up to 10, resending the body on 307 and 308).
+///
 /// Use it to build your own stack:
 ///
 /// ```
@@ -29,10 +33,14 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// use tower::ServiceBuilder;
 /// use std::time::Duration;
 ///
+/// let client = reqwest::Client::builder()
+///     .redirect(reqwest::redirect::Policy::none())
+///     .build()?;
 /// let transport = ServiceBuilder::new()
 ///     .timeout(Duration::from_secs(60))
-///     .service(HttpTransport::new(reqwest::Client::new()));
+///     .service(HttpTransport::new(client));
 /// # drop(transport);
+/// # Ok::<(), reqwest::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct HttpTransport {

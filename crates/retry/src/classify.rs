@@ -7,7 +7,7 @@
 use std::error::Error;
 use std::io;
 
-use evolution_token::TokenError;
+use evolution_token::{TokenError, is_certificate_error};
 use http::{HeaderMap, StatusCode};
 use tower::timeout::error::Elapsed;
 
@@ -108,6 +108,9 @@ pub fn classify_status(status: StatusCode) -> Option<Retryable> {
 /// - [`TokenError`]: transient iff [`TokenError::is_transient`] (IAM unavailable, unreachable
 ///   or slow); wrong or forbidden credentials and unusable IAM answers are fatal.
 /// - [`tower::timeout::error::Elapsed`] (a per-attempt timeout): transient.
+/// - A TLS certificate the client does not trust (unknown issuer, expired, another host's),
+///   found by [`evolution_token::is_certificate_error`]: fatal. reqwest reports it as a
+///   failure to connect, but it fails the same way every time.
 /// - [`reqwest::Error`]: a timeout, a failure to connect, or a failure while sending the
 ///   request (connection reset or closed before the answer) is transient; a builder, redirect,
 ///   body or decode error is fatal (for a body error the server has already answered, and a
@@ -184,7 +187,9 @@ fn recognise_one(error: &(dyn Error + 'static)) -> Option<(Retryable, RetryReaso
 }
 
 fn recognise_reqwest(error: &reqwest::Error) -> (Retryable, RetryReason) {
-    if error.is_timeout() {
+    if is_certificate_error(error) {
+        (Retryable::Fatal, RetryReason::Other)
+    } else if error.is_timeout() {
         (Retryable::Transient, RetryReason::Timeout)
     } else if error.is_connect() {
         (Retryable::Transient, RetryReason::Connect)
@@ -199,6 +204,9 @@ fn recognise_reqwest(error: &reqwest::Error) -> (Retryable, RetryReason) {
 
 fn recognise_io(error: &io::Error) -> Option<(Retryable, RetryReason)> {
     use io::ErrorKind::*;
+    if is_certificate_error(error) {
+        return Some((Retryable::Fatal, RetryReason::Other));
+    }
     let reason = match error.kind() {
         ConnectionRefused => RetryReason::Connect,
         TimedOut => RetryReason::Timeout,
@@ -224,6 +232,18 @@ mod tests {
         let error = Wrapper(io::Error::from(io::ErrorKind::ConnectionReset));
         assert_eq!(classify_error(&error), Retryable::Transient);
         assert_eq!(error_reason(&error), RetryReason::Network);
+    }
+
+    #[test]
+    fn a_certificate_error_in_an_io_error_is_fatal_whatever_its_kind() {
+        // hyper-based transports wrap the TLS error in io errors, one of them
+        // `ConnectionReset`-like at times: the certificate decides.
+        let tls = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+        let error = io::Error::new(io::ErrorKind::ConnectionAborted, tls);
+        assert_eq!(classify_error(&error), Retryable::Fatal);
     }
 
     #[test]

@@ -109,6 +109,52 @@ pub enum TokenError {
         /// Where it came from.
         auth_url: Arc<str>,
     },
+    /// IAM answered a redirect (3xx). It is never followed: the request carries the
+    /// secret, and following would send it to wherever the redirect points.
+    #[error(
+        "IAM at {auth_url} answered {status}, a redirect {to}: it is not followed, as the token request carries the secret; check the auth URL, and set it to the new address if you trust it",
+        to = redirect_target(location.as_deref())
+    )]
+    Redirected {
+        /// The redirect status.
+        status: StatusCode,
+        /// Where it pointed: only the origin (`scheme://host:port`) of the `Location`, which
+        /// is resolved against the auth URL; `None` when there was no usable `Location`.
+        location: Option<Arc<str>>,
+        /// Where the request went.
+        auth_url: Arc<str>,
+    },
+    /// IAM's TLS certificate does not chain to a trusted root (or is expired, or names
+    /// another host). A retry cannot fix that, so none is made.
+    #[error(
+        "the TLS certificate of IAM at {auth_url} is not trusted ({problem}): check the auth URL, and that the system trust store (or the file SSL_CERT_FILE names) holds the CA that signed it"
+    )]
+    UntrustedCertificate {
+        /// Where the request went.
+        auth_url: Arc<str>,
+        /// What the TLS stack found wrong with the certificate.
+        problem: Arc<str>,
+        /// The transport error.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    /// IAM answered 429 or 5xx asking to wait longer (`Retry-After`) than a token request
+    /// waits ([`MAX_FETCH_RETRY_AFTER`](crate::MAX_FETCH_RETRY_AFTER)): the fetch stops
+    /// there rather than retry early into another refusal.
+    #[error(
+        "IAM at {auth_url} answered {status} and asked to wait {retry_after:?}, longer than a token request waits ({max:?}), after {attempts} attempt(s): try again after that",
+        max = crate::MAX_FETCH_RETRY_AFTER
+    )]
+    Throttled {
+        /// The status IAM answered.
+        status: StatusCode,
+        /// How long IAM asked to wait.
+        retry_after: Duration,
+        /// How many IAM requests were made.
+        attempts: u32,
+        /// Where they went.
+        auth_url: Arc<str>,
+    },
     /// The token manager was configured with something unusable.
     #[error("invalid token configuration of `{setting}`: {message}")]
     InvalidConfiguration {
@@ -121,6 +167,14 @@ pub enum TokenError {
     /// The refresh task ended without an answer (the tokio runtime is shutting down).
     #[error("the token refresh was aborted: the tokio runtime is shutting down")]
     Aborted,
+}
+
+/// "to http://host:port", or "without a Location".
+fn redirect_target(location: Option<&str>) -> String {
+    match location {
+        Some(origin) => format!("to {origin}"),
+        None => "without a Location".to_owned(),
+    }
 }
 
 /// The kind of a [`TokenError`], without its data: for metric labels and matching.
@@ -141,6 +195,12 @@ pub enum TokenErrorKind {
     Timeout,
     /// See [`TokenError::InvalidResponse`].
     InvalidResponse,
+    /// See [`TokenError::Redirected`].
+    Redirected,
+    /// See [`TokenError::UntrustedCertificate`].
+    UntrustedCertificate,
+    /// See [`TokenError::Throttled`].
+    Throttled,
     /// See [`TokenError::InvalidConfiguration`].
     InvalidConfiguration,
     /// See [`TokenError::Aborted`].
@@ -158,6 +218,9 @@ impl TokenErrorKind {
             Self::Network => "network",
             Self::Timeout => "timeout",
             Self::InvalidResponse => "invalid_response",
+            Self::Redirected => "redirected",
+            Self::UntrustedCertificate => "untrusted_certificate",
+            Self::Throttled => "throttled",
             Self::InvalidConfiguration => "invalid_configuration",
             Self::Aborted => "aborted",
         }
@@ -182,6 +245,9 @@ impl TokenError {
             Self::Network { .. } => TokenErrorKind::Network,
             Self::Timeout { .. } => TokenErrorKind::Timeout,
             Self::InvalidResponse { .. } => TokenErrorKind::InvalidResponse,
+            Self::Redirected { .. } => TokenErrorKind::Redirected,
+            Self::UntrustedCertificate { .. } => TokenErrorKind::UntrustedCertificate,
+            Self::Throttled { .. } => TokenErrorKind::Throttled,
             Self::InvalidConfiguration { .. } => TokenErrorKind::InvalidConfiguration,
             Self::Aborted => TokenErrorKind::Aborted,
         }
@@ -189,12 +255,26 @@ impl TokenError {
 
     /// Whether trying again later may succeed (IAM overloaded, down or unreachable).
     ///
-    /// Wrong or forbidden credentials, bad configuration and unusable answers are not transient.
+    /// Wrong or forbidden credentials, bad configuration, unusable answers, redirects and
+    /// untrusted certificates are not transient.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable { .. } | Self::Network { .. } | Self::Timeout { .. } | Self::Aborted
+            Self::Unavailable { .. }
+                | Self::Network { .. }
+                | Self::Timeout { .. }
+                | Self::Throttled { .. }
+                | Self::Aborted
         )
+    }
+
+    /// How long IAM asked to wait before the next token request, when it said
+    /// ([`TokenError::Throttled`]).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// Whether the key itself was rejected (401 or 403 from IAM): a backup key may help, a retry will not.

@@ -36,6 +36,7 @@
 )]
 
 pub mod auth;
+mod certificate;
 mod credentials;
 mod error;
 mod event;
@@ -43,18 +44,22 @@ mod fetch;
 mod manager;
 mod middleware;
 mod response;
+mod retry_after;
 #[cfg(feature = "shared-cache")]
 pub mod store;
 mod token;
 
 pub use self::auth::{Auth, AuthLayer};
+pub use self::certificate::{certificate_error, is_certificate_error};
 pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
 pub use self::error::{InvalidResponseReason, TokenError, TokenErrorKind};
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
+#[cfg(feature = "shared-cache")]
+pub use self::manager::MAX_SHARED_CACHE_LOCK_TTL;
 pub use self::manager::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, MonitorGuard, TokenInfo, TokenManager,
-    TokenManagerBuilder, parse_endpoint_url,
+    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, MAX_FETCH_RETRY_AFTER, MAX_FETCH_TIMEOUT, MonitorGuard,
+    TokenInfo, TokenManager, TokenManagerBuilder, parse_endpoint_url,
 };
 pub use self::middleware::AuthMiddleware;
 pub use self::response::{

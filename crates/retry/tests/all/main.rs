@@ -5,6 +5,7 @@ mod attempts;
 #[cfg(feature = "backoff")]
 mod backoff_crate;
 mod budget;
+mod certificates;
 mod classification;
 mod emulator;
 mod jitter;

@@ -25,12 +25,28 @@ pub const DEFAULT_REFRESH_BUFFER: Duration = Duration::from_secs(30);
 pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
 /// Limit for one IAM request.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest [`fetch_timeout`](TokenManagerBuilder::fetch_timeout) accepted. A token lives
+/// an hour: a longer wait for one holds callers without making the token any more useful.
+pub const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest `Retry-After` of IAM (on 429/5xx) a token request waits before its next
+/// attempt. IAM asking for more ends the refresh at once with
+/// [`TokenError::Throttled`], carrying the wait, rather than asking again too early.
+pub const MAX_FETCH_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The longest [`shared_cache_lock_ttl`](TokenManagerBuilder::shared_cache_lock_ttl)
+/// accepted: the longest token lifetime this crate accepts
+/// ([`MAX_TOKEN_LIFETIME`](crate::MAX_TOKEN_LIFETIME)), which no refresh lock needs to outlive.
+#[cfg(feature = "shared-cache")]
+pub const MAX_SHARED_CACHE_LOCK_TTL: Duration = crate::MAX_TOKEN_LIFETIME;
 /// IAM requests per refresh when IAM answers 408/429/5xx or cannot be reached.
 pub const DEFAULT_FETCH_ATTEMPTS: u32 = 3;
 
 const FETCH_BACKOFF_BASE: Duration = Duration::from_millis(200);
 const FETCH_BACKOFF_CAP: Duration = Duration::from_secs(2);
 const MAX_FETCH_ATTEMPTS: u32 = 10;
+/// Added to the lock holder's worst case: scheduling delays, and the replicas' clocks
+/// running at slightly different rates from the store's.
+#[cfg(feature = "shared-cache")]
+const LOCK_TTL_MARGIN: Duration = Duration::from_secs(1);
 
 /// Builds a [`TokenManager`]; every setting has a documented default.
 ///
@@ -135,28 +151,44 @@ impl TokenManagerBuilder {
         self
     }
 
-    /// Limit for one IAM request. Defaults to 10 seconds.
+    /// Limit for one IAM request, at most [`MAX_FETCH_TIMEOUT`] (an hour). Defaults to
+    /// 10 seconds.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
         self
     }
 
     /// IAM requests per refresh when IAM answers 408/429/5xx, times out or cannot be
-    /// reached (1 to 10). 401 and 403 are never retried. Defaults to 3.
+    /// reached (1 to 10). 401 and 403 are never retried, nor are redirects and untrusted
+    /// certificates. Between attempts the fetch waits a jittered 200 ms × 2ⁿ (at most 2 s),
+    /// or IAM's `Retry-After` when longer (up to [`MAX_FETCH_RETRY_AFTER`]). Defaults to 3.
     pub fn fetch_attempts(mut self, attempts: u32) -> Self {
         self.fetch_attempts = attempts;
         self
     }
 
     /// Allows a plain `http://` auth URL to a host other than loopback. The secret
-    /// travels in clear then; off by default.
+    /// travels in clear then. Defaults to off: such a URL fails [`build`](Self::build)
+    /// with [`TokenError::InvalidConfiguration`] of `auth_url`.
+    ///
+    /// Loopback hosts (`127.0.0.1`, `::1`, `localhost`) need no setting: nothing sent
+    /// there leaves the machine, and that is where the emulator, tests and examples run.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         self.allow_insecure_http = allow;
         self
     }
 
     /// The HTTP client for IAM requests (to share a connection pool or set a proxy).
-    /// Defaults to a new `reqwest::Client` with rustls.
+    /// Defaults to a new `reqwest::Client` with rustls that follows no redirect and, for
+    /// an `https` auth URL, sends nothing over plain http.
+    ///
+    /// The token request carries the secret, so a client of your own **must not follow
+    /// redirects**: build it with `.redirect(reqwest::redirect::Policy::none())`. reqwest
+    /// follows up to 10 by default and sends the body again on 307 and 308, to any host.
+    /// Whatever the client, the auth URL is checked (https, or http to loopback or with
+    /// [`allow_insecure_http`](Self::allow_insecure_http)), a 3xx that reaches the manager
+    /// is [`TokenError::Redirected`], and a certificate the client does not trust is
+    /// [`TokenError::UntrustedCertificate`] without a retry.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -205,10 +237,16 @@ impl TokenManagerBuilder {
         self
     }
 
-    /// How long a replica holds the shared cache's refresh lock at most; the others wait
-    /// that long for its token before one of them takes over. Defaults to the longest an
-    /// IAM exchange can take (`fetch_timeout` × `fetch_attempts` plus the backoff between
-    /// attempts) plus the store timeout: about 32 s with the default settings.
+    /// How long a replica holds the shared cache's refresh lock at most (1 ms to
+    /// [`MAX_SHARED_CACHE_LOCK_TTL`]); the others wait that long for its token before one of
+    /// them takes over.
+    ///
+    /// Defaults to the holder's worst case, so that a slow holder is never taken over
+    /// (which would ask IAM twice): three store operations at the store timeout (the lock,
+    /// a second look, the save), plus the longest IAM exchange (`fetch_timeout` ×
+    /// `fetch_attempts`, plus between attempts the longer of the backoff and
+    /// [`MAX_FETCH_RETRY_AFTER`]), plus 1 s. With the default settings:
+    /// 3 × 1 s + 3 × 10 s + 2 × 10 s + 1 s = 54 s.
     #[cfg(feature = "shared-cache")]
     pub fn shared_cache_lock_ttl(mut self, ttl: Duration) -> Self {
         self.shared_cache.lock_ttl = Some(ttl);
@@ -247,6 +285,15 @@ impl TokenManagerBuilder {
                 "fetch_timeout must be longer than zero",
             ));
         }
+        if self.fetch_timeout > MAX_FETCH_TIMEOUT {
+            return Err(TokenError::config(
+                "fetch_timeout",
+                format!(
+                    "fetch_timeout is {:?}: it must be at most {MAX_FETCH_TIMEOUT:?} (a token lives an hour)",
+                    self.fetch_timeout
+                ),
+            ));
+        }
         if !(1..=MAX_FETCH_ATTEMPTS).contains(&self.fetch_attempts) {
             return Err(TokenError::config(
                 "fetch_attempts",
@@ -256,30 +303,25 @@ impl TokenManagerBuilder {
                 ),
             ));
         }
-        #[cfg(feature = "shared-cache")]
-        let shared_cache = self
-            .shared_cache
-            .build(self.fetch_timeout, self.fetch_attempts)?;
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder().build().map_err(|error| {
-                TokenError::config(
-                    "http_client",
-                    format!("cannot create the HTTP client for IAM: {error}"),
-                )
-            })?,
+            None => default_http_client(&url)?,
         };
+        let iam = IamClient {
+            http,
+            auth_url: Arc::from(url.as_str()),
+            url,
+            timeout: self.fetch_timeout,
+            attempts: self.fetch_attempts,
+            backoff_base: FETCH_BACKOFF_BASE,
+            backoff_cap: FETCH_BACKOFF_CAP,
+            max_retry_after: MAX_FETCH_RETRY_AFTER,
+        };
+        #[cfg(feature = "shared-cache")]
+        let shared_cache = self.shared_cache.build(&iam)?;
         Ok(TokenManager {
             shared: Arc::new(Shared {
-                iam: IamClient {
-                    http,
-                    auth_url: Arc::from(url.as_str()),
-                    url,
-                    timeout: self.fetch_timeout,
-                    attempts: self.fetch_attempts,
-                    backoff_base: FETCH_BACKOFF_BASE,
-                    backoff_cap: FETCH_BACKOFF_CAP,
-                },
+                iam,
                 schedule: Schedule {
                     buffer: self.refresh_buffer,
                     ahead: self.refresh_ahead,
@@ -300,11 +342,7 @@ impl TokenManagerBuilder {
 
 #[cfg(feature = "shared-cache")]
 impl SharedCacheConfig {
-    fn build(
-        self,
-        fetch_timeout: Duration,
-        fetch_attempts: u32,
-    ) -> Result<Option<crate::store::SharedCache>, TokenError> {
+    fn build(self, iam: &IamClient) -> Result<Option<crate::store::SharedCache>, TokenError> {
         if let Some(error) = self.error {
             return Err(TokenError::config("shared_cache", error));
         }
@@ -324,8 +362,16 @@ impl SharedCacheConfig {
                     "shared_cache_lock_ttl must be at least 1 ms",
                 ));
             }
+            Some(ttl) if ttl > MAX_SHARED_CACHE_LOCK_TTL => {
+                return Err(TokenError::config(
+                    "shared_cache_lock_ttl",
+                    format!(
+                        "shared_cache_lock_ttl is {ttl:?}: it must be at most {MAX_SHARED_CACHE_LOCK_TTL:?}, the longest token lifetime"
+                    ),
+                ));
+            }
             Some(ttl) => ttl,
-            None => longest_fetch(fetch_timeout, fetch_attempts) + self.timeout,
+            None => default_lock_ttl(iam, self.timeout),
         };
         Ok(Some(crate::store::SharedCache::new(
             store,
@@ -335,16 +381,32 @@ impl SharedCacheConfig {
     }
 }
 
-/// The longest an IAM exchange can take: every attempt timing out, with the longest
-/// backoff between them.
+/// The lock holder's worst case: the answer to its lock may come back a whole store
+/// timeout after the store set the lock; then a second look, the IAM exchange and the
+/// save, the last landing as late as the store timeout allows. Capped at the longest TTL
+/// accepted, which a huge store timeout would otherwise exceed.
 #[cfg(feature = "shared-cache")]
-fn longest_fetch(timeout: Duration, attempts: u32) -> Duration {
-    (1..attempts).fold(timeout.saturating_mul(attempts), |total, attempt| {
-        let backoff = FETCH_BACKOFF_BASE
-            .saturating_mul(1u32 << (attempt - 1).min(16))
-            .min(FETCH_BACKOFF_CAP);
-        total.saturating_add(backoff)
-    })
+fn default_lock_ttl(iam: &IamClient, store_timeout: Duration) -> Duration {
+    store_timeout
+        .saturating_mul(3)
+        .saturating_add(iam.longest())
+        .saturating_add(LOCK_TTL_MARGIN)
+        .min(MAX_SHARED_CACHE_LOCK_TTL)
+}
+
+/// The IAM client when the caller gives none: no redirect is followed (the request
+/// carries the secret), and an https auth URL never falls back to plain http.
+fn default_http_client(url: &reqwest::Url) -> Result<reqwest::Client, TokenError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(url.scheme() == "https")
+        .build()
+        .map_err(|error| {
+            TokenError::config(
+                "http_client",
+                format!("cannot create the HTTP client for IAM: {error}"),
+            )
+        })
 }
 
 /// Parses an endpoint URL that will carry a secret or a token, and checks it:
@@ -409,21 +471,61 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 mod tests {
     use super::*;
 
+    fn iam(timeout: Duration, attempts: u32) -> IamClient {
+        let url = reqwest::Url::parse(DEFAULT_AUTH_URL).unwrap();
+        IamClient {
+            http: reqwest::Client::new(),
+            auth_url: Arc::from(url.as_str()),
+            url,
+            timeout,
+            attempts,
+            backoff_base: FETCH_BACKOFF_BASE,
+            backoff_cap: FETCH_BACKOFF_CAP,
+            max_retry_after: MAX_FETCH_RETRY_AFTER,
+        }
+    }
+
+    /// The default lock TTL covers the holder's worst case with the default settings,
+    /// each part of it counted from the setting it comes from.
     #[test]
-    fn default_lock_ttl_outlasts_the_longest_fetch() {
-        // 3 attempts of 10 s, 200 ms and 400 ms of backoff between them.
+    fn default_lock_ttl_covers_the_holders_worst_case() {
+        let store = crate::store::DEFAULT_STORE_TIMEOUT;
+        let attempts = DEFAULT_FETCH_ATTEMPTS;
+        let waits = attempts - 1;
+        // Between attempts: the backoff (at most 2 s) or IAM's Retry-After, the longer.
+        let pause = FETCH_BACKOFF_CAP.max(MAX_FETCH_RETRY_AFTER);
+        let worst = store // the lock's answer
+            + store // a second look
+            + DEFAULT_FETCH_TIMEOUT * attempts
+            + pause * waits
+            + store; // the save
+        let ttl = default_lock_ttl(&iam(DEFAULT_FETCH_TIMEOUT, attempts), store);
+        assert!(ttl > worst, "{ttl:?} <= {worst:?}");
+        assert_eq!(ttl, Duration::from_secs(54), "the figure the docs state");
+    }
+
+    #[test]
+    fn longest_fetch_counts_every_attempt_and_pause() {
         assert_eq!(
-            longest_fetch(DEFAULT_FETCH_TIMEOUT, DEFAULT_FETCH_ATTEMPTS),
-            Duration::from_millis(30_600)
-        );
-        assert_eq!(
-            longest_fetch(Duration::from_secs(1), 1),
+            iam(Duration::from_secs(1), 1).longest(),
             Duration::from_secs(1)
         );
-        // The backoff is capped at 2 s.
+        // Retry-After's 10 s outlasts every backoff (200 ms doubling, capped at 2 s).
         assert_eq!(
-            longest_fetch(Duration::from_secs(1), 10),
+            iam(Duration::from_secs(1), 10).longest(),
+            Duration::from_secs(10 + 9 * 10)
+        );
+        let mut short = iam(Duration::from_secs(1), 10);
+        short.max_retry_after = Duration::ZERO;
+        assert_eq!(
+            short.longest(),
             Duration::from_millis(10_000 + 200 + 400 + 800 + 1600 + 5 * 2000)
         );
+    }
+
+    #[test]
+    fn huge_settings_saturate_into_the_largest_ttl() {
+        let ttl = default_lock_ttl(&iam(MAX_FETCH_TIMEOUT, MAX_FETCH_ATTEMPTS), Duration::MAX);
+        assert_eq!(ttl, MAX_SHARED_CACHE_LOCK_TTL);
     }
 }

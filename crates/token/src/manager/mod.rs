@@ -14,9 +14,12 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
+#[cfg(feature = "shared-cache")]
+pub use self::builder::MAX_SHARED_CACHE_LOCK_TTL;
 pub use self::builder::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, TokenManagerBuilder, parse_endpoint_url,
+    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, MAX_FETCH_RETRY_AFTER, MAX_FETCH_TIMEOUT,
+    TokenManagerBuilder, parse_endpoint_url,
 };
 pub use self::monitor::MonitorGuard;
 use self::schedule::{Cached, Schedule};

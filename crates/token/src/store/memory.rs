@@ -48,13 +48,20 @@ impl<T> Expiring<T> {
     fn new(item: T, ttl: Duration) -> Self {
         Self {
             item,
-            until: Instant::now() + ttl,
+            until: saturating_add(Instant::now(), ttl),
         }
     }
 
     fn live(&self, now: Instant) -> bool {
         now < self.until
     }
+}
+
+/// `now + ttl`, or a point some 30 years ahead (tokio's own "far future") when `ttl` is
+/// longer than an `Instant` can hold: for a store, "forever".
+fn saturating_add(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30))
 }
 
 impl InMemoryStore {

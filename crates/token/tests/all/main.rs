@@ -6,11 +6,15 @@ mod cancellation;
 mod expiry;
 mod fetch_errors;
 mod herd;
+mod limits;
 mod odd_answers;
+mod redirects;
+mod retry_after;
 mod rotation;
 mod secrets;
 mod shared_cache;
 mod threads;
+mod tls;
 
 use std::time::Duration;
 
