@@ -37,6 +37,7 @@
 
 pub mod auth;
 mod credentials;
+pub mod deadline;
 mod error;
 mod event;
 mod fetch;
@@ -49,6 +50,7 @@ mod token;
 
 pub use self::auth::{Auth, AuthLayer};
 pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
+pub use self::deadline::{Deadline, DeadlineLayer};
 pub use self::error::{InvalidResponseReason, TokenError, TokenErrorKind};
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
 pub use self::manager::{
