@@ -247,6 +247,13 @@ async fn the_401_resend_shares_the_attempts_deadline() {
         matches!(token_error(&error), TokenError::Deadline { limit: l, .. } if *l == limit),
         "{error:?}"
     );
+    says(
+        &error.to_string(),
+        &[&format!(
+            "IAM at {} did not answer within 5s",
+            emu.auth_url()
+        )],
+    );
     assert_eq!(seen(&emu), (2, 1));
     assert_eq!(emu.stats().chat_status(401), 1);
 }
@@ -278,6 +285,13 @@ async fn the_fallback_resend_shares_the_attempts_deadline() {
     assert!(
         matches!(error, Error::Timeout(limit) if limit == Duration::from_secs(5)),
         "{error:?}"
+    );
+    says(
+        &error.to_string(),
+        &[
+            "no answer from the Evolution API within 5s",
+            "raise the timeout",
+        ],
     );
     assert!(!llm.using_primary(), "the switch to the backup key stands");
     // The primary's first token, its refresh refused by IAM, the backup's token; the
@@ -315,6 +329,7 @@ async fn total_timeout_cuts_a_backoff_sleep() {
         matches!(error, Error::Timeout(limit) if limit == total),
         "{error:?}"
     );
+    says(&error.to_string(), &["within 5s", "raise the timeout"]);
     assert_eq!(seen(&emu), (1, 1));
     assert_eq!(emu.stats().chat_status(503), 1);
 }
