@@ -45,7 +45,8 @@ pub const DEFAULT_TOP_P: f64 = 1.0;
 pub const DEFAULT_PENALTY: f64 = 0.0;
 /// `n` unless set.
 pub const DEFAULT_N: u32 = 1;
-/// Limit for one HTTP attempt, unless set (the reference SDK's 60 s).
+/// Limit for one attempt (the wait for a token and the resends included), unless set (the
+/// reference SDK's 60 s).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds an [`EvolutionInference`]. Everything is validated in [`build`](Self::build).
@@ -228,15 +229,21 @@ impl EvolutionInferenceBuilder {
         self
     }
 
-    /// Limit for one HTTP attempt (until the response head; reading a non-streamed
-    /// body gets the same limit again). Defaults to 60 seconds.
+    /// Limit for one attempt, everything it waits for included: the token (a refresh, the
+    /// shared cache's lock), the request until the response head, the resend after a 401
+    /// and the resend to the backup key. A wait for a token cut by it ends in
+    /// [`TokenError::Deadline`](evolution_token::TokenError::Deadline) (IAM did not
+    /// answer), anything else in [`Error::Timeout`]. Reading a non-streamed body gets the
+    /// same limit again. Defaults to 60 seconds.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
-    /// Limit for a whole call, retries included. Defaults to none: the attempts'
-    /// own limits bound it.
+    /// Limit for a whole call: every attempt and the waits between them (backoff,
+    /// `Retry-After`). Defaults to none: the attempts' own limits bound it, and with
+    /// every setting at its default a call ends within 6 minutes (3 attempts of 60 s,
+    /// 2 waits of at most 60 s, 60 s to read the body).
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout = Some(timeout);
         self

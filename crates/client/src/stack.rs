@@ -2,17 +2,24 @@
 //!
 //! ```text
 //! Metrics                       evolution-metrics: one observation per call (latency, outcome, attempts)
-//! Timeout (overall, optional)   the caller's deadline
+//! Deadline (overall, optional)  the caller's deadline (`total_timeout`), backoff sleeps included
 //! Retry                         evolution-retry: classify, backoff, Retry-After, shared budget
 //! AttemptCounter                counts the attempts of each call for Metrics
+//! Deadline (per attempt)        `request_timeout`: everything one attempt waits for
 //! Fallback (with a backup key)  evolution-fallback: primary ↔ backup on auth failure
 //!   Auth                        per key: Authorization: Bearer; on 401 invalidate-if-current, resend once
 //!   SetSensitiveRequestHeaders  (tower-http)
 //!   SetRequestHeader            (tower-http) Content-Type: application/json unless set
-//!   Trace                       a debug span per attempt: method, URI, status, latency
-//!   Timeout (per attempt)       tower::timeout
+//!   Trace                       a debug span per request sent: method, URI, status, latency
 //!   HttpTransport               reqwest::Client (rustls), shared by both keys
 //! ```
+//!
+//! The per-attempt limit sits above `Fallback` and `Auth`, so that one attempt is bounded as
+//! a whole: the wait for a token (and for the shared cache's lock), the request, the resend
+//! after a 401 and the resend to the backup key all count against `request_timeout`. Both
+//! limits are [`Deadline`]s, tower timeouts that let `Auth` see when time is up: a wait for a
+//! token cut by either ends with [`TokenError::Deadline`](evolution_token::TokenError::Deadline)
+//! (IAM did not answer), anything else with `tower::timeout::error::Elapsed`.
 //!
 //! The pieces are public so that a service of your own can reuse them:
 //!
@@ -36,11 +43,10 @@ use evolution_metrics::{
     AttemptCounter, AttemptCounterLayer, FallbackSide, Metrics, MetricsService,
 };
 use evolution_retry::{RetryConfig, RetryEvent, RetryLayer, RetryPolicy};
-use evolution_token::{Auth, AuthLayer, BoxError, TokenManager};
+use evolution_token::{Auth, AuthLayer, BoxError, Deadline, DeadlineLayer, TokenManager};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
 use tower::retry::Retry;
-use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
@@ -69,14 +75,15 @@ pub(crate) struct Built<T = HttpTransport> {
 
 /// The whole stack, concrete: the client calls it without boxing the service or its
 /// future; [`EvolutionService`] boxes it for callers who need one type.
-pub(crate) type Stack<T = HttpTransport> = MetricsService<Either<Timeout<Retried<T>>, Retried<T>>>;
+pub(crate) type Stack<T = HttpTransport> = MetricsService<Either<Deadline<Retried<T>>, Retried<T>>>;
 type Retried<T> = Either<Retry<RetryPolicy, Counted<T>>, Counted<T>>;
-type Counted<T> = AttemptCounter<Either<KeyStack<T>, Fallback<KeyStack<T>, KeyStack<T>>>>;
+type Counted<T> = AttemptCounter<Deadline<Keys<T>>>;
+type Keys<T> = Either<KeyStack<T>, Fallback<KeyStack<T>, KeyStack<T>>>;
 
 /// One key's stack, concrete like the rest of [`Stack`]: no box between layers, so that
-/// cloning it copies plain `Arc`s rather than a chain of boxes.
-type KeyStack<T> =
-    Auth<SetSensitiveRequestHeaders<SetRequestHeader<Trace<Timeout<T>>, HeaderValue>>>;
+/// cloning it copies plain `Arc`s rather than a chain of boxes. Its time limit is above it
+/// (above `Fallback` in [`Stack`]).
+type KeyStack<T> = Auth<SetSensitiveRequestHeaders<SetRequestHeader<Trace<T>, HeaderValue>>>;
 
 /// What a transport under the stack must be: `http::Request<Bytes>` in, a streaming
 /// [`Body`] out, [`BoxError`] for failures, and cheap to clone (each call clones it).
@@ -103,11 +110,7 @@ where
     type Pending = T::Future;
 }
 
-fn key_stack<T: Transport>(
-    transport: T,
-    tokens: TokenManager,
-    per_attempt: Duration,
-) -> KeyStack<T> {
+fn key_stack<T: Transport>(transport: T, tokens: TokenManager) -> KeyStack<T> {
     ServiceBuilder::new()
         .layer(AuthLayer::new(tokens))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
@@ -118,13 +121,13 @@ fn key_stack<T: Transport>(
             HeaderValue::from_static("application/json"),
         ))
         .layer(TraceLayer)
-        .timeout(per_attempt)
         .service(transport)
 }
 
-/// One key's stack: bearer tokens from `tokens`, tower-http's sensitive headers,
-/// `Content-Type: application/json` unless the request has a content type, a trace span,
-/// a per-attempt timeout, and `http` as the transport.
+/// One key's stack: a per-attempt [`Deadline`] of `per_attempt` (the wait for a token, the
+/// request and the resend after a 401 together), bearer tokens from `tokens`, tower-http's
+/// sensitive headers, `Content-Type: application/json` unless the request has a content
+/// type, a trace span, and `http` as the transport.
 pub fn authenticated(
     http: reqwest::Client,
     tokens: TokenManager,
@@ -139,7 +142,7 @@ pub fn authenticated_over<T: Transport>(
     tokens: TokenManager,
     per_attempt: Duration,
 ) -> EvolutionService {
-    BoxCloneSyncService::new(key_stack(transport, tokens, per_attempt))
+    BoxCloneSyncService::new(Deadline::new(key_stack(transport, tokens), per_attempt))
 }
 
 pub(crate) fn build<T: Transport>(
@@ -149,36 +152,36 @@ pub(crate) fn build<T: Transport>(
     config: &StackConfig,
 ) -> Built<T> {
     let metrics = &config.metrics;
-    let main = key_stack(transport.clone(), primary.clone(), config.request_timeout);
+    let main = key_stack(transport.clone(), primary.clone());
     let (keys, fallback) = match backup {
         None => (Either::Left(main), None),
         Some(backup) => {
             let observer = metrics.clone();
-            let layer =
-                FallbackLayer::new(key_stack(transport, backup.clone(), config.request_timeout))
-                    .key_ids_from(primary, backup)
-                    .failback(config.failback)
-                    .observer(move |event: &FallbackEvent| {
-                        let side = match event.active() {
-                            Side::Primary => FallbackSide::Primary,
-                            Side::Backup => FallbackSide::Backup,
-                        };
-                        match event {
-                            FallbackEvent::Switched { reason, .. } => {
-                                observer.record_fallback_switch(side, reason.as_str());
-                            }
-                            other if other.is_switch() => {
-                                observer.record_fallback_switch(side, other.as_str());
-                            }
-                            _ => observer.set_fallback_side(side),
+            let layer = FallbackLayer::new(key_stack(transport, backup.clone()))
+                .key_ids_from(primary, backup)
+                .failback(config.failback)
+                .observer(move |event: &FallbackEvent| {
+                    let side = match event.active() {
+                        Side::Primary => FallbackSide::Primary,
+                        Side::Backup => FallbackSide::Backup,
+                    };
+                    match event {
+                        FallbackEvent::Switched { reason, .. } => {
+                            observer.record_fallback_switch(side, reason.as_str());
                         }
-                    });
+                        other if other.is_switch() => {
+                            observer.record_fallback_switch(side, other.as_str());
+                        }
+                        _ => observer.set_fallback_side(side),
+                    }
+                });
             metrics.set_fallback_side(FallbackSide::Primary);
             let handle = layer.handle();
             (Either::Right(layer.layer(main)), Some(handle))
         }
     };
-    let counted = AttemptCounterLayer::new().layer(keys);
+    let attempt = DeadlineLayer::new(config.request_timeout).layer(keys);
+    let counted = AttemptCounterLayer::new().layer(attempt);
     let retried = match &config.retry {
         Some(retry) => {
             let observer = metrics.clone();
@@ -193,7 +196,7 @@ pub(crate) fn build<T: Transport>(
     };
     let stack = ServiceBuilder::new()
         .layer(metrics.layer())
-        .option_layer(config.total_timeout.map(TimeoutLayer::new))
+        .option_layer(config.total_timeout.map(DeadlineLayer::new))
         .service(retried);
     Built { stack, fallback }
 }

@@ -99,6 +99,19 @@ pub enum TokenError {
         /// Where they went.
         auth_url: Arc<str>,
     },
+    /// No token came before the request's deadline, a [`Deadline`](crate::Deadline) above
+    /// [`Auth`](crate::Auth) (in the client, `request_timeout` or `total_timeout`): IAM is
+    /// slow or unreachable. The refresh is not cancelled: it goes on in the background, and a
+    /// later request gets its token.
+    #[error(
+        "IAM at {auth_url} did not answer within {limit:?}, the time limit of this request: check the network and the auth URL, or allow the request more time"
+    )]
+    Deadline {
+        /// The limit that ran out.
+        limit: Duration,
+        /// Where the token was requested.
+        auth_url: Arc<str>,
+    },
     /// IAM answered 200 with something that is not a usable token.
     #[error(
         "IAM at {auth_url} sent an unusable token response ({reason}): check that the auth URL is the Cloud.ru IAM token endpoint"
@@ -193,6 +206,8 @@ pub enum TokenErrorKind {
     Network,
     /// See [`TokenError::Timeout`].
     Timeout,
+    /// See [`TokenError::Deadline`].
+    Deadline,
     /// See [`TokenError::InvalidResponse`].
     InvalidResponse,
     /// See [`TokenError::Redirected`].
@@ -217,6 +232,7 @@ impl TokenErrorKind {
             Self::UnexpectedStatus => "unexpected_status",
             Self::Network => "network",
             Self::Timeout => "timeout",
+            Self::Deadline => "deadline",
             Self::InvalidResponse => "invalid_response",
             Self::Redirected => "redirected",
             Self::UntrustedCertificate => "untrusted_certificate",
@@ -244,6 +260,7 @@ impl TokenError {
             Self::UnexpectedStatus { .. } => TokenErrorKind::UnexpectedStatus,
             Self::Network { .. } => TokenErrorKind::Network,
             Self::Timeout { .. } => TokenErrorKind::Timeout,
+            Self::Deadline { .. } => TokenErrorKind::Deadline,
             Self::InvalidResponse { .. } => TokenErrorKind::InvalidResponse,
             Self::Redirected { .. } => TokenErrorKind::Redirected,
             Self::UntrustedCertificate { .. } => TokenErrorKind::UntrustedCertificate,
@@ -253,7 +270,8 @@ impl TokenError {
         }
     }
 
-    /// Whether trying again later may succeed (IAM overloaded, down or unreachable).
+    /// Whether trying again later may succeed (IAM overloaded, down, unreachable or slower
+    /// than the request's deadline).
     ///
     /// Wrong or forbidden credentials, bad configuration, unusable answers, redirects and
     /// untrusted certificates are not transient.
@@ -264,6 +282,7 @@ impl TokenError {
                 | Self::Network { .. }
                 | Self::Timeout { .. }
                 | Self::Throttled { .. }
+                | Self::Deadline { .. }
                 | Self::Aborted
         )
     }

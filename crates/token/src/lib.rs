@@ -38,6 +38,7 @@
 pub mod auth;
 mod certificate;
 mod credentials;
+pub mod deadline;
 mod error;
 mod event;
 mod fetch;
@@ -52,6 +53,7 @@ mod token;
 pub use self::auth::{Auth, AuthLayer};
 pub use self::certificate::{certificate_error, is_certificate_error};
 pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
+pub use self::deadline::{Deadline, DeadlineLayer};
 pub use self::error::{InvalidResponseReason, TokenError, TokenErrorKind};
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
 #[cfg(feature = "shared-cache")]

@@ -1,6 +1,6 @@
 //! The fault matrix of issue 10: one scenario per row, through `EvolutionInference` with the
-//! default stack (metrics → retry → attempt counter → auth → sensitive headers → trace →
-//! per-attempt timeout → reqwest), against the in-process emulator.
+//! default stack (metrics → retry → attempt counter → per-attempt deadline → auth → sensitive
+//! headers → trace → reqwest), against the in-process emulator.
 //!
 //! Each test asserts the outcome, the error variant and what its message tells the user to
 //! check, and how many IAM and API requests the emulator saw. Counts follow from the defaults:

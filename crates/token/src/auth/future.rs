@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::Shared;
+use crate::deadline::Until;
 use crate::{AccessToken, BoxError, TokenError, TokenManager};
 
 type TokenFuture = BoxFuture<'static, Result<AccessToken, TokenError>>;
@@ -85,6 +86,19 @@ where
     }
 }
 
+/// While the token is not there yet: the error that ends the wait if the deadline of a
+/// [`Deadline`](crate::Deadline) above has passed. The refresh is not cancelled with the
+/// wait: it runs in its own task.
+fn past_deadline<S>(shared: &Shared<S>) -> Option<BoxError> {
+    // No timer of its own: the `Deadline` above polls this future when its time is up (before
+    // its own timer), and finds the deadline passed then.
+    let until = Until::passed()?;
+    Some(Box::new(TokenError::Deadline {
+        limit: until.limit,
+        auth_url: Arc::from(shared.tokens.auth_url()),
+    }))
+}
+
 fn fetch(tokens: &TokenManager) -> TokenFuture {
     let tokens = tokens.clone();
     Box::pin(async move { tokens.get_token().await })
@@ -138,7 +152,15 @@ where
                     request,
                     resend,
                 } => {
-                    let token = ready!(fetch.as_mut().poll(cx))?;
+                    let token = match fetch.as_mut().poll(cx) {
+                        Poll::Ready(token) => token?,
+                        Poll::Pending => {
+                            return match past_deadline(this.shared) {
+                                Some(error) => Poll::Ready(Err(error)),
+                                None => Poll::Pending,
+                            };
+                        }
+                    };
                     let request = request.take().expect("polled after completion");
                     if *resend {
                         this.state.set(State::Ready {

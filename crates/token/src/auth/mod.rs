@@ -6,11 +6,17 @@
 //! fresh one and sends the request once more, so the caller never sees it.
 //! A 403 is an answer about permissions, not about the token: it is passed through.
 //!
+//! `Auth` sets no time limit of its own. Put a [`Deadline`](crate::Deadline) above it: the
+//! wait for a token (and for the shared cache's lock), the request and the resend after a 401
+//! then share the deadline's limit, and a wait for a token that outlasts it ends with
+//! [`TokenError::Deadline`](crate::TokenError::Deadline), which says IAM did not answer.
+//!
 //! # Example
 //!
 //! ```no_run
 //! use bytes::Bytes;
-//! use evolution_token::{AuthLayer, Credentials, TokenManager};
+//! use std::time::Duration;
+//! use evolution_token::{AuthLayer, Credentials, DeadlineLayer, TokenManager};
 //! use tower::{ServiceBuilder, service_fn};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -20,6 +26,7 @@
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
 //! });
 //! let service = ServiceBuilder::new()
+//!     .layer(DeadlineLayer::new(Duration::from_secs(60)))
 //!     .layer(AuthLayer::new(tokens))
 //!     .service(transport);
 //! # drop(service);

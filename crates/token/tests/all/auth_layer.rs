@@ -1,10 +1,12 @@
 use std::convert::Infallible;
+use std::time::Duration;
 
 use bytes::Bytes;
 use evolution_emulator::{Emulator, Fault, Route};
-use evolution_token::{AuthLayer, AuthMiddleware, BoxError};
+use evolution_token::{AuthLayer, AuthMiddleware, BoxError, DeadlineLayer, TokenError};
 use http::{Request, Response, StatusCode};
 use secrecy::ExposeSecret;
+use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 use crate::{emulator, manager};
@@ -157,4 +159,127 @@ async fn reqwest_middleware_resends_once_on_a_revoked_token() {
     assert_eq!(send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(emu.stats().iam_requests, 2);
     assert_eq!(emu.stats().chat_status(401), 1);
+}
+
+/// Longer than any test: an IAM that accepts the request and never answers.
+const BLACKHOLE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `Deadline` above `Auth` bounds the wait for a token: at the deadline the call ends with
+/// `TokenError::Deadline` (IAM did not answer), not with the timeout's `Elapsed`, which would
+/// blame the API. The refresh goes on: once IAM answers, the next call gets its token.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_above_ends_the_wait_for_a_token() {
+    let emu = emulator().await;
+    emu.set_latency(Route::Iam, Duration::from_secs(8));
+    let limit = Duration::from_secs(5);
+    let service = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(limit))
+        .layer(AuthLayer::new(manager(&emu)))
+        .service(transport());
+
+    let started = Instant::now();
+    let error = service
+        .clone()
+        .oneshot(chat_request(&emu))
+        .await
+        .unwrap_err();
+    assert_eq!(started.elapsed(), limit);
+    match error.downcast_ref::<TokenError>() {
+        Some(TokenError::Deadline { limit: l, auth_url }) => {
+            assert_eq!((*l, &**auth_url), (limit, &*emu.auth_url()));
+        }
+        _ => panic!("expected TokenError::Deadline, got {error:?}"),
+    }
+    assert!(error.downcast_ref::<TokenError>().unwrap().is_transient());
+    assert_eq!(
+        (emu.stats().iam_requests, emu.stats().chat_requests),
+        (1, 0)
+    );
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    emu.set_latency(Route::Iam, Duration::ZERO);
+    let ok = service.oneshot(chat_request(&emu)).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        (emu.stats().iam_requests, emu.stats().chat_requests),
+        (1, 1)
+    );
+}
+
+/// The same deadline covers the request itself and the resend after a 401: a slow API ends
+/// the call with `Elapsed` at the deadline, and so does a resend that is still waiting for a
+/// new token when IAM stopped answering, but as `TokenError::Deadline`.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_above_covers_the_request_and_the_resend() {
+    let emu = emulator().await;
+    let tokens = manager(&emu);
+    let limit = Duration::from_secs(5);
+    let service = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(limit))
+        .layer(AuthLayer::new(tokens.clone()))
+        .service(transport());
+    let token = tokens.get_token().await.unwrap();
+
+    emu.set_latency(Route::Chat, Duration::from_secs(60));
+    let started = Instant::now();
+    let error = service
+        .clone()
+        .oneshot(chat_request(&emu))
+        .await
+        .unwrap_err();
+    assert_eq!(started.elapsed(), limit);
+    assert!(error.is::<tower::timeout::error::Elapsed>(), "{error:?}");
+
+    emu.set_latency(Route::Chat, Duration::from_secs(3));
+    emu.revoke_token(token.secret().expose_secret());
+    emu.set_latency(Route::Iam, BLACKHOLE);
+    let started = Instant::now();
+    let error = service.oneshot(chat_request(&emu)).await.unwrap_err();
+    assert_eq!(started.elapsed(), limit);
+    assert!(
+        matches!(error.downcast_ref(), Some(TokenError::Deadline { limit: l, .. }) if *l == limit),
+        "{error:?}"
+    );
+    let stats = emu.stats();
+    assert_eq!((stats.iam_requests, stats.chat_requests), (2, 2));
+    assert_eq!(stats.chat_status(401), 1);
+}
+
+/// Nested deadlines: the earlier one ends the wait, and its limit is the one reported.
+#[tokio::test(start_paused = true)]
+async fn the_earlier_of_two_deadlines_ends_the_wait() {
+    let emu = emulator().await;
+    emu.set_latency(Route::Iam, BLACKHOLE);
+    let service = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_secs(3)))
+        .layer(DeadlineLayer::new(Duration::from_secs(60)))
+        .layer(AuthLayer::new(manager(&emu)))
+        .service(transport());
+    let started = Instant::now();
+    let error = service.oneshot(chat_request(&emu)).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert!(
+        matches!(error.downcast_ref(), Some(TokenError::Deadline { limit, .. }) if *limit == Duration::from_secs(3)),
+        "{error:?}"
+    );
+}
+
+/// Without a deadline above, `Auth` sets no limit of its own: the wait ends with the token
+/// fetch's own timeout (3 IAM requests of 10 s).
+#[tokio::test(start_paused = true)]
+async fn without_a_deadline_the_fetch_limits_the_wait() {
+    let emu = emulator().await;
+    emu.set_latency(Route::Iam, BLACKHOLE);
+    let service = AuthLayer::new(manager(&emu));
+    let error = tower::Layer::layer(&service, transport())
+        .oneshot(chat_request(&emu))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error.downcast_ref(),
+            Some(TokenError::Timeout { attempts: 3, .. })
+        ),
+        "{error:?}"
+    );
 }
