@@ -47,8 +47,8 @@ pub use self::builder::{
     ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL, EvolutionInferenceBuilder,
 };
 pub use self::chat::{
-    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model, Overrides,
-    Role, Usage,
+    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model,
+    ModelMetadata, Overrides, Role, Usage,
 };
 pub use self::client::{EvolutionInference, MAX_RESPONSE_BYTES};
 pub use self::error::{Error, Result};
