@@ -52,7 +52,7 @@ pub use self::chat::{
 };
 pub use self::client::{EvolutionInference, MAX_RESPONSE_BYTES};
 pub use self::error::{Error, Result};
-pub use self::stream::ChatStream;
+pub use self::stream::{ChatStream, STREAM_ERROR_STATUS};
 pub use self::transport::{Body, HttpTransport};
 pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
 pub use evolution_metrics::{self as metrics, Metrics, Stats};

@@ -15,6 +15,7 @@ mod api;
 mod concurrency;
 mod deadlines;
 mod iam;
+mod streams;
 mod transport;
 
 use std::time::Duration;
