@@ -1,5 +1,6 @@
-//! SSE parsing throughput of `evolution_client::sse::SseParser`, at two sizes: linear
-//! parsing shows as the same time per byte for 1 MiB and for 4 MiB.
+//! SSE parsing throughput of `evolution_client::sse::SseParser`, at several sizes: linear
+//! parsing shows as the same time per byte for 1 MiB and for 4 MiB (and, for one event, for
+//! 16 MiB: a working set past the CPU's caches costs per byte, a rescan costs per read).
 //!
 //! ```text
 //! cargo bench -p evolution-benches --bench sse_parse -- --warm-up-time 1 --measurement-time 2
@@ -8,17 +9,17 @@
 //! - `small_events`: a completion stream of ~230-byte chunk events (the emulator's shape),
 //!   read in 16 KiB reads, as a connection delivers them;
 //! - `one_event`: a single event whose one `data:` line is the whole size, read in 1 KiB
-//!   reads: the case a parser that searches its whole buffer on every read makes quadratic.
+//!   reads: the case a parser that searches its whole buffer on every read makes quadratic
+//!   (the parser before issue 17 took seconds for 4 MiB).
 
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use evolution_benches::{criterion_estimate_ns, machine};
 use evolution_client::sse::SseParser;
 
 const GROUP: &str = "sse_parse";
 const MIB: usize = 1024 * 1024;
-const SIZES: [usize; 2] = [MIB, 4 * MIB];
 
 /// One chunk event as vLLM and the emulator send it.
 const EVENT: &str = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"openai/gpt-oss-120b\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"word \"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
@@ -41,8 +42,9 @@ fn one_event(size: usize) -> Vec<u8> {
     stream
 }
 
-/// A case: its name, how its stream is made for a size, and the size of each read.
-type Case = (&'static str, fn(usize) -> Vec<u8>, usize);
+/// A case: its name, how its stream is made for a size, the size of each read, and the
+/// sizes.
+type Case = (&'static str, fn(usize) -> Vec<u8>, usize, &'static [usize]);
 
 /// Feeds `stream` in reads of `read` bytes; returns how many events came out.
 fn parse(stream: &[u8], read: usize) -> usize {
@@ -62,35 +64,38 @@ fn sse_parse(c: &mut Criterion) {
     println!("{}", machine());
     let mut group = c.benchmark_group(GROUP);
     let cases: [Case; 2] = [
-        ("small_events", small_events, 16 * 1024),
-        ("one_event", one_event, 1024),
+        ("small_events", small_events, 16 * 1024, &[MIB, 4 * MIB]),
+        ("one_event", one_event, 1024, &[MIB, 4 * MIB, 16 * MIB]),
     ];
-    for (name, make, read) in cases {
-        for size in SIZES {
+    for (name, make, read, sizes) in cases {
+        for &size in sizes {
             let stream = make(size);
             assert!(parse(&stream, read) > 0);
             group.throughput(Throughput::Bytes(stream.len() as u64));
-            group.bench_with_input(
-                BenchmarkId::new(name, format!("{}MiB", size / MIB)),
-                &stream,
-                |b, stream| b.iter(|| parse(stream, read)),
-            );
+            group.bench_function(format!("{name}/{}MiB", size / MIB), |b| {
+                b.iter(|| parse(&stream, read))
+            });
         }
     }
     group.finish();
 
-    for (name, ..) in cases {
+    for (name, _, _, sizes) in cases {
         let per_byte = |size: usize| {
             criterion_estimate_ns(GROUP, &format!("{name}/{}MiB", size / MIB))
                 .map(|ns| ns / size as f64)
         };
-        if let (Some(small), Some(large)) = (per_byte(SIZES[0]), per_byte(SIZES[1])) {
-            println!(
-                "{name}: {:.0} MiB/s at 1 MiB, {:.0} MiB/s at 4 MiB; time per byte 4 MiB / 1 MiB = {:.2}",
-                1e9 / small / MIB as f64,
-                1e9 / large / MIB as f64,
-                large / small
-            );
+        let Some(base) = per_byte(MIB) else { continue };
+        for &size in &sizes[1..] {
+            if let Some(per_byte) = per_byte(size) {
+                println!(
+                    "{name}: {:.0} MiB/s at 1 MiB, {:.0} MiB/s at {} MiB; time per byte {} MiB / 1 MiB = {:.2}",
+                    1e9 / base / MIB as f64,
+                    1e9 / per_byte / MIB as f64,
+                    size / MIB,
+                    size / MIB,
+                    per_byte / base
+                );
+            }
         }
     }
     println!("{} (after)", machine());
