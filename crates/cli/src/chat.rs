@@ -26,8 +26,18 @@ pub(crate) async fn run(args: ChatArgs) -> Result<(), Failure> {
     if args.stream {
         let mut stream = target.client.stream(request).await?;
         while let Some(chunk) = stream.next().await {
-            let _ = write!(stdout, "{}", chunk?.text());
-            let _ = stdout.flush();
+            match chunk {
+                Ok(chunk) => {
+                    let _ = write!(stdout, "{}", chunk.text());
+                    let _ = stdout.flush();
+                }
+                // The answer so far is incomplete: end its line, then fail (exit non-zero)
+                // with the stream's error, so that a script never takes it for the answer.
+                Err(error) => {
+                    let _ = writeln!(stdout);
+                    return Err(error.into());
+                }
+            }
         }
         let _ = writeln!(stdout);
     } else {

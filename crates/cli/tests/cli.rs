@@ -838,6 +838,71 @@ async fn api_error_exits_4() {
     );
 }
 
+/// A stream that fails after its 200 head (`data: {"error": ...}` then `[DONE]`) is not a
+/// truncated success: the text so far ends its line, then one error line, exit 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_stream_error_midway_exits_4() {
+    let emu = emulator().await;
+    emu.push_fault(
+        Route::Chat,
+        Fault::stream_error_after(
+            3,
+            serde_json::json!({ "error": { "message": "generation failed", "code": 503 } }),
+        ),
+    );
+    let run = Cli::new(&["chat", "--stream", "one", "two", "three"])
+        .against(&emu, KEY, SECRET)
+        .run()
+        .await;
+    assert_eq!(run.code, 4, "{run:#?}");
+    assert_eq!(run.stdout, format!("[{KEY}] echo: \n"));
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{run:#?}");
+    assert!(
+        lines[0].starts_with("error: the Evolution API answered 503")
+            && lines[0].contains("generation failed"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(emu.stats().chat_streams, 1);
+}
+
+/// `--model` with a slash reaches the request body as it is, streamed or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_model_ids_with_a_slash() {
+    let model = "openai/gpt-oss-120b";
+    let emu = Emulator::builder()
+        .key(KEY, SECRET)
+        .reasoning_model(model)
+        .start()
+        .await
+        .expect("the emulator starts");
+    for stream in [false, true] {
+        let mut args = vec!["chat", "--model", model];
+        if stream {
+            args.push("--stream");
+        }
+        args.push("hi");
+        let run = Cli::new(&args).against(&emu, KEY, SECRET).run().await;
+        run.success();
+        assert_eq!(run.stdout, format!("[{KEY}] echo: hi\n"));
+        let body = emu.last_chat_request().expect("a chat request was made");
+        assert_eq!(body["model"], model);
+    }
+    // A model the server does not serve: a 404 that says to check the model name.
+    let run = Cli::new(&["chat", "--model", "openai/gpt-5", "hi"])
+        .against(&emu, KEY, SECRET)
+        .run()
+        .await;
+    let message = run.one_line_error(4);
+    assert!(
+        message.contains("404")
+            && message.contains("openai/gpt-5")
+            && message.contains("model name"),
+        "{message}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Secrets
 // ---------------------------------------------------------------------------------------

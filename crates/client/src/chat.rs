@@ -19,12 +19,40 @@ pub enum Role {
 
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "WireMessage")]
 pub struct Message {
     /// Who wrote it.
     pub role: Role,
     /// What it says.
-    #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
+    /// A reasoning model's reasoning before its answer, as vLLM-like servers send it
+    /// (`reasoning_content`, or `reasoning`). Never sent back: a conversation that includes
+    /// an answer sends its content only, as these servers expect.
+    #[serde(skip_serializing)]
+    pub reasoning_content: Option<String>,
+}
+
+/// A message as it comes off the wire: `content` may be `null`, and the reasoning comes
+/// under either name (both at once are not an error).
+#[derive(Deserialize)]
+struct WireMessage {
+    role: Role,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    content: String,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
+}
+
+impl From<WireMessage> for Message {
+    fn from(wire: WireMessage) -> Self {
+        Self {
+            role: wire.role,
+            content: wire.content,
+            reasoning_content: wire.reasoning_content.or(wire.reasoning),
+        }
+    }
 }
 
 impl Message {
@@ -33,7 +61,13 @@ impl Message {
         Self {
             role,
             content: content.into(),
+            reasoning_content: None,
         }
+    }
+
+    /// A reasoning model's reasoning before this answer, if it sent one.
+    pub fn reasoning(&self) -> Option<&str> {
+        self.reasoning_content.as_deref()
     }
 
     /// A system message.
@@ -215,6 +249,11 @@ impl ChatResponse {
     pub fn text(&self) -> Option<&str> {
         self.choices.first().map(|c| c.message.content.as_str())
     }
+
+    /// The first choice's reasoning (`reasoning_content`), when a reasoning model sent it.
+    pub fn reasoning(&self) -> Option<&str> {
+        self.choices.first().and_then(|c| c.message.reasoning())
+    }
 }
 
 /// One answer of a completion.
@@ -269,6 +308,15 @@ impl ChatChunk {
             .and_then(|c| c.delta.content.as_deref())
             .unwrap_or("")
     }
+
+    /// The reasoning this chunk adds to the first choice (empty when it adds none): a
+    /// reasoning model streams it before the text.
+    pub fn reasoning(&self) -> &str {
+        self.choices
+            .first()
+            .and_then(|c| c.delta.reasoning_content.as_deref())
+            .unwrap_or("")
+    }
 }
 
 /// One choice's part of a chunk.
@@ -288,14 +336,38 @@ pub struct ChunkChoice {
 
 /// What a chunk adds to a choice.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "WireDelta")]
 #[non_exhaustive]
 pub struct Delta {
     /// Sent once, on the first chunk.
-    #[serde(default)]
     pub role: Option<Role>,
     /// Text to append.
-    #[serde(default)]
     pub content: Option<String>,
+    /// Reasoning to append (a reasoning model's `reasoning_content`, or `reasoning`).
+    pub reasoning_content: Option<String>,
+}
+
+/// A delta as it comes off the wire, the reasoning under either name.
+#[derive(Deserialize)]
+struct WireDelta {
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
+}
+
+impl From<WireDelta> for Delta {
+    fn from(wire: WireDelta) -> Self {
+        Self {
+            role: wire.role,
+            content: wire.content,
+            reasoning_content: wire.reasoning_content.or(wire.reasoning),
+        }
+    }
 }
 
 /// A model from `GET {base_url}/models`.
@@ -310,6 +382,44 @@ pub struct Model {
     /// Creation time, Unix seconds.
     #[serde(default)]
     pub created: Option<u64>,
+    /// What Foundation Models says about it (`metadata`), when the server sends it.
+    #[serde(default, deserialize_with = "lenient_metadata")]
+    pub metadata: Option<ModelMetadata>,
+}
+
+/// The `metadata` of a [`Model`] as Foundation Models sends it. Each field is `None` when
+/// missing or of another type: an unexpected value never fails the model list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ModelMetadata {
+    /// `type`, such as `llm`.
+    pub kind: Option<String>,
+    /// `is_billable`.
+    pub is_billable: Option<bool>,
+    /// `function_calling`: whether the model takes tools.
+    pub function_calling: Option<bool>,
+    /// `structure_output`: whether the model takes a JSON schema for its answer.
+    pub structure_output: Option<bool>,
+}
+
+fn lenient_metadata<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ModelMetadata>, D::Error> {
+    let Some(serde_json::Value::Object(fields)) =
+        Option::<serde_json::Value>::deserialize(deserializer)?
+    else {
+        return Ok(None);
+    };
+    let flag = |name: &str| fields.get(name).and_then(serde_json::Value::as_bool);
+    Ok(Some(ModelMetadata {
+        kind: fields
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+        is_billable: flag("is_billable"),
+        function_calling: flag("function_calling"),
+        structure_output: flag("structure_output"),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

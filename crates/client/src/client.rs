@@ -17,8 +17,9 @@ use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
 };
 use evolution_fallback::FallbackHandle;
-use evolution_metrics::{Metrics, Stats};
+use evolution_metrics::{Metrics, PendingCall, Stats, capture};
 use evolution_token::{Credentials, TokenError, TokenManager};
+use serde::de::DeserializeOwned;
 
 /// Answers larger than this are refused instead of buffered.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -130,10 +131,13 @@ impl EvolutionInference {
     ///
     /// See [`Error`]; a 401 for a revoked token never reaches you (it is retried once).
     pub async fn invoke(&self, prompt: impl Into<String>) -> Result<String> {
-        let response = self.chat(ChatRequest::from_prompt(prompt)).await?;
+        let request = self.chat_request(&ChatRequest::from_prompt(prompt), false)?;
+        let (response, call) = self
+            .answer::<ChatResponse>(request, "the chat completion")
+            .await?;
         match response.choices.into_iter().next() {
-            Some(choice) => Ok(choice.message.content),
-            None => Err(Error::Decode("the answer has no choices".into())),
+            Some(choice) => verdict(call, Ok(choice.message.content)),
+            None => verdict(call, Err(Error::Decode("the answer has no choices".into()))),
         }
     }
 
@@ -156,29 +160,27 @@ impl EvolutionInference {
     ///
     /// See [`Error`].
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
-        let response = self.send(self.chat_request(&request, false)?).await?;
-        let body = self.read_body(response.into_body()).await?;
-        serde_json::from_slice(&body).map_err(|error| {
-            Error::Decode(format!(
-                "the chat completion is not valid JSON of the expected shape ({error})"
-            ))
-        })
+        let request = self.chat_request(&request, false)?;
+        let (response, call) = self.answer(request, "the chat completion").await?;
+        verdict(call, Ok(response))
     }
 
     /// A streamed chat completion: chunks as the server sends them (Server-Sent Events).
     ///
-    /// The stream ends after `data: [DONE]`; if the connection breaks before that,
-    /// its last item is an error. Retries and the 401 resend apply only until the
-    /// response head has arrived.
+    /// The stream ends after `data: [DONE]`; if the connection breaks before that, or the
+    /// server sends an error inside the stream, its last item is an error (see
+    /// [`ChatStream`]). Retries and the 401 resend apply only until the response head has
+    /// arrived. The call is counted in [`stats`](Self::stats) when the stream ends.
     ///
     /// # Errors
     ///
     /// See [`Error`], for failures before the first chunk.
     pub async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
-        let response = self.send(self.chat_request(&request, true)?).await?;
+        let (response, call) = self.send(self.chat_request(&request, true)?).await?;
         Ok(ChatStream::new(
             response.into_body(),
             self.inner.config.request_timeout,
+            call,
         ))
     }
 
@@ -193,14 +195,8 @@ impl EvolutionInference {
             .uri(self.inner.models_url.clone())
             .body(Bytes::new())
             .map_err(|error| Error::Decode(error.to_string()))?;
-        let response = self.send(request).await?;
-        let body = self.read_body(response.into_body()).await?;
-        let list: ModelList = serde_json::from_slice(&body).map_err(|error| {
-            Error::Decode(format!(
-                "the model list is not valid JSON of the expected shape ({error})"
-            ))
-        })?;
-        Ok(list.data)
+        let (list, call) = self.answer::<ModelList>(request, "the model list").await?;
+        verdict(call, Ok(list.data))
     }
 
     /// The token manager of the (primary) key: its `info()`, `invalidate()`,
@@ -289,6 +285,10 @@ impl EvolutionInference {
     }
 
     /// The assembled tower service, to call directly or wrap in layers of your own.
+    ///
+    /// Its metrics record a call when the response head arrives: unlike this client's own
+    /// methods, which count a `200` whose body then fails as `body_error`, it cannot see
+    /// the body (open an [`evolution_metrics::capture`] around the call to do the same).
     pub fn service(&self) -> EvolutionService {
         EvolutionService::new(self.inner.stacks.stack())
     }
@@ -354,11 +354,37 @@ impl EvolutionInference {
         Ok(request)
     }
 
+    /// Calls the stack and reads the whole answer as JSON: `what` names it in the error.
+    /// A body that cannot be read or parsed is recorded as a body error in the metrics.
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        request: Request<Bytes>,
+        what: &str,
+    ) -> Result<(T, Option<PendingCall>)> {
+        let (response, call) = self.send(request).await?;
+        let parsed = match self.read_body(response.into_body()).await {
+            Ok(body) => serde_json::from_slice(&body).map_err(|error| {
+                Error::Decode(format!(
+                    "{what} is not valid JSON of the expected shape ({error})"
+                ))
+            }),
+            Err(error) => Err(error),
+        };
+        match parsed {
+            Ok(parsed) => Ok((parsed, call)),
+            Err(error) => verdict(call, Err(error)),
+        }
+    }
+
     /// Calls the stack; an error status becomes [`Error::Api`] with the server's message.
-    async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>> {
+    ///
+    /// The call is made in a metrics [`capture`]: a success head comes back with its
+    /// [`PendingCall`], for the caller to record once it has read the body.
+    async fn send(&self, request: Request<Bytes>) -> Result<(Response<Body>, Option<PendingCall>)> {
         let config = &self.inner.config;
         let started = tokio::time::Instant::now();
-        let response = self.inner.stacks.call(request).await.map_err(|error| {
+        let (response, call) = capture(self.inner.stacks.call(request)).await;
+        let response = response.map_err(|error| {
             // Both timeouts fail with the same `Elapsed`: name the one that stopped
             // the call. The total did if no further attempt would have fitted in it
             // (the retry layer gives up early then), the attempt limit otherwise.
@@ -369,7 +395,7 @@ impl EvolutionInference {
             Error::from_service(error, limit)
         })?;
         if response.status().is_success() {
-            return Ok(response);
+            return Ok((response, call));
         }
         let status = response.status();
         if status.is_redirection() {
@@ -389,6 +415,18 @@ impl EvolutionInference {
             .await
             .unwrap_or(Err(Error::Timeout(timeout)))
     }
+}
+
+/// Records the metrics verdict of a call whose body was read: `ok` if `result` is, else a
+/// body error; returns `result`.
+fn verdict<T>(call: Option<PendingCall>, result: Result<T>) -> Result<T> {
+    if let Some(call) = call {
+        match &result {
+            Ok(_) => call.ok(),
+            Err(_) => call.body_error(),
+        }
+    }
+    result
 }
 
 /// Reads a whole body, refusing more than [`MAX_RESPONSE_BYTES`].

@@ -25,7 +25,9 @@ pub enum Error {
     /// Both the primary and the backup key were rejected.
     #[error(transparent)]
     KeysRejected(Box<BothKeysRejected>),
-    /// The API answered with an error status.
+    /// The API answered with an error status, or sent an error inside a stream after its
+    /// `200` head (then `status` is the error's `code` when that is an HTTP error status,
+    /// else [`STREAM_ERROR_STATUS`](crate::STREAM_ERROR_STATUS)).
     #[error("the Evolution API answered {status}: {message}{hint}", hint = api_hint(*status))]
     Api {
         /// The HTTP status.

@@ -47,12 +47,12 @@ pub use self::builder::{
     ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL, EvolutionInferenceBuilder,
 };
 pub use self::chat::{
-    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model, Overrides,
-    Role, Usage,
+    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model,
+    ModelMetadata, Overrides, Role, Usage,
 };
 pub use self::client::{EvolutionInference, MAX_RESPONSE_BYTES};
 pub use self::error::{Error, Result};
-pub use self::stream::ChatStream;
+pub use self::stream::{ChatStream, STREAM_ERROR_STATUS};
 pub use self::transport::{Body, HttpTransport};
 pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
 pub use evolution_metrics::{self as metrics, Metrics, Stats};

@@ -1,10 +1,17 @@
 //! `POST /v1/chat/completions`: a deterministic OpenAI-compatible chat completion.
 //!
 //! The answer's content is `"[<key id>] echo: <last user message>"`, so a test can see which key
-//! a request was sent with. Token counts are whitespace-separated word counts. `n` asks for that
-//! many identical choices; `stream: true` answers server-sent events whose `delta.content`
-//! pieces concatenate to exactly the non-streamed content, ending with `data: [DONE]`, plus a
-//! usage chunk first when `stream_options.include_usage` is true.
+//! a request was sent with. A message's content is a string, `null`, or OpenAI's array of
+//! parts, whose `text` parts are joined with `\n` (other parts, such as images, are skipped).
+//! Token counts are whitespace-separated word counts. `n` asks for that many identical
+//! choices; `stream: true` answers server-sent events whose `delta.content` pieces
+//! concatenate to exactly the non-streamed content, ending with `data: [DONE]`, plus a usage
+//! chunk first when `stream_options.include_usage` is true.
+//!
+//! A [reasoning model](crate::EmulatorBuilder::reasoning_model) answers
+//! `message.reasoning_content` too (`"thinking about: <last user message>"`), streamed as
+//! `delta.reasoning_content` pieces before the content. With a configured model list, a
+//! request for another model answers 404 with code `model_not_found`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -52,7 +59,50 @@ struct ChatRequest {
 #[derive(Deserialize)]
 struct Message {
     role: String,
+    /// Required, as OpenAI requires it; `null` (an assistant turn with tool calls) reads as
+    /// empty.
+    #[serde(deserialize_with = "content")]
     content: String,
+}
+
+/// A message's content: a string, `null`, or an array of parts whose text parts are joined
+/// with `\n`.
+fn content<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Content {
+        Text(String),
+        Parts(Vec<Part>),
+        Null(()),
+    }
+    #[derive(Deserialize)]
+    struct Part {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        text: Option<serde_json::Value>,
+    }
+    match Content::deserialize(deserializer)? {
+        Content::Text(text) => Ok(text),
+        Content::Null(()) => Ok(String::new()),
+        Content::Parts(parts) => {
+            let mut texts = Vec::new();
+            for part in parts {
+                if part.kind != "text" {
+                    continue;
+                }
+                match part.text {
+                    Some(serde_json::Value::String(text)) => texts.push(text),
+                    _ => {
+                        return Err(serde::de::Error::custom(
+                            "a text content part needs a string `text`",
+                        ));
+                    }
+                }
+            }
+            Ok(texts.join("\n"))
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -83,6 +133,8 @@ struct Choice<'a> {
 struct AssistantMessage<'a> {
     role: &'static str,
     content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
 }
 
 #[derive(Clone, Copy, Serialize)]
@@ -117,6 +169,8 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
 }
 
 fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> Answer {
@@ -136,6 +190,19 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         Ok(request) => request,
         Err(answer) => return answer,
     };
+    let reasoning = match shared.model(&request.model) {
+        Ok(model) => model.is_some_and(|model| model.reasoning),
+        Err(()) => {
+            return Answer::error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "The model `{}` does not exist or you do not have access to it.",
+                    request.model
+                ),
+                Some("model_not_found"),
+            );
+        }
+    };
     let last_user = request
         .messages
         .iter()
@@ -143,8 +210,10 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         .find(|message| message.role == "user")
         .map_or("", |message| message.content.as_str());
     let content = format!("[{}] echo: {last_user}", key.id);
+    let reasoning = reasoning.then(|| format!("thinking about: {last_user}"));
     let n = request.n.unwrap_or(1);
-    let completion_tokens = words(&content) * u64::from(n);
+    let completion_tokens =
+        (words(&content) + reasoning.as_deref().map_or(0, words)) * u64::from(n);
     let prompt_tokens = request.messages.iter().map(|m| words(&m.content)).sum();
     let usage = Usage {
         prompt_tokens,
@@ -158,6 +227,7 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         created,
         model: &request.model,
         content: &content,
+        reasoning: reasoning.as_deref(),
         n,
         usage,
     };
@@ -213,6 +283,7 @@ struct Reply<'a> {
     created: u64,
     model: &'a str,
     content: &'a str,
+    reasoning: Option<&'a str>,
     n: u32,
     usage: Usage,
 }
@@ -225,6 +296,7 @@ impl Reply<'_> {
                 message: AssistantMessage {
                     role: "assistant",
                     content: self.content,
+                    reasoning_content: self.reasoning,
                 },
                 logprobs: None,
                 finish_reason: "stop",
@@ -243,20 +315,28 @@ impl Reply<'_> {
             .unwrap_or_default()
     }
 
-    /// Per choice: a role event, one event per piece of content, a finish event; then the usage
-    /// event if asked for, then `[DONE]`.
+    /// Per choice: a role event, one event per piece of reasoning (a reasoning model's), one
+    /// per piece of content, a finish event; then the usage event if asked for, then `[DONE]`.
     fn events(&self, include_usage: bool) -> Vec<Bytes> {
         let mut events = Vec::new();
         for index in 0..self.n {
             let role = Delta {
                 role: Some("assistant"),
                 content: Some(""),
+                ..Delta::default()
             };
             events.push(self.chunk(index, role, None));
+            for piece in pieces(self.reasoning.unwrap_or_default()) {
+                let delta = Delta {
+                    reasoning_content: Some(piece),
+                    ..Delta::default()
+                };
+                events.push(self.chunk(index, delta, None));
+            }
             for piece in pieces(self.content) {
                 let delta = Delta {
-                    role: None,
                     content: Some(piece),
+                    ..Delta::default()
                 };
                 events.push(self.chunk(index, delta, None));
             }

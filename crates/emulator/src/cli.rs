@@ -36,9 +36,15 @@ pub struct Args {
     #[arg(long = "key", value_name = "ID:SECRET")]
     pub keys: Vec<KeyArg>,
 
-    /// A model id served at /v1/models (repeatable). Without any, demo-model.
+    /// A model id served at /v1/models (repeatable). Without any, demo-model, and chat
+    /// requests may name any model; with a list, other models answer 404 model_not_found.
     #[arg(long = "model", value_name = "MODEL")]
     pub models: Vec<String>,
+
+    /// A model id served as a reasoning model (repeatable): its answers carry
+    /// reasoning_content.
+    #[arg(long = "reasoning-model", value_name = "MODEL")]
+    pub reasoning_models: Vec<String>,
 
     /// Latency added to every request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
@@ -100,6 +106,9 @@ impl Args {
         }
         for model in &self.models {
             builder = builder.model(model);
+        }
+        for model in &self.reasoning_models {
+            builder = builder.reasoning_model(model);
         }
         let latency = Duration::from_millis(self.latency_ms);
         let iam_latency = self.iam_latency_ms.map_or(latency, Duration::from_millis);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::emulator::Emulator;
 use crate::fault::Fault;
+use crate::models::ModelSpec;
 use crate::route::Route;
 
 /// The key id of the demo key, used when no key is configured.
@@ -21,7 +22,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct EmulatorBuilder {
     pub(crate) keys: Vec<(String, String)>,
-    pub(crate) models: Vec<String>,
+    pub(crate) models: Vec<ModelSpec>,
     pub(crate) ttl: Duration,
     pub(crate) port: u16,
     pub(crate) latency: Vec<(Route, Duration)>,
@@ -33,9 +34,10 @@ pub struct EmulatorBuilder {
 impl fmt::Debug for EmulatorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let key_ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        let models: Vec<&str> = self.models.iter().map(|model| model.id.as_str()).collect();
         f.debug_struct("EmulatorBuilder")
             .field("key_ids", &key_ids)
-            .field("models", &self.models)
+            .field("models", &models)
             .field("ttl", &self.ttl)
             .field("port", &self.port)
             .field("latency", &self.latency)
@@ -68,10 +70,22 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Serve this model id at `/v1/models`. Repeatable; defaults to [`DEMO_MODEL`]. Chat requests
-    /// may name any model.
+    /// Serve this model id at `/v1/models`. Repeatable; defaults to [`DEMO_MODEL`].
+    ///
+    /// Without any configured model, chat requests may name any model. Once a model list is
+    /// given (this or [`reasoning_model`](Self::reasoning_model)), a chat request for a model
+    /// not on it answers 404 with code `model_not_found`, as OpenAI does.
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.models.push(model.into());
+        self.models.push(ModelSpec::new(model, false));
+        self
+    }
+
+    /// Serve this model id as a reasoning model: like [`model`](Self::model), and its answers
+    /// carry `message.reasoning_content`, its streams `delta.reasoning_content` pieces before
+    /// the content, as a vLLM reasoning model's do. Its `/v1/models` entry has
+    /// `metadata.reasoning: true`.
+    pub fn reasoning_model(mut self, model: impl Into<String>) -> Self {
+        self.models.push(ModelSpec::new(model, true));
         self
     }
 

@@ -32,6 +32,7 @@
 //! {"kind": "malformed", "malformed": "not_json"}
 //! {"kind": "close"}
 //! {"kind": "cut_stream", "chunks": 2}
+//! {"kind": "stream_error", "after": 2, "body": {"error": {"message": "generation failed", "code": 500}}}
 //! ```
 //!
 //! `malformed` is one of `not_json`, `empty`, `truncated`, `missing_field`.
@@ -218,6 +219,10 @@ enum FaultKind {
     CutStream {
         chunks: usize,
     },
+    StreamError {
+        after: usize,
+        body: Value,
+    },
 }
 
 impl FaultSpec {
@@ -243,6 +248,7 @@ impl FaultSpec {
             FaultKind::Malformed { malformed } => Fault::malformed(malformed),
             FaultKind::Close => Fault::close(),
             FaultKind::CutStream { chunks } => Fault::cut_stream(chunks),
+            FaultKind::StreamError { after, body } => Fault::stream_error_after(after, body),
         };
         fault = fault.with_delay(Duration::from_millis(self.delay_ms));
         for (name, value) in &self.headers {

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, EmulatorBuilder};
 use crate::fault::Fault;
+use crate::models::ModelSpec;
 use crate::route::Route;
 use crate::server;
 use crate::state::Shared;
@@ -77,7 +78,7 @@ impl fmt::Debug for Emulator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Emulator")
             .field("addr", &self.inner.addr)
-            .field("models", &self.inner.shared.models)
+            .field("models", &self.inner.shared.model_ids())
             .finish_non_exhaustive()
     }
 }
@@ -89,12 +90,13 @@ impl Emulator {
     }
 
     pub(crate) async fn start(config: EmulatorBuilder) -> io::Result<Emulator> {
-        let models = if config.models.is_empty() {
-            vec![DEMO_MODEL.to_owned()]
+        // Only a model list given by the user restricts what chat requests may name.
+        let (models, restricted) = if config.models.is_empty() {
+            (vec![ModelSpec::new(DEMO_MODEL, false)], false)
         } else {
-            config.models
+            (config.models, true)
         };
-        let shared = Arc::new(Shared::new(models, config.ttl));
+        let shared = Arc::new(Shared::new(models, restricted, config.ttl));
         if config.keys.is_empty() {
             shared.keys.add(DEMO_KEY_ID, DEMO_SECRET);
         }

@@ -44,6 +44,21 @@ impl Answer {
         }
     }
 
+    /// On a stream: the first `after` events, then `event`, then the last one (`[DONE]`).
+    /// Any other answer is left as it is.
+    fn with_stream_error(self, after: usize, event: Bytes) -> Self {
+        match self {
+            Answer::Events(mut events) => {
+                let done = events.pop();
+                events.truncate(after);
+                events.push(event);
+                events.extend(done);
+                Answer::Events(events)
+            }
+            json => json,
+        }
+    }
+
     fn into_response(self) -> Response {
         match self {
             Answer::Json { status, body } => error::json(status, body),
@@ -147,6 +162,9 @@ impl<'a> Exchange<'a> {
             Action::Patch(fields) => patch(normal(), fields).into_response(),
             Action::Malformed(kind) => error::json(StatusCode::OK, malformed(self.route, kind)),
             Action::Close => return self.drop_connection().await,
+            Action::StreamError { after, event } => {
+                normal().with_stream_error(after, event).into_response()
+            }
             Action::Cut(events) => match self.closer.clone() {
                 Some(closer) => {
                     Counters::bump(&self.shared.counters.connections_dropped);

@@ -22,7 +22,11 @@ use serde_json::Value;
 /// let short_lived = Fault::patch_body(serde_json::json!({ "expires_in": 10 }));
 /// let garbage = Fault::malformed(Malformed::NotJson);
 /// let dropped = Fault::close();
-/// # let _ = (throttled, slow, short_lived, garbage, dropped);
+/// let failed_midway = Fault::stream_error_after(
+///     3,
+///     serde_json::json!({ "error": { "message": "generation failed", "code": 500 } }),
+/// );
+/// # let _ = (throttled, slow, short_lived, garbage, dropped, failed_midway);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Fault {
@@ -57,6 +61,8 @@ pub(crate) enum Action {
     Close,
     /// Send the answer's head and this many body chunks, then drop the connection.
     Cut(usize),
+    /// On a stream: this many events, then this `data:` event, then `data: [DONE]`.
+    StreamError { after: usize, event: Bytes },
 }
 
 /// Kinds of malformed `200 OK` answers, each shaped for the route it is injected into.
@@ -168,6 +174,25 @@ impl Fault {
     /// (with the full `content-length`) and the first half of the body are sent.
     pub fn cut_stream(chunks: usize) -> Self {
         Self::new(Action::Cut(chunks))
+    }
+
+    /// Fail a stream after its `200` head, as a vLLM-like server does when generation fails
+    /// midway: send the first `chunks` events (the first is the `role: assistant` event), then
+    /// `data: <body>` and `data: [DONE]`.
+    ///
+    /// `body` is the whole event payload, usually OpenAI's error envelope:
+    /// `json!({"error": {"message": "...", "type": "server_error", "code": 500}})`. A
+    /// non-streamed answer is not affected (it is answered normally). For an `event: error`
+    /// line or any other framing, use [`raw_body`](Self::raw_body).
+    pub fn stream_error_after(chunks: usize, body: Value) -> Self {
+        let mut event = b"data: ".to_vec();
+        // Serializing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut event, &body);
+        event.extend_from_slice(b"\n\n");
+        Self::new(Action::StreamError {
+            after: chunks,
+            event: Bytes::from(event),
+        })
     }
 
     /// Add a response header, e.g. `("retry-after", "1")` or `("retry-after-ms", "200")`.

@@ -2,7 +2,8 @@
 //!
 //! The request must be `content-type: application/json` with a body of exactly
 //! `{"keyId": "...", "secret": "..."}`. The answer mirrors Cloud.ru IAM:
-//! `{"access_token", "expires_in", "token_type": "Bearer", "refresh_token": "", "id_token"}`.
+//! `{"access_token", "expires_in", "token_type": "Bearer", "refresh_token": "", "id_token",
+//! "scope", "not-before-policy"}` (Keycloak's token answer, which Cloud.ru IAM's follows).
 
 use std::sync::Arc;
 
@@ -17,6 +18,9 @@ use crate::keys::Refused;
 use crate::route::Route;
 use crate::state::Shared;
 use crate::stats::Counters;
+
+/// The `scope` of every issued token.
+const SCOPE: &str = "openid profile email";
 
 pub(crate) async fn token(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let exchange = Exchange::begin(&shared, Route::Iam, &request);
@@ -68,6 +72,8 @@ fn issue(shared: &Shared, credentials: Result<Credentials, Answer>) -> Answer {
         "token_type": "Bearer",
         "refresh_token": "",
         "id_token": issued.id_token,
+        "scope": SCOPE,
+        "not-before-policy": 0,
     });
     Answer::ok(Bytes::from(body.to_string()))
 }

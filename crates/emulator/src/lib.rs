@@ -3,10 +3,15 @@
 //! It serves, on 127.0.0.1:
 //!
 //! - `POST /api/v1/auth/token` — IAM: exactly `{"keyId", "secret"}` (JSON) for
-//!   `{"access_token", "expires_in", "token_type", "refresh_token", "id_token"}`;
+//!   `{"access_token", "expires_in", "token_type", "refresh_token", "id_token", "scope",
+//!   "not-before-policy"}`;
 //! - `POST /v1/chat/completions` — OpenAI-compatible chat completions, streaming included; the
-//!   answer is `"[<key id>] echo: <last user message>"`;
-//! - `GET /v1/models` — the configured models;
+//!   answer is `"[<key id>] echo: <last user message>"` (a message's content is a string or
+//!   OpenAI's array of parts, whose text parts are read); a
+//!   [reasoning model](EmulatorBuilder::reasoning_model) also answers `reasoning_content`;
+//!   with a configured model list, another model answers 404 `model_not_found`;
+//! - `GET /v1/models` — the configured models, with `owned_by` and `metadata` as the real API
+//!   sends them;
 //! - `GET /_emulator/stats` and `POST /_emulator/control` — counters and run-time control
 //!   (see [`control`]).
 //!

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::injector::Injector;
 use crate::keys::KeyRing;
+use crate::models::ModelSpec;
 use crate::route::Route;
 use crate::stats::{Counters, Stats};
 use crate::tokens::TokenStore;
@@ -17,7 +18,10 @@ pub(crate) struct Shared {
     pub(crate) tokens: TokenStore,
     pub(crate) faults: Injector,
     pub(crate) counters: Counters,
-    pub(crate) models: Vec<String>,
+    pub(crate) models: Vec<ModelSpec>,
+    /// Whether the model list was configured, so that chat requests for other models
+    /// answer 404.
+    pub(crate) restricted: bool,
     /// The `GET /v1/models` answer, built once.
     pub(crate) models_body: Bytes,
     ttl_nanos: AtomicU64,
@@ -28,7 +32,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(models: Vec<String>, ttl: Duration) -> Self {
+    pub(crate) fn new(models: Vec<ModelSpec>, restricted: bool, ttl: Duration) -> Self {
         let models_body = crate::models::list_body(&models);
         Shared {
             keys: KeyRing::default(),
@@ -36,11 +40,27 @@ impl Shared {
             faults: Injector::new(),
             counters: Counters::new(),
             models,
+            restricted,
             models_body,
             ttl_nanos: AtomicU64::new(nanos(ttl)),
             latency_nanos: Default::default(),
             completions: AtomicU64::new(0),
             last_chat_body: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The served model ids, in order.
+    pub(crate) fn model_ids(&self) -> Vec<&str> {
+        self.models.iter().map(|model| model.id.as_str()).collect()
+    }
+
+    /// The served model named `id`: `Err(())` if a model list was configured and `id` is not
+    /// on it; `Ok(None)` for any id when no list was configured (a plain model then).
+    pub(crate) fn model(&self, id: &str) -> Result<Option<&ModelSpec>, ()> {
+        match self.models.iter().find(|model| model.id == id) {
+            Some(model) => Ok(Some(model)),
+            None if self.restricted => Err(()),
+            None => Ok(None),
         }
     }
 

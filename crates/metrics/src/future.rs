@@ -9,12 +9,14 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
+use crate::pending::{Observed, PendingCall};
 use crate::{Attempts, Metrics, Outcome};
 
 pin_project! {
     /// Response future of [`MetricsService`](crate::MetricsService).
     ///
-    /// Records when it completes, or, if dropped first, records the call as
+    /// Records when it completes (a success head inside a [`capture`](crate::capture) is
+    /// handed to it instead), or, if dropped first, records the call as
     /// [`Outcome::Cancelled`].
     pub struct ResponseFuture<F> {
         #[pin]
@@ -43,6 +45,20 @@ impl Observation {
     fn finish(self, outcome: Outcome, status: Option<http::StatusCode>) {
         self.metrics
             .record_request(outcome, status, self.start.elapsed(), self.attempts);
+    }
+
+    /// A success head: handed to an open [`capture`](crate::capture), which records it once
+    /// the body is read, or recorded now as [`Outcome::Ok`].
+    fn finish_success(self, status: http::StatusCode) {
+        let call = Observed {
+            duration: self.start.elapsed(),
+            metrics: self.metrics,
+            status,
+            attempts: self.attempts,
+        };
+        if let Some(call) = PendingCall::offer(call) {
+            call.record(Outcome::Ok);
+        }
     }
 }
 
@@ -73,6 +89,9 @@ where
         let result = ready!(poll).map_err(Into::into);
         let observation = this.observation.take().expect("polled after completion");
         match &result {
+            Ok(response) if response.status().is_success() => {
+                observation.finish_success(response.status());
+            }
             Ok(response) => {
                 let status = response.status();
                 observation.finish(Outcome::from_status(status), Some(status));

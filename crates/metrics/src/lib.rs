@@ -18,8 +18,13 @@
 //! secret or a token, so none can become a label. Label values come from small fixed sets:
 //! `outcome` is one of [`Outcome`], `status` is the numeric status or `none`.
 //!
-//! A call ends when its response head arrives: a streamed body is not part of its latency.
-//! A call dropped before that is recorded as [`Outcome::Cancelled`].
+//! A call's latency is measured to its response head: a streamed body is not part of it. A
+//! call dropped before that is recorded as [`Outcome::Cancelled`]. Its outcome is decided
+//! at the head too, except inside a [`capture`]: there a success head waits, as a
+//! [`PendingCall`], for the caller to read the body and say whether it was whole
+//! ([`Outcome::Ok`]) or cut, malformed or carrying an error ([`Outcome::BodyError`]).
+//! `evolution-client` captures every call it reads the body of, so that a `200` whose body
+//! fails is never counted as `ok`.
 //!
 //! [`Stats`] keeps p50/p99 latencies in a lock-free histogram of 170 log-linear buckets
 //! (8 per power of two, from 64 µs to 134 s): a quantile is within 6.25 % of a latency in
@@ -78,6 +83,7 @@ mod layer;
 pub mod names;
 mod observer;
 mod outcome;
+mod pending;
 mod service;
 mod shard;
 mod stats;
@@ -87,5 +93,6 @@ pub use self::config::{ConfigError, MetricsBuilder};
 pub use self::handle::{FallbackSide, Metrics};
 pub use self::layer::MetricsLayer;
 pub use self::outcome::Outcome;
+pub use self::pending::{Capture, PendingCall, capture};
 pub use self::service::MetricsService;
 pub use self::stats::Stats;

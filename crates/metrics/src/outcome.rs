@@ -36,11 +36,15 @@ pub enum Outcome {
     Error,
     /// The caller dropped the call before it finished (`"cancelled"`).
     Cancelled,
+    /// A success head whose body was then cut, malformed, or carried an error, such as a
+    /// completion stream that failed midway (`"body_error"`). Only recorded for a call whose
+    /// caller read the body and said so: see [`PendingCall`](crate::PendingCall).
+    BodyError,
 }
 
 impl Outcome {
     /// Every outcome, in [`index`](Self::index) order.
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::Ok,
         Self::ClientError,
         Self::AuthError,
@@ -50,6 +54,7 @@ impl Outcome {
         Self::TokenError,
         Self::Error,
         Self::Cancelled,
+        Self::BodyError,
     ];
 
     /// The position of this outcome in [`ALL`](Self::ALL).
@@ -69,6 +74,7 @@ impl Outcome {
             Self::TokenError => "token_error",
             Self::Error => "error",
             Self::Cancelled => "cancelled",
+            Self::BodyError => "body_error",
         }
     }
 

@@ -34,7 +34,9 @@ struct CallCells {
 pub struct Stats {
     /// Logical calls finished (answered, failed or cancelled).
     pub total_requests: u64,
-    /// Calls answered below 400 ([`Outcome::Ok`]).
+    /// Calls that succeeded ([`Outcome::Ok`]): answered below 400 and, for a call whose
+    /// caller read the body in a [`capture`](crate::capture) (every call of
+    /// `evolution-client`), with a whole and well-formed body.
     pub successes: u64,
     /// Calls that ended in an authentication failure ([`Outcome::AuthError`]).
     pub auth_errors: u64,

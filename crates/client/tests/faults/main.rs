@@ -16,6 +16,7 @@ mod concurrency;
 mod deadlines;
 mod iam;
 mod security;
+mod streams;
 mod transport;
 
 use std::time::Duration;

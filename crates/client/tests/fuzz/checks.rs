@@ -38,19 +38,91 @@ fn sse_events(reads: &[&[u8]]) -> Vec<SseEvent> {
             events.push(event);
         }
     }
+    events.extend(parser.finish());
     events
 }
 
-/// The SSE parser: how the bytes are split into reads changes nothing, nothing is lost
-/// from the pending count, and each event's data goes through the chunk type.
+/// The SSE rules read the plain way, over the whole input at once: the model the
+/// incremental parser must agree with (see `evolution_client::sse` for the rules).
+fn sse_reference(input: &[u8]) -> Vec<SseEvent> {
+    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
+    let mut lines = Vec::new();
+    let (mut start, mut at) = (0, 0);
+    while at < input.len() {
+        match input[at] {
+            b'\n' => {
+                lines.push(&input[start..at]);
+                at += 1;
+                start = at;
+            }
+            b'\r' => {
+                lines.push(&input[start..at]);
+                at += if input.get(at + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                start = at;
+            }
+            _ => at += 1,
+        }
+    }
+    if start < input.len() {
+        lines.push(&input[start..]);
+    }
+    let mut events = Vec::new();
+    let (mut data, mut event): (Option<String>, Option<String>) = (None, None);
+    let mut dispatch = |data: &mut Option<String>, event: &mut Option<String>| {
+        let event = event.take();
+        match data.take() {
+            Some(data) if data.starts_with("[DONE]") => events.push(SseEvent::Done),
+            Some(data) => events.push(SseEvent::Data { event, data }),
+            None => {}
+        }
+    };
+    for line in lines {
+        if line.is_empty() {
+            dispatch(&mut data, &mut event);
+            continue;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => (&line[..colon], &line[colon + 1..]),
+            None => (line, &b""[..]),
+        };
+        let value = String::from_utf8_lossy(value.strip_prefix(b" ").unwrap_or(value));
+        match field {
+            b"data" => match &mut data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(&value);
+                }
+                None => data = Some(value.into_owned()),
+            },
+            b"event" => event = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    dispatch(&mut data, &mut event);
+    events
+}
+
+/// The SSE parser: it agrees with the plain reading of the rules (`sse_reference`) however
+/// the bytes are split into reads, nothing is lost from the pending count, and each event's
+/// data goes through the chunk type.
 pub(crate) fn sse(input: &[u8]) {
     let whole = sse_events(&[input]);
+    assert_eq!(
+        whole,
+        sse_reference(input),
+        "{:?}",
+        String::from_utf8_lossy(input)
+    );
     // The same bytes in reads of 1 to 17 bytes (chosen by the length, so that seeds are
     // plain SSE and the fuzzer still controls it).
     let step = input.len() % 17 + 1;
     let reads: Vec<&[u8]> = input.chunks(step).collect();
     assert_eq!(sse_events(&reads), whole);
-    // Byte by byte, too.
+    // Byte by byte, too (a CR and its LF in different reads).
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
     assert_eq!(sse_events(&bytes), whole);
     let mut parser = SseParser::default();
@@ -58,11 +130,13 @@ pub(crate) fn sse(input: &[u8]) {
     while parser.next_event().is_some() {}
     // Invalid UTF-8 becomes U+FFFD (3 bytes for 1): pending data may grow, at most threefold.
     assert!(parser.pending() <= 3 * input.len());
+    let _ = parser.finish();
+    assert_eq!(parser.pending(), 0, "finish empties the parser");
     for event in whole {
-        if let SseEvent::Data(data) = event
+        if let SseEvent::Data { data, .. } = event
             && let Ok(chunk) = serde_json::from_str::<ChatChunk>(&data)
         {
-            let _ = chunk.text();
+            let _ = (chunk.text(), chunk.reasoning());
         }
     }
 }
@@ -107,10 +181,10 @@ pub(crate) fn retry_after(data: &[u8]) {
 /// The chat completion and chunk types as serde reads them: whatever parses can be used.
 pub(crate) fn chat_response(body: &[u8]) {
     if let Ok(response) = serde_json::from_slice::<ChatResponse>(body) {
-        let _ = response.text();
+        let _ = (response.text(), response.reasoning());
         let _ = format!("{response:?}");
     }
     if let Ok(chunk) = serde_json::from_slice::<ChatChunk>(body) {
-        let _ = chunk.text();
+        let _ = (chunk.text(), chunk.reasoning());
     }
 }

@@ -3,6 +3,7 @@
 mod chat;
 mod control;
 mod faults;
+mod fidelity;
 mod iam;
 mod lifecycle;
 mod routing;
