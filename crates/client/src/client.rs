@@ -18,6 +18,7 @@ use crate::{
 };
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{Metrics, Stats};
+use evolution_retry::RetryAfterTooLong;
 use evolution_token::{Credentials, TokenError, TokenManager};
 
 /// Answers larger than this are refused instead of buffered.
@@ -354,7 +355,8 @@ impl EvolutionInference {
         Ok(request)
     }
 
-    /// Calls the stack; an error status becomes [`Error::Api`] with the server's message.
+    /// Calls the stack; an error status becomes [`Error::Api`] with the server's message (or
+    /// [`Error::QuotaExhausted`], [`Error::RetryAfterTooLong`]).
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>> {
         let config = &self.inner.config;
         let started = tokio::time::Instant::now();
@@ -372,11 +374,12 @@ impl EvolutionInference {
             return Ok(response);
         }
         let status = response.status();
+        let too_long = response.extensions().get::<RetryAfterTooLong>().copied();
         let body = self
             .read_body(response.into_body())
             .await
             .unwrap_or_default();
-        Err(Error::from_answer(status, &body))
+        Err(Error::from_answer(status, &body, too_long))
     }
 
     async fn read_body(&self, body: Body) -> Result<Bytes> {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use evolution_fallback::BothKeysRejected;
+use evolution_retry::{RetryAfterTooLong, is_quota_exhausted};
 use evolution_token::{BoxError, TokenError};
 use http::StatusCode;
 
@@ -35,6 +36,41 @@ pub enum Error {
         /// The server's error code, when it sent one.
         code: Option<String>,
     },
+    /// The API says the quota (or the balance) of the project is exhausted: a 429 (or another
+    /// error status) whose body carries OpenAI's `insufficient_quota` code or a like one
+    /// ([`QUOTA_EXHAUSTED_CODES`](evolution_retry::QUOTA_EXHAUSTED_CODES)). Not retried: it
+    /// lasts until the quota is raised or the balance topped up.
+    #[error(
+        "the Evolution API answered {status}: {message} (the quota is exhausted: check the billing and the quotas of the project; retrying will not help until they are raised)"
+    )]
+    QuotaExhausted {
+        /// The HTTP status (429 from OpenAI-compatible servers).
+        status: StatusCode,
+        /// The server's error message, or the status text.
+        message: String,
+        /// The server's error code (`insufficient_quota`, ...).
+        code: Option<String>,
+    },
+    /// The API asked to wait longer (`Retry-After`) than the retry layer may
+    /// ([`max_retry_after`](evolution_retry::RetryConfigBuilder::max_retry_after)), so the call
+    /// was not retried: it may succeed once that wait is over.
+    #[error(
+        "the Evolution API answered {status}: {message} (it asks to wait {wait}, longer than max_retry_after ({max}), so the call was not retried: try again after that wait, or raise max_retry_after)",
+        wait = Seconds(*retry_after),
+        max = Seconds(*max_retry_after)
+    )]
+    RetryAfterTooLong {
+        /// The HTTP status (429 or 503, usually).
+        status: StatusCode,
+        /// The server's error message, or the status text.
+        message: String,
+        /// The server's error code, when it sent one.
+        code: Option<String>,
+        /// How long the server asked to wait.
+        retry_after: Duration,
+        /// The longest wait the retry layer was allowed to make.
+        max_retry_after: Duration,
+    },
     /// The request could not be sent or the answer could not be read.
     #[error("request to the Evolution API failed: {0}; check the network and the base URL")]
     Transport(#[source] BoxError),
@@ -61,6 +97,15 @@ fn api_hint(status: StatusCode) -> &'static str {
     }
 }
 
+/// A duration in seconds for messages: `3600 s`, `1.5 s`.
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} s", self.0.as_secs_f64())
+    }
+}
+
 /// A shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -84,23 +129,43 @@ impl Error {
         }
     }
 
-    /// Whether the same call may succeed later: 408, 429, 5xx, network errors,
-    /// timeouts, transient IAM errors.
+    /// Whether the same call may succeed if made again later: 408, 429, 5xx, network
+    /// errors, timeouts, transient IAM errors, a server asking for a long wait
+    /// ([`RetryAfterTooLong`](Self::RetryAfterTooLong): after [`retry_after`](Self::retry_after)).
+    /// Not an exhausted quota, nor rejected keys, a bad request or configuration.
+    ///
+    /// This says whether *you* may try again, not whether the stack did: a transient IAM error
+    /// is `true` although the retry layer handed it back at once, because the token manager
+    /// had already retried it on its own schedule (IAM has one retry schedule).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Auth(error) => error.is_transient(),
             Self::Api { status, .. } => {
                 matches!(status.as_u16(), 408 | 429) || status.is_server_error()
             }
-            Self::Transport(_) | Self::Timeout(_) => true,
-            Self::Config { .. } | Self::Decode(_) | Self::KeysRejected(_) => false,
+            Self::RetryAfterTooLong { .. } | Self::Transport(_) | Self::Timeout(_) => true,
+            Self::Config { .. }
+            | Self::Decode(_)
+            | Self::KeysRejected(_)
+            | Self::QuotaExhausted { .. } => false,
         }
     }
 
     /// The HTTP status of an API error.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::Api { status, .. } => Some(*status),
+            Self::Api { status, .. }
+            | Self::QuotaExhausted { status, .. }
+            | Self::RetryAfterTooLong { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait, when that is why the call was not retried
+    /// ([`RetryAfterTooLong`](Self::RetryAfterTooLong)).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -128,8 +193,13 @@ impl Error {
         }
     }
 
-    /// An error answer: status plus the server's message from an OpenAI-style body.
-    pub(crate) fn from_answer(status: StatusCode, body: &[u8]) -> Self {
+    /// An error answer: status plus the server's message from an OpenAI-style body; `too_long`
+    /// when the retry layer gave up on it for its `Retry-After`.
+    pub(crate) fn from_answer(
+        status: StatusCode,
+        body: &[u8],
+        too_long: Option<RetryAfterTooLong>,
+    ) -> Self {
         #[derive(serde::Deserialize)]
         struct Envelope {
             error: Detail,
@@ -150,15 +220,33 @@ impl Error {
             ),
             Err(_) => (None, None),
         };
-        Self::Api {
-            status,
-            message: message.unwrap_or_else(|| {
-                status
-                    .canonical_reason()
-                    .unwrap_or("unknown status")
-                    .to_owned()
-            }),
-            code,
+        let message = message.unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("unknown status")
+                .to_owned()
+        });
+        // The same rule the retry layer applied to the same bytes.
+        if is_quota_exhausted(body) {
+            return Self::QuotaExhausted {
+                status,
+                message,
+                code,
+            };
+        }
+        match too_long {
+            Some(too_long) => Self::RetryAfterTooLong {
+                status,
+                message,
+                code,
+                retry_after: too_long.retry_after(),
+                max_retry_after: too_long.max_retry_after(),
+            },
+            None => Self::Api {
+                status,
+                message,
+                code,
+            },
         }
     }
 }
