@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use evolution_fallback::BothKeysRejected;
-use evolution_retry::{RetryAfterTooLong, is_quota_exhausted};
+use evolution_retry::{RetryAfterTooLong, Retryable, classify_status, is_quota_exhausted};
 use evolution_token::{BoxError, TokenError};
 use http::StatusCode;
 
@@ -92,7 +92,8 @@ fn api_hint(status: StatusCode) -> &'static str {
         403 => " (the key may not use this model or project: check its service account roles)",
         404 => " (check the base URL and the model name)",
         429 => " (rate limited: slow down or retry later)",
-        500..=599 => " (server error: retry later)",
+        500 | 502 | 503 | 504 => " (server error: retry later)",
+        500..=599 => " (the server cannot serve this request: check the base URL)",
         _ => "",
     }
 }
@@ -129,8 +130,8 @@ impl Error {
         }
     }
 
-    /// Whether the same call may succeed if made again later: 408, 429, 5xx, network
-    /// errors, timeouts, transient IAM errors, a server asking for a long wait
+    /// Whether the same call may succeed if made again later: 408, 429, 500, 502, 503, 504
+    /// ([`classify_status`]), network errors, timeouts, transient IAM errors, a server asking for a long wait
     /// ([`RetryAfterTooLong`](Self::RetryAfterTooLong): after [`retry_after`](Self::retry_after)).
     /// Not an exhausted quota, nor rejected keys, a bad request or configuration.
     ///
@@ -140,9 +141,8 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Auth(error) => error.is_transient(),
-            Self::Api { status, .. } => {
-                matches!(status.as_u16(), 408 | 429) || status.is_server_error()
-            }
+            // The retry layer's own rule for statuses: one place decides.
+            Self::Api { status, .. } => classify_status(*status) == Some(Retryable::Transient),
             Self::RetryAfterTooLong { .. } | Self::Transport(_) | Self::Timeout(_) => true,
             Self::Config { .. }
             | Self::Decode(_)
@@ -248,5 +248,47 @@ impl Error {
                 code,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: StatusCode) -> Error {
+        Error::Api {
+            status,
+            message: String::new(),
+            code: None,
+        }
+    }
+
+    #[test]
+    fn is_retryable_agrees_with_the_retry_layer() {
+        for code in 400..=599 {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                api(status).is_retryable(),
+                classify_status(status) == Some(Retryable::Transient),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_quota_body_is_quota_exhausted_whatever_the_wait() {
+        let body = br#"{"error":{"message":"no quota left","code":"insufficient_quota"}}"#;
+        let too_long = RetryAfterTooLong::new(Duration::from_secs(3600), Duration::from_secs(60));
+        for too_long in [None, Some(too_long)] {
+            let error = Error::from_answer(StatusCode::TOO_MANY_REQUESTS, body, too_long);
+            assert!(matches!(error, Error::QuotaExhausted { .. }), "{error:?}");
+            assert!(!error.is_retryable());
+        }
+    }
+
+    #[test]
+    fn waits_are_printed_in_seconds() {
+        assert_eq!(Seconds(Duration::from_secs(3600)).to_string(), "3600 s");
+        assert_eq!(Seconds(Duration::from_millis(1500)).to_string(), "1.5 s");
     }
 }

@@ -95,6 +95,15 @@ pub struct RetryAfterTooLong {
 }
 
 impl RetryAfterTooLong {
+    /// The mark for an answer asking for `retry_after` when at most `max_retry_after` was
+    /// allowed (for a policy of your own that gives up the same way).
+    pub fn new(retry_after: Duration, max_retry_after: Duration) -> Self {
+        Self {
+            retry_after,
+            max_retry_after,
+        }
+    }
+
     /// How long the server asked to wait (`Retry-After` or `retry-after-ms`).
     pub fn retry_after(&self) -> Duration {
         self.retry_after
