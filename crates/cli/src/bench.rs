@@ -141,6 +141,8 @@ fn kind(error: &Error) -> String {
         Error::Auth(token) => format!("auth_{}", token.kind().as_str()),
         Error::KeysRejected(_) => "keys_rejected".into(),
         Error::Api { status, .. } => format!("api_{}", status.as_u16()),
+        Error::QuotaExhausted { .. } => "quota_exhausted".into(),
+        Error::RetryAfterTooLong { status, .. } => format!("retry_after_{}", status.as_u16()),
         Error::Transport(_) => "transport".into(),
         Error::Timeout(_) => "timeout".into(),
         Error::Decode(_) => "decode".into(),

@@ -18,6 +18,7 @@ use crate::{
 };
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{Metrics, PendingCall, Stats, capture};
+use evolution_retry::RetryAfterTooLong;
 use evolution_token::{Credentials, TokenError, TokenManager};
 use serde::de::DeserializeOwned;
 
@@ -376,7 +377,8 @@ impl EvolutionInference {
         }
     }
 
-    /// Calls the stack; an error status becomes [`Error::Api`] with the server's message.
+    /// Calls the stack; an error status becomes [`Error::Api`] with the server's message (or
+    /// [`Error::QuotaExhausted`], [`Error::RetryAfterTooLong`]).
     ///
     /// The call is made in a metrics [`capture`]: a success head comes back with its
     /// [`PendingCall`], for the caller to record once it has read the body.
@@ -402,11 +404,12 @@ impl EvolutionInference {
             let location = response.headers().get(header::LOCATION);
             return Err(Error::redirected(status, location, &self.inner.base_url));
         }
+        let too_long = response.extensions().get::<RetryAfterTooLong>().copied();
         let body = self
             .read_body(response.into_body())
             .await
             .unwrap_or_default();
-        Err(Error::from_answer(status, &body))
+        Err(Error::from_answer(status, &body, too_long))
     }
 
     async fn read_body(&self, body: Body) -> Result<Bytes> {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use evolution_fallback::BothKeysRejected;
+use evolution_retry::{RetryAfterTooLong, Retryable, classify_status, is_quota_exhausted};
 use evolution_token::{BoxError, TokenError, certificate_error};
 use http::StatusCode;
 
@@ -49,6 +50,41 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The API says the quota (or the balance) of the project is exhausted: a 429 (or another
+    /// error status) whose body carries OpenAI's `insufficient_quota` code or a like one
+    /// ([`QUOTA_EXHAUSTED_CODES`](evolution_retry::QUOTA_EXHAUSTED_CODES)). Not retried: it
+    /// lasts until the quota is raised or the balance topped up.
+    #[error(
+        "the Evolution API answered {status}: {message} (the quota is exhausted: check the billing and the quotas of the project; retrying will not help until they are raised)"
+    )]
+    QuotaExhausted {
+        /// The HTTP status (429 from OpenAI-compatible servers).
+        status: StatusCode,
+        /// The server's error message, or the status text.
+        message: String,
+        /// The server's error code (`insufficient_quota`, ...).
+        code: Option<String>,
+    },
+    /// The API asked to wait longer (`Retry-After`) than the retry layer may
+    /// ([`max_retry_after`](evolution_retry::RetryConfigBuilder::max_retry_after)), so the call
+    /// was not retried: it may succeed once that wait is over.
+    #[error(
+        "the Evolution API answered {status}: {message} (it asks to wait {wait}, longer than max_retry_after ({max}), so the call was not retried: try again after that wait, or raise max_retry_after)",
+        wait = Seconds(*retry_after),
+        max = Seconds(*max_retry_after)
+    )]
+    RetryAfterTooLong {
+        /// The HTTP status (429 or 503, usually).
+        status: StatusCode,
+        /// The server's error message, or the status text.
+        message: String,
+        /// The server's error code, when it sent one.
+        code: Option<String>,
+        /// How long the server asked to wait.
+        retry_after: Duration,
+        /// The longest wait the retry layer was allowed to make.
+        max_retry_after: Duration,
+    },
     /// The request could not be sent or the answer could not be read.
     #[error("request to the Evolution API failed: {0}; check the network and the base URL")]
     Transport(#[source] BoxError),
@@ -73,8 +109,18 @@ fn api_hint(status: StatusCode) -> &'static str {
         403 => " (the key may not use this model or project: check its service account roles)",
         404 => " (check the base URL and the model name)",
         429 => " (rate limited: slow down or retry later)",
-        500..=599 => " (server error: retry later)",
+        500 | 502 | 503 | 504 => " (server error: retry later)",
+        500..=599 => " (the server cannot serve this request: check the base URL)",
         _ => "",
+    }
+}
+
+/// A duration in seconds for messages: `3600 s`, `1.5 s`.
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} s", self.0.as_secs_f64())
     }
 }
 
@@ -101,26 +147,43 @@ impl Error {
         }
     }
 
-    /// Whether the same call may succeed later: 408, 429, 5xx, network errors,
-    /// timeouts, transient IAM errors.
+    /// Whether the same call may succeed if made again later: 408, 429, 500, 502, 503, 504
+    /// ([`classify_status`]), network errors, timeouts, transient IAM errors, a server asking for a long wait
+    /// ([`RetryAfterTooLong`](Self::RetryAfterTooLong): after [`retry_after`](Self::retry_after)).
+    /// Not an exhausted quota, nor rejected keys, a bad request or configuration.
+    ///
+    /// This says whether *you* may try again, not whether the stack did: a transient IAM error
+    /// is `true` although the retry layer handed it back at once, because the token manager
+    /// had already retried it on its own schedule (IAM has one retry schedule).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Auth(error) => error.is_transient(),
-            Self::Api { status, .. } => {
-                matches!(status.as_u16(), 408 | 429) || status.is_server_error()
-            }
-            Self::Transport(_) | Self::Timeout(_) => true,
+            // The retry layer's own rule for statuses: one place decides.
+            Self::Api { status, .. } => classify_status(*status) == Some(Retryable::Transient),
+            Self::RetryAfterTooLong { .. } | Self::Transport(_) | Self::Timeout(_) => true,
             Self::Config { .. }
             | Self::Decode(_)
             | Self::KeysRejected(_)
-            | Self::UntrustedCertificate { .. } => false,
+            | Self::UntrustedCertificate { .. }
+            | Self::QuotaExhausted { .. } => false,
         }
     }
 
     /// The HTTP status of an API error.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::Api { status, .. } => Some(*status),
+            Self::Api { status, .. }
+            | Self::QuotaExhausted { status, .. }
+            | Self::RetryAfterTooLong { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait, when that is why the call was not retried
+    /// ([`RetryAfterTooLong`](Self::RetryAfterTooLong)).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -180,8 +243,13 @@ impl Error {
         }
     }
 
-    /// An error answer: status plus the server's message from an OpenAI-style body.
-    pub(crate) fn from_answer(status: StatusCode, body: &[u8]) -> Self {
+    /// An error answer: status plus the server's message from an OpenAI-style body; `too_long`
+    /// when the retry layer gave up on it for its `Retry-After`.
+    pub(crate) fn from_answer(
+        status: StatusCode,
+        body: &[u8],
+        too_long: Option<RetryAfterTooLong>,
+    ) -> Self {
         #[derive(serde::Deserialize)]
         struct Envelope {
             error: Detail,
@@ -202,15 +270,33 @@ impl Error {
             ),
             Err(_) => (None, None),
         };
-        Self::Api {
-            status,
-            message: message.unwrap_or_else(|| {
-                status
-                    .canonical_reason()
-                    .unwrap_or("unknown status")
-                    .to_owned()
-            }),
-            code,
+        let message = message.unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("unknown status")
+                .to_owned()
+        });
+        // The same rule the retry layer applied to the same bytes.
+        if is_quota_exhausted(body) {
+            return Self::QuotaExhausted {
+                status,
+                message,
+                code,
+            };
+        }
+        match too_long {
+            Some(too_long) => Self::RetryAfterTooLong {
+                status,
+                message,
+                code,
+                retry_after: too_long.retry_after(),
+                max_retry_after: too_long.max_retry_after(),
+            },
+            None => Self::Api {
+                status,
+                message,
+                code,
+            },
         }
     }
 }
@@ -239,5 +325,42 @@ mod tests {
             "{none}"
         );
         assert!(!none.is_retryable() && !none.is_auth());
+    }
+
+    fn api(status: StatusCode) -> Error {
+        Error::Api {
+            status,
+            message: String::new(),
+            code: None,
+        }
+    }
+
+    #[test]
+    fn is_retryable_agrees_with_the_retry_layer() {
+        for code in 400..=599 {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                api(status).is_retryable(),
+                classify_status(status) == Some(Retryable::Transient),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_quota_body_is_quota_exhausted_whatever_the_wait() {
+        let body = br#"{"error":{"message":"no quota left","code":"insufficient_quota"}}"#;
+        let too_long = RetryAfterTooLong::new(Duration::from_secs(3600), Duration::from_secs(60));
+        for too_long in [None, Some(too_long)] {
+            let error = Error::from_answer(StatusCode::TOO_MANY_REQUESTS, body, too_long);
+            assert!(matches!(error, Error::QuotaExhausted { .. }), "{error:?}");
+            assert!(!error.is_retryable());
+        }
+    }
+
+    #[test]
+    fn waits_are_printed_in_seconds() {
+        assert_eq!(Seconds(Duration::from_secs(3600)).to_string(), "3600 s");
+        assert_eq!(Seconds(Duration::from_millis(1500)).to_string(), "1.5 s");
     }
 }

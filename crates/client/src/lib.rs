@@ -31,6 +31,7 @@ mod builder;
 mod chat;
 mod client;
 mod error;
+mod error_body;
 mod recent_urls;
 #[cfg(feature = "rig")]
 pub mod rig;

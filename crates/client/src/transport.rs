@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::recent_urls;
+use crate::{error_body, recent_urls};
 
 /// reqwest's response future, named through its `Service` impl (the type itself is private).
 type Pending = <reqwest::Client as Service<reqwest::Request>>::Future;
@@ -25,6 +25,12 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// Requests carry the bearer token: give it a client that follows no redirect, as the
 /// one [`EvolutionInferenceBuilder::build`](crate::EvolutionInferenceBuilder::build)
 /// makes does (reqwest's default follows up to 10, resending the body on 307 and 308).
+///
+/// The body of an error answer (4xx, 5xx) is read first, when it is at most
+/// [`MAX_ERROR_BODY_BYTES`](evolution_retry::MAX_ERROR_BODY_BYTES), and left in the response's
+/// extensions as an [`ErrorBody`](evolution_retry::ErrorBody) (the body replays the same
+/// bytes), so that the retry layer can tell a quota that is exhausted from a rate limit. A
+/// transport of your own should do the same for that distinction.
 ///
 /// Use it to build your own stack:
 ///
@@ -122,6 +128,8 @@ pin_project! {
     #[derive(Debug)]
     enum State {
         Sending { #[pin] future: Pending },
+        // Only for error answers: their body is read before the retry layer sees them.
+        Buffering { future: error_body::Buffering },
         Failed { error: Option<BoxError> },
     }
 }
@@ -130,15 +138,28 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Body>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Sending { future } => {
-                let response = ready!(future.poll(cx))?;
-                let response: Response<reqwest::Body> = response.into();
-                Poll::Ready(Ok(response.map(|body| body.map_err(BoxError::from).boxed())))
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Sending { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    let response: Response<reqwest::Body> = response.into();
+                    let response = response.map(|body| body.map_err(BoxError::from).boxed());
+                    if !error_body::is_error(response.status()) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let future = error_body::Buffering::new(response);
+                    this.state.set(State::Buffering { future });
+                }
+                StateProj::Buffering { future } => {
+                    return Poll::Ready(Ok(ready!(Pin::new(future).poll(cx))));
+                }
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| "transport future polled after completion".into())));
+                }
             }
-            StateProj::Failed { error } => Poll::Ready(Err(error
-                .take()
-                .unwrap_or_else(|| "transport future polled after completion".into()))),
         }
     }
 }

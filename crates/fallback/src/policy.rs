@@ -136,7 +136,8 @@ impl SwitchPolicy for AuthFailure {
 }
 
 /// Endpoint fallback: switch when the key is rejected, the API answers 5xx or the request
-/// fails without an answer. See [`endpoint_failure`].
+/// fails without an answer — not when IAM is down, which both keys share. See
+/// [`endpoint_failure`].
 ///
 /// Off by default. A request that timed out or lost its connection may have been processed
 /// before it is resent to the other side: choose this when availability matters more.
@@ -183,8 +184,29 @@ pub fn auth_failure(outcome: Outcome<'_>) -> Option<SwitchReason> {
 /// The [`EndpointFailure`] rule: [`auth_failure`], and also
 ///
 /// - any `5xx` answer → [`SwitchReason::ServerError`];
-/// - any error → [`SwitchReason::Unavailable`], except a [`TokenError`] that is neither an auth
-///   failure nor transient (a bad configuration or an unusable IAM answer).
+/// - any error → [`SwitchReason::Unavailable`], except a [`TokenError`] other than an auth
+///   failure (IAM down, unreachable or slow, a bad configuration, an unusable IAM answer).
+///
+/// IAM is not the endpoint: both keys get their tokens from the same IAM (Cloud.ru has one,
+/// `iam.api.cloud.ru`), so while it is down the backup's token manager would only repeat the
+/// primary's IAM requests (IAM has one retry schedule, the token manager's). For a backup with
+/// an IAM of its own, a policy of yours can also switch on
+/// [`TokenError::is_transient`] errors:
+///
+/// ```
+/// use evolution_fallback::{Outcome, SwitchReason, endpoint_failure};
+/// use evolution_token::TokenError;
+///
+/// let own_iam = |outcome: Outcome<'_>| match outcome {
+///     Outcome::Error(error)
+///         if error.downcast_ref::<TokenError>().is_some_and(TokenError::is_transient) =>
+///     {
+///         Some(SwitchReason::Custom("iam_unavailable"))
+///     }
+///     other => endpoint_failure(other),
+/// };
+/// # drop(own_iam);
+/// ```
 ///
 /// ```
 /// use evolution_fallback::{Outcome, SwitchReason, endpoint_failure};
@@ -207,9 +229,10 @@ pub fn endpoint_failure(outcome: Outcome<'_>) -> Option<SwitchReason> {
             Some(SwitchReason::ServerError(status))
         }
         Outcome::Response { .. } => None,
+        // An auth failure was handled above; any other token error is IAM's, not the endpoint's.
         Outcome::Error(error) => match find_token_error(error) {
-            Some(token) if !token.is_transient() => None,
-            _ => Some(SwitchReason::Unavailable),
+            Some(_) => None,
+            None => Some(SwitchReason::Unavailable),
         },
     }
 }

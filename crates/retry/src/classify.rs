@@ -7,10 +7,11 @@
 use std::error::Error;
 use std::io;
 
-use evolution_token::{TokenError, is_certificate_error};
+use evolution_token::{TokenError, TokenErrorKind, is_certificate_error};
 use http::{HeaderMap, StatusCode};
 use tower::timeout::error::Elapsed;
 
+use crate::error_body::is_quota_exhausted;
 use crate::observe::RetryReason;
 
 /// Whether a failed attempt is worth another.
@@ -66,6 +67,25 @@ pub trait Classify {
     fn classify_error(&self, error: &(dyn Error + 'static)) -> Retryable {
         classify_error(error)
     }
+
+    /// Classifies an answer whose body the transport buffered ([`ErrorBody`](crate::ErrorBody): the bodies of
+    /// error statuses, which are small), or by its head alone when `body` is `None`.
+    ///
+    /// The default: a body saying the quota is exhausted ([`is_quota_exhausted`]) is fatal
+    /// whatever the status (a 429 that a retry cannot fix); otherwise
+    /// [`classify_response`](Self::classify_response) decides.
+    fn classify_answer(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+    ) -> Option<Retryable> {
+        let failed = status.is_client_error() || status.is_server_error();
+        if failed && body.is_some_and(is_quota_exhausted) {
+            return Some(Retryable::Fatal);
+        }
+        self.classify_response(status, headers)
+    }
 }
 
 /// The crate's rules: [`classify_status`] and [`classify_error`].
@@ -105,16 +125,19 @@ pub fn classify_status(status: StatusCode) -> Option<Retryable> {
 /// The default rule for errors. The error and then its [`source`](Error::source) chain are
 /// searched, outermost first, for a type this crate knows:
 ///
-/// - [`TokenError`]: transient iff [`TokenError::is_transient`] (IAM unavailable, unreachable
-///   or slow); wrong or forbidden credentials and unusable IAM answers are fatal.
+/// - [`TokenError`]: fatal for this layer, except [`TokenError::Aborted`] (see
+///   [`classify_token`]): IAM has one retry schedule, the token manager's, and the layers
+///   above do not multiply it.
 /// - [`tower::timeout::error::Elapsed`] (a per-attempt timeout): transient.
 /// - A TLS certificate the client does not trust (unknown issuer, expired, another host's),
 ///   found by [`evolution_token::is_certificate_error`]: fatal. reqwest reports it as a
 ///   failure to connect, but it fails the same way every time.
-/// - [`reqwest::Error`]: a timeout, a failure to connect, or a failure while sending the
-///   request (connection reset or closed before the answer) is transient; a builder, redirect,
-///   body or decode error is fatal (for a body error the server has already answered, and a
-///   resend would run the request twice).
+/// - [`reqwest::Error`]: a failure to connect (nothing was sent; a connect timeout included),
+///   a timeout, or a failure while sending the request (connection reset or closed before the
+///   answer: it may have reached the server) is transient; a builder, redirect, body or decode
+///   error is fatal (for a body error the server has already answered, and a resend would run
+///   the request twice). Whether a request that may have reached the server is resent is the
+///   configuration's business, by the [`RetryReason`]: `Timeout`, `Network` or `Connect`.
 /// - [`reqwest_middleware::Error`]: the reqwest error or the middleware's error it holds, by
 ///   these same rules.
 /// - [`std::io::Error`] of kind `ConnectionRefused`, `ConnectionReset`, `ConnectionAborted`,
@@ -160,12 +183,7 @@ fn recognise(error: &(dyn Error + 'static)) -> Option<(Retryable, RetryReason)> 
 
 fn recognise_one(error: &(dyn Error + 'static)) -> Option<(Retryable, RetryReason)> {
     if let Some(token) = error.downcast_ref::<TokenError>() {
-        let class = if token.is_transient() {
-            Retryable::Transient
-        } else {
-            Retryable::Fatal
-        };
-        return Some((class, RetryReason::Token(token.kind())));
+        return Some((classify_token(token), RetryReason::Token(token.kind())));
     }
     if error.is::<Elapsed>() {
         return Some((Retryable::Transient, RetryReason::Timeout));
@@ -189,10 +207,11 @@ fn recognise_one(error: &(dyn Error + 'static)) -> Option<(Retryable, RetryReaso
 fn recognise_reqwest(error: &reqwest::Error) -> (Retryable, RetryReason) {
     if is_certificate_error(error) {
         (Retryable::Fatal, RetryReason::Other)
+    } else if error.is_connect() {
+        // Before the timeout: a connect timeout is a connect error too, and nothing was sent.
+        (Retryable::Transient, RetryReason::Connect)
     } else if error.is_timeout() {
         (Retryable::Transient, RetryReason::Timeout)
-    } else if error.is_connect() {
-        (Retryable::Transient, RetryReason::Connect)
     } else if error.is_body() || error.is_decode() || error.is_builder() || error.is_redirect() {
         (Retryable::Fatal, RetryReason::Other)
     } else if error.is_request() {
@@ -217,6 +236,41 @@ fn recognise_io(error: &io::Error) -> Option<(Retryable, RetryReason)> {
         _ => return None,
     };
     Some((Retryable::Transient, reason))
+}
+
+/// The default rule for token errors: whether the retry layer tries the request again.
+///
+/// IAM has one retry schedule, the token manager's: a fetch that ended in
+/// [`TokenError::Unavailable`], [`Network`](TokenError::Network) or
+/// [`Timeout`](TokenError::Timeout) has already made its
+/// [`fetch_attempts`](evolution_token::TokenManagerBuilder::fetch_attempts) IAM requests, with
+/// backoff. A retry here would start another refresh and multiply IAM's load by the attempt
+/// count while IAM is down, so these are [`Fatal`](Retryable::Fatal) for this layer — although
+/// the error still says it is transient ([`TokenError::is_transient`]): a caller may try again
+/// later. Wrong or forbidden credentials, a wrong auth URL and unusable IAM answers are fatal
+/// anyway. Only [`TokenError::Aborted`] (the refresh ended without an IAM answer) is
+/// [`Transient`](Retryable::Transient): the next attempt starts a new refresh.
+///
+/// ```
+/// use std::sync::Arc;
+/// use evolution_retry::{Retryable, classify_token};
+/// use evolution_token::{TokenError, TokenErrorKind};
+/// use http::StatusCode;
+///
+/// let down = TokenError::Unavailable {
+///     status: StatusCode::SERVICE_UNAVAILABLE,
+///     attempts: 3,
+///     auth_url: Arc::from("https://iam.api.cloud.ru/api/v1/auth/token"),
+/// };
+/// assert!(down.is_transient());
+/// assert_eq!(classify_token(&down), Retryable::Fatal);
+/// assert_eq!(classify_token(&TokenError::Aborted), Retryable::Transient);
+/// ```
+pub fn classify_token(error: &TokenError) -> Retryable {
+    match error.kind() {
+        TokenErrorKind::Aborted => Retryable::Transient,
+        _ => Retryable::Fatal,
+    }
 }
 
 #[cfg(test)]

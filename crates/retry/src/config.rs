@@ -9,7 +9,7 @@ use tower::retry::budget::TpsBudget;
 
 use crate::backoff::{ExponentialBackoff, Jitter, Schedule};
 use crate::observe::RetryObserver;
-use crate::retry_after::{Clock, SystemClock};
+use crate::retry_after::{Clock, LongRetryAfter, SystemClock};
 
 /// Attempts per request, the first included: 3, as the reference client.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -21,6 +21,18 @@ pub const DEFAULT_FACTOR: f64 = 2.0;
 pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
 /// The longest `Retry-After` honoured: 60 seconds (a longer one is cut to this).
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Whether a request whose attempt timed out is sent again: yes, as the OpenAI SDKs do.
+///
+/// The server may be generating the answer when the attempt is abandoned: a resent chat
+/// completion may be generated, and billed, once per attempt.
+pub const DEFAULT_RETRY_ON_TIMEOUT: bool = true;
+/// Whether a request whose connection failed after it may have reached the server is sent
+/// again: yes, as the OpenAI SDKs do (they retry every connection error). Same cost as
+/// [`DEFAULT_RETRY_ON_TIMEOUT`].
+pub const DEFAULT_RETRY_AMBIGUOUS: bool = true;
+/// What to do when the server asks for a longer wait than `max_retry_after`: fail at once,
+/// with the server's wait in the answer ([`LongRetryAfter::Fail`]).
+pub const DEFAULT_LONG_RETRY_AFTER: LongRetryAfter = LongRetryAfter::Fail;
 /// How long a request counts towards the retry budget: 10 seconds.
 pub const DEFAULT_BUDGET_TTL: Duration = Duration::from_secs(10);
 /// Retries per second always allowed, whatever the traffic: 10.
@@ -46,6 +58,12 @@ pub enum ConfigError {
         /// The maximum delay given.
         max: Duration,
     },
+    /// `max_retry_after` was zero with [`LongRetryAfter::Fail`]: every answer asking for a
+    /// wait would fail at once.
+    #[error(
+        "max_retry_after is zero with LongRetryAfter::Fail: every answer with a Retry-After would fail at once; to ignore Retry-After, use LongRetryAfter::RetryEarly"
+    )]
+    ZeroMaxRetryAfter,
     /// The deadline was zero: no retry could ever fit.
     #[error("the deadline must be longer than zero")]
     ZeroDeadline,
@@ -85,6 +103,9 @@ pub struct RetryConfig {
     pub(crate) backoff: ExponentialBackoff,
     pub(crate) schedule: Schedule,
     pub(crate) max_retry_after: Duration,
+    pub(crate) long_retry_after: LongRetryAfter,
+    pub(crate) retry_on_timeout: bool,
+    pub(crate) retry_ambiguous: bool,
     pub(crate) deadline: Option<Duration>,
     pub(crate) budget_ttl: Duration,
     pub(crate) budget_min_per_sec: u32,
@@ -101,6 +122,9 @@ impl Default for RetryConfig {
             backoff: ExponentialBackoff::default(),
             schedule: Schedule::Exponential(ExponentialBackoff::default()),
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            long_retry_after: DEFAULT_LONG_RETRY_AFTER,
+            retry_on_timeout: DEFAULT_RETRY_ON_TIMEOUT,
+            retry_ambiguous: DEFAULT_RETRY_AMBIGUOUS,
             deadline: None,
             budget_ttl: DEFAULT_BUDGET_TTL,
             budget_min_per_sec: DEFAULT_BUDGET_MIN_PER_SEC,
@@ -118,6 +142,9 @@ impl fmt::Debug for RetryConfig {
             .field("max_attempts", &self.max_attempts)
             .field("schedule", &self.schedule)
             .field("max_retry_after", &self.max_retry_after)
+            .field("long_retry_after", &self.long_retry_after)
+            .field("retry_on_timeout", &self.retry_on_timeout)
+            .field("retry_ambiguous", &self.retry_ambiguous)
             .field("deadline", &self.deadline)
             .field("budget_ttl", &self.budget_ttl)
             .field("budget_min_per_sec", &self.budget_min_per_sec)
@@ -157,6 +184,23 @@ impl RetryConfig {
     /// The longest `Retry-After` honoured.
     pub fn max_retry_after(&self) -> Duration {
         self.max_retry_after
+    }
+
+    /// What happens when the server asks for a longer wait than
+    /// [`max_retry_after`](Self::max_retry_after).
+    pub fn long_retry_after(&self) -> LongRetryAfter {
+        self.long_retry_after
+    }
+
+    /// Whether a request whose attempt timed out is sent again.
+    pub fn retry_on_timeout(&self) -> bool {
+        self.retry_on_timeout
+    }
+
+    /// Whether a request whose connection failed after it may have reached the server is sent
+    /// again.
+    pub fn retry_ambiguous(&self) -> bool {
+        self.retry_ambiguous
     }
 
     /// The overall deadline measured from the first attempt, if any.
@@ -269,10 +313,48 @@ impl RetryConfigBuilder {
         self
     }
 
-    /// The longest `Retry-After` (or `retry-after-ms`) honoured; a longer one is cut to this.
-    /// The wait is the longer of the backoff and the (cut) `Retry-After`. Defaults to 60 seconds.
+    /// The longest `Retry-After` (or `retry-after-ms`) the policy waits for. The wait is the
+    /// longer of the backoff and the server's; a server asking for longer than this is
+    /// [`long_retry_after`](Self::long_retry_after)'s business. Defaults to 60 seconds.
     pub fn max_retry_after(mut self, limit: Duration) -> Self {
         self.config.max_retry_after = limit;
+        self
+    }
+
+    /// What to do when the server asks for a longer wait than
+    /// [`max_retry_after`](Self::max_retry_after): [`LongRetryAfter::Fail`] hands the answer
+    /// back at once, marked with a [`RetryAfterTooLong`](crate::RetryAfterTooLong) extension;
+    /// [`LongRetryAfter::RetryEarly`] waits `max_retry_after` and retries anyway.
+    /// Defaults to [`LongRetryAfter::Fail`].
+    pub fn long_retry_after(mut self, long: LongRetryAfter) -> Self {
+        self.config.long_retry_after = long;
+        self
+    }
+
+    /// Whether a request whose attempt timed out (the per-attempt timeout, or the HTTP
+    /// client's own) is sent again.
+    ///
+    /// The server may still be working on the abandoned attempt: a resent chat completion may
+    /// be generated, and billed, once per attempt. Turn it off for long, costly completions,
+    /// or raise the per-attempt timeout above their duration. A connect timeout is a
+    /// connection error (nothing was sent) and is retried either way. Defaults to `true`, as
+    /// the OpenAI SDKs (`max_retries = 2`, timeouts included).
+    pub fn retry_on_timeout(mut self, retry: bool) -> Self {
+        self.config.retry_on_timeout = retry;
+        self
+    }
+
+    /// Whether a request whose connection failed after it may have reached the server is sent
+    /// again ([`RetryReason::Network`](crate::RetryReason::Network): the connection was reset
+    /// or closed after the request was written, or before it was written in full, with no
+    /// answer). Failures to connect (refused, DNS, TLS handshake) are retried either way:
+    /// nothing was sent. Timeouts have their own switch,
+    /// [`retry_on_timeout`](Self::retry_on_timeout).
+    ///
+    /// As with timeouts, a resent chat completion may be generated and billed twice.
+    /// Defaults to `true`, as the OpenAI SDKs (they retry every connection error).
+    pub fn retry_ambiguous(mut self, retry: bool) -> Self {
+        self.config.retry_ambiguous = retry;
         self
     }
 
@@ -351,6 +433,9 @@ impl RetryConfigBuilder {
             #[cfg(feature = "backoff")]
             external @ Schedule::External(_) => external,
         };
+        if config.max_retry_after.is_zero() && config.long_retry_after == LongRetryAfter::Fail {
+            return Err(ConfigError::ZeroMaxRetryAfter);
+        }
         if config.deadline == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroDeadline);
         }
@@ -378,6 +463,9 @@ mod tests {
         assert_eq!(config.backoff(), ExponentialBackoff::default());
         assert_eq!(config.max_retry_after(), DEFAULT_MAX_RETRY_AFTER);
         assert_eq!(config.deadline(), None);
+        assert_eq!(config.long_retry_after(), DEFAULT_LONG_RETRY_AFTER);
+        assert_eq!(config.retry_on_timeout(), DEFAULT_RETRY_ON_TIMEOUT);
+        assert_eq!(config.retry_ambiguous(), DEFAULT_RETRY_AMBIGUOUS);
     }
 
     #[test]
@@ -393,6 +481,17 @@ mod tests {
         assert_eq!(
             build(b().deadline(Duration::ZERO)),
             ConfigError::ZeroDeadline
+        );
+        assert_eq!(
+            build(b().max_retry_after(Duration::ZERO)),
+            ConfigError::ZeroMaxRetryAfter
+        );
+        assert!(
+            b().max_retry_after(Duration::ZERO)
+                .long_retry_after(LongRetryAfter::RetryEarly)
+                .build()
+                .is_ok(),
+            "a zero cap that ignores Retry-After is fine"
         );
         assert_eq!(
             build(b().budget_ttl(Duration::from_millis(10))),

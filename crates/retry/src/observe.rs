@@ -18,13 +18,19 @@ use http::StatusCode;
 pub enum RetryReason {
     /// The server answered this status (408, 429, 5xx by default).
     Status(StatusCode),
-    /// The attempt timed out: the per-attempt `tower::timeout`, or the HTTP client's own timeout.
+    /// The attempt timed out: the per-attempt `tower::timeout`, or the HTTP client's own
+    /// timeout. The request may have reached the server, which may still be working on it:
+    /// resent only with [`retry_on_timeout`](crate::RetryConfigBuilder::retry_on_timeout).
     Timeout,
-    /// The connection could not be made.
+    /// The connection could not be made (refused, DNS, TLS handshake, connect timeout): the
+    /// request was not sent, so it is always safe to send.
     Connect,
-    /// The connection failed while the request was being sent or the answer awaited.
+    /// The connection failed while the request was being sent or the answer awaited: it may
+    /// have reached the server. Resent only with
+    /// [`retry_ambiguous`](crate::RetryConfigBuilder::retry_ambiguous).
     Network,
-    /// No token could be obtained (IAM unavailable or unreachable).
+    /// No token could be obtained, and the token manager had not retried it
+    /// ([`classify_token`](crate::classify_token)).
     Token(TokenErrorKind),
     /// An error a custom [`Classify`](crate::Classify) called transient but this crate does
     /// not recognise.

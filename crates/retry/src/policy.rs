@@ -12,29 +12,37 @@ use tower::retry::budget::TpsBudget;
 use crate::backoff::ScheduleState;
 use crate::classify::{Classify, DefaultClassifier, Retryable, error_reason};
 use crate::config::RetryConfig;
+use crate::error_body::ErrorBody;
 use crate::future::Delay;
 use crate::observe::RetryReason;
 use crate::retry_after::retry_after;
-use crate::shared::{Failure, Shared};
+use crate::shared::{Failure, GiveUp, Shared};
 
 /// The retry policy of [`RetryLayer`](crate::RetryLayer), for `tower::retry::Retry`.
 ///
 /// For requests `http::Request<B>` with a cloneable body (`Bytes`), responses
 /// `http::Response<B>` with any body, errors [`BoxError`]. After each attempt:
 ///
-/// 1. a success, or a failure [`C`](Classify) calls fatal, is returned as it is;
-/// 2. no retry once [`max_attempts`](crate::RetryConfigBuilder::max_attempts) were made;
-/// 3. the wait is the backoff, or the server's `Retry-After` / `retry-after-ms` if longer
-///    (cut to [`max_retry_after`](crate::RetryConfigBuilder::max_retry_after));
-/// 4. if a [`deadline`](crate::RetryConfigBuilder::deadline) is set and the wait would not end
+/// 1. a success, or a failure [`C`](Classify) calls fatal, is returned as it is (an answer
+///    is classified with its buffered [`ErrorBody`], when the transport left one);
+/// 2. a timeout or a connection lost after the request may have reached the server is
+///    returned unless [`retry_on_timeout`](crate::RetryConfigBuilder::retry_on_timeout) /
+///    [`retry_ambiguous`](crate::RetryConfigBuilder::retry_ambiguous) allow a resend;
+/// 3. an answer asking for a longer wait than
+///    [`max_retry_after`](crate::RetryConfigBuilder::max_retry_after) is returned at once,
+///    marked with a [`RetryAfterTooLong`](crate::RetryAfterTooLong) extension (unless
+///    [`LongRetryAfter::RetryEarly`](crate::LongRetryAfter::RetryEarly));
+/// 4. no retry once [`max_attempts`](crate::RetryConfigBuilder::max_attempts) were made;
+/// 5. the wait is the backoff, or the server's `Retry-After` / `retry-after-ms` if longer;
+/// 6. if a [`deadline`](crate::RetryConfigBuilder::deadline) is set and the wait would not end
 ///    before it, the last answer is returned now;
-/// 5. the retry must be allowed by the [`TpsBudget`] shared by every clone, into which every
+/// 7. the retry must be allowed by the [`TpsBudget`] shared by every clone, into which every
 ///    request pays when it is first sent;
-/// 6. the retry is announced (a `tracing` event and each [`RetryObserver`](crate::RetryObserver))
+/// 8. the retry is announced (a `tracing` event and each [`RetryObserver`](crate::RetryObserver))
 ///    and made after the wait.
 ///
-/// Only the response head is looked at: a streamed body (SSE) is retried only if the head says
-/// so, never after the body has started.
+/// Only the response head (and an [`ErrorBody`] the transport buffered) is looked at: a
+/// streamed body (SSE) is retried only if the head says so, never after the body has started.
 ///
 /// tower clones the policy for each request; the clone holds that request's attempt count,
 /// start time (tokio's clock) and place in the backoff schedule. Everything else is shared.
@@ -115,7 +123,9 @@ where
         let failure = match result {
             Ok(response) => {
                 let (status, headers) = (response.status(), response.headers());
-                match self.classifier.classify_response(status, headers) {
+                let body = response.extensions().get::<ErrorBody>();
+                let body = body.map(|body| &body.bytes()[..]);
+                match self.classifier.classify_answer(status, headers, body) {
                     Some(Retryable::Transient) => Failure {
                         reason: RetryReason::Status(status),
                         retry_after: retry_after(headers, shared.config.clock.now()),
@@ -142,14 +152,25 @@ where
         let started = *session.started.get_or_insert_with(Instant::now);
         let attempts = session.attempts + 1;
         let schedule = &mut session.schedule;
-        let delay = shared.decide(attempts, started.elapsed(), failure, || {
+        let decision = shared.decide(attempts, started.elapsed(), failure, || {
             shared
                 .config
                 .schedule
                 .next(attempts - 1, schedule, &shared.rng)
-        })?;
-        session.attempts = attempts;
-        Some(Delay::new(delay))
+        });
+        match decision {
+            Ok(delay) => {
+                session.attempts = attempts;
+                Some(Delay::new(delay))
+            }
+            Err(GiveUp::RetryAfterTooLong(too_long)) => {
+                if let Ok(response) = result {
+                    response.extensions_mut().insert(too_long);
+                }
+                None
+            }
+            Err(GiveUp::Other) => None,
+        }
     }
 
     fn clone_request(&mut self, request: &Request<ReqBody>) -> Option<Request<ReqBody>> {

@@ -12,6 +12,7 @@ use tower::retry::budget::TpsBudget;
 
 use crate::classify::{Classify, DefaultClassifier, Retryable, error_reason};
 use crate::config::RetryConfig;
+use crate::error_body::ErrorBody;
 use crate::observe::RetryReason;
 use crate::retry_after::retry_after;
 use crate::shared::{Failure, Shared};
@@ -46,7 +47,11 @@ thread_local! {
 /// - the deadline is measured on the wall clock ([`Clock`](crate::Clock)), from the time
 ///   reqwest-retry records, and the wait is the time until `execute_after`, which reqwest-retry
 ///   reckons with `SystemTime::now()`: in this stack the clock must be the real one.
-/// - a `backoff` crate schedule (feature `backoff`) is replayed from its start for each retry.
+/// - a `backoff` crate schedule (feature `backoff`) is replayed from its start for each retry;
+/// - an answer not retried because its `Retry-After` is too long is handed back without the
+///   [`RetryAfterTooLong`](crate::RetryAfterTooLong) mark (reqwest-retry does not let the
+///   policy touch it), and an [`ErrorBody`] is only seen if a middleware below put one in the
+///   response's extensions (none does by default, so a quota-exhausted 429 is retried).
 #[derive(Debug, Clone)]
 pub struct ReqwestRetryPolicy {
     shared: Arc<Shared>,
@@ -153,9 +158,11 @@ where
         let (class, reason) = match result {
             Ok(response) => {
                 let status = response.status();
+                let body = response.extensions().get::<ErrorBody>();
+                let body = body.map(|body| &body.bytes()[..]);
                 let class = self
                     .classifier
-                    .classify_response(status, response.headers());
+                    .classify_answer(status, response.headers(), body);
                 (class, RetryReason::Status(status))
             }
             Err(error) => (
@@ -205,6 +212,8 @@ impl retry_policies::RetryPolicy for ReqwestRetryPolicy {
                 .schedule
                 .next_stateless(n_past_retries, &shared.rng)
         });
+        // reqwest-retry hands the answer back unchanged: no `RetryAfterTooLong` mark here.
+        let delay = delay.ok();
         match delay.and_then(|delay| now.checked_add(delay)) {
             Some(execute_after) => RetryDecision::Retry { execute_after },
             None => RetryDecision::DoNotRetry,

@@ -56,6 +56,65 @@ impl fmt::Debug for dyn Clock {
     }
 }
 
+/// What the policy does when the server asks for a longer wait than
+/// [`max_retry_after`](crate::RetryConfigBuilder::max_retry_after).
+///
+/// The default, [`Fail`](Self::Fail), because a retry before the server's time is most likely
+/// refused again (another 429 that also counts against the rate limit), and a caller blocked
+/// for a wait it cannot see is worse off than one told how long to wait. openai-python does
+/// the same (`_should_retry`: no retry when `Retry-After` exceeds its two-minute maximum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum LongRetryAfter {
+    /// Do not retry: hand the answer back at once, with a [`RetryAfterTooLong`] in its
+    /// extensions saying how long the server asked for. The default.
+    #[default]
+    Fail,
+    /// Wait `max_retry_after` and retry anyway, earlier than the server asked.
+    RetryEarly,
+}
+
+/// Put by [`RetryPolicy`](crate::RetryPolicy) into the extensions of an answer it did not
+/// retry because the server asked for a longer wait than
+/// [`max_retry_after`](crate::RetryConfigBuilder::max_retry_after) (with
+/// [`LongRetryAfter::Fail`]), so that the caller can say how long to wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use evolution_retry::RetryAfterTooLong;
+///
+/// # let response = http::Response::new(());
+/// if let Some(too_long) = response.extensions().get::<RetryAfterTooLong>() {
+///     println!("come back in {:?}", too_long.retry_after());
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfterTooLong {
+    pub(crate) retry_after: Duration,
+    pub(crate) max_retry_after: Duration,
+}
+
+impl RetryAfterTooLong {
+    /// The mark for an answer asking for `retry_after` when at most `max_retry_after` was
+    /// allowed (for a policy of your own that gives up the same way).
+    pub fn new(retry_after: Duration, max_retry_after: Duration) -> Self {
+        Self {
+            retry_after,
+            max_retry_after,
+        }
+    }
+
+    /// How long the server asked to wait (`Retry-After` or `retry-after-ms`).
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// The longest wait the policy was allowed to make.
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+}
+
 /// How long the server asks the client to wait, from `headers` read at wall-clock time `now`.
 ///
 /// `retry-after-ms` wins over `Retry-After` when both parse, being the more precise. A date in
@@ -84,8 +143,8 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 /// asctime) turned into a delay from `now`.
 ///
 /// Seconds may carry a fraction (`"1.5"`), as some servers send; signs, exponents and
-/// non-numbers are refused. A value too large for a [`Duration`] saturates (the policy caps
-/// it anyway).
+/// non-numbers are refused. A value too large for a [`Duration`] saturates (beyond any
+/// `max_retry_after`).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};

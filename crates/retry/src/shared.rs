@@ -9,6 +9,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use crate::backoff::JitterRng;
 use crate::config::RetryConfig;
 use crate::observe::{RetryEvent, RetryReason};
+use crate::retry_after::{LongRetryAfter, RetryAfterTooLong};
 
 /// Shared by every clone of a [`RetryPolicy`](crate::RetryPolicy) or of a reqwest policy and
 /// its strategy.
@@ -17,6 +18,16 @@ pub(crate) struct Shared {
     pub(crate) config: RetryConfig,
     pub(crate) budget: Arc<TpsBudget>,
     pub(crate) rng: JitterRng,
+}
+
+/// Why a transient failure is not retried, when the caller may want to know: the other
+/// reasons (attempts, budget, deadline, settings) are only logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GiveUp {
+    /// The server asked for a longer wait than allowed ([`LongRetryAfter::Fail`]).
+    RetryAfterTooLong(RetryAfterTooLong),
+    /// Any other reason.
+    Other,
 }
 
 /// A transient failure, as the policy saw it.
@@ -48,7 +59,7 @@ impl Shared {
     }
 
     /// Whether to retry after the `attempts`-th attempt failed transiently, `elapsed` after the
-    /// first attempt started; `Some(wait)` if so. `backoff` gives the schedule's next delay and
+    /// first attempt started: `Ok(wait)` if so. `backoff` gives the schedule's next delay and
     /// is only asked once the attempt limit allows a retry.
     ///
     /// The checks run cheapest and least consequential first; the budget is only charged for a
@@ -59,21 +70,47 @@ impl Shared {
         elapsed: Duration,
         failure: Failure,
         backoff: impl FnOnce() -> Option<Duration>,
-    ) -> Option<Duration> {
+    ) -> Result<Duration, GiveUp> {
         let config = &self.config;
         let reason = failure.reason;
+        // A request that may have reached the server: resending it may run it twice.
+        let resend_off = match reason {
+            RetryReason::Timeout => !config.retry_on_timeout,
+            RetryReason::Network => !config.retry_ambiguous,
+            _ => false,
+        };
+        if resend_off {
+            tracing::debug!(
+                attempts,
+                %reason,
+                "not retrying: the request may have reached the server, and resending it is off"
+            );
+            return Err(GiveUp::Other);
+        }
+        // Before the attempt limit, so that the last answer too says how long to wait.
+        let asked = failure.retry_after.unwrap_or_default();
+        if asked > config.max_retry_after && config.long_retry_after == LongRetryAfter::Fail {
+            tracing::debug!(
+                attempts,
+                %reason,
+                ?asked,
+                max = ?config.max_retry_after,
+                "not retrying: the server asks for a longer wait than max_retry_after"
+            );
+            return Err(GiveUp::RetryAfterTooLong(RetryAfterTooLong {
+                retry_after: asked,
+                max_retry_after: config.max_retry_after,
+            }));
+        }
         if attempts >= config.max_attempts {
             tracing::debug!(attempts, %reason, "not retrying: attempts used up");
-            return None;
+            return Err(GiveUp::Other);
         }
         let Some(backoff) = backoff() else {
             tracing::debug!(attempts, %reason, "not retrying: the backoff schedule ended");
-            return None;
+            return Err(GiveUp::Other);
         };
-        let delay = match failure.retry_after {
-            Some(asked) => backoff.max(asked.min(config.max_retry_after)),
-            None => backoff,
-        };
+        let delay = backoff.max(asked.min(config.max_retry_after));
         if let Some(deadline) = config.deadline
             && elapsed.saturating_add(delay) >= deadline
         {
@@ -85,11 +122,11 @@ impl Shared {
                 ?deadline,
                 "not retrying: the wait would not end before the deadline"
             );
-            return None;
+            return Err(GiveUp::Other);
         }
         if !self.budget.withdraw() {
             tracing::debug!(attempts, %reason, "not retrying: the retry budget is exhausted");
-            return None;
+            return Err(GiveUp::Other);
         }
         let event = RetryEvent {
             attempt: attempts + 1,
@@ -105,6 +142,6 @@ impl Shared {
         for observer in &config.observers {
             observer.on_retry(&event);
         }
-        Some(delay)
+        Ok(delay)
     }
 }

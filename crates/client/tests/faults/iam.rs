@@ -8,12 +8,13 @@ use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
 use crate::{
-    ATTEMPTS, FETCH_ATTEMPTS, KEY, break_route, builder, client, echo, emulator, heal, says, seen,
+    FETCH_ATTEMPTS, KEY, break_route, builder, client, echo, emulator, heal, says, seen,
     token_error,
 };
 
-/// IAM answers 503 to everything: the call fails with `Unavailable` after 3 client attempts
-/// of 3 IAM requests each, no API request is made, and the client recovers with IAM.
+/// IAM answers 503 to everything: the call fails with `Unavailable` after one refresh of 3 IAM
+/// requests (the token manager's retries; the retry layer does not multiply them), no API
+/// request is made, and the client recovers with IAM.
 #[tokio::test(start_paused = true)]
 async fn iam_down_at_start() {
     let emu = emulator().await;
@@ -40,12 +41,13 @@ async fn iam_down_at_start() {
             "try again later, or check the auth URL",
         ],
     );
-    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS, 0));
-    assert_eq!(llm.stats().failed_refreshes, ATTEMPTS);
+    assert_eq!(seen(&emu), (FETCH_ATTEMPTS, 0));
+    assert_eq!(llm.stats().failed_refreshes, 1);
+    assert_eq!(llm.stats().retries, 0);
 
     heal(&emu);
     assert_eq!(llm.invoke("hi").await.unwrap(), echo(KEY, "hi"));
-    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS + 1, 1));
+    assert_eq!(seen(&emu), (FETCH_ATTEMPTS + 1, 1));
 }
 
 /// IAM goes down once a token is cached: calls keep succeeding with it through the
@@ -98,7 +100,7 @@ async fn iam_down_during_refresh_with_a_valid_token() {
     );
     assert!(llm.token_manager().info().has_token);
 
-    // Expired: now the call fails, after 3 attempts of one refresh each.
+    // Expired: now the call fails, after one refresh (not retried by the retry layer).
     sleep_until(start + Duration::from_secs(3601)).await;
     let error = llm.invoke("expired").await.unwrap_err();
     assert!(
@@ -114,21 +116,18 @@ async fn iam_down_during_refresh_with_a_valid_token() {
     );
     assert_eq!(
         seen(&emu),
-        (iam_in_buffer + ATTEMPTS * FETCH_ATTEMPTS, ok),
+        (iam_in_buffer + FETCH_ATTEMPTS, ok),
         "no API request without a token"
     );
 
     heal(&emu);
     assert_eq!(llm.invoke("back").await.unwrap(), echo(KEY, "back"));
-    assert_eq!(
-        seen(&emu),
-        (iam_in_buffer + ATTEMPTS * FETCH_ATTEMPTS + 1, ok + 1)
-    );
+    assert_eq!(seen(&emu), (iam_in_buffer + FETCH_ATTEMPTS + 1, ok + 1));
     assert_eq!(emu.stats().chat_status(401), 0, "no expired token was sent");
 }
 
 /// IAM answers after 30 s, beyond the 10 s fetch timeout: each IAM request is abandoned at
-/// 10 s, the call fails with `TokenError::Timeout` after 3 × 3 of them.
+/// 10 s, the call fails with `TokenError::Timeout` after the one refresh's 3 of them.
 #[tokio::test(start_paused = true)]
 async fn iam_slow_beyond_the_fetch_timeout() {
     let emu = emulator().await;
@@ -155,12 +154,11 @@ async fn iam_slow_beyond_the_fetch_timeout() {
             "check the network, or raise the fetch timeout",
         ],
     );
-    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS, 0));
-    // 9 fetches of 10 s, plus at most 3 × (0.2 + 0.4) s of IAM backoff and 1 + 2 s of
-    // client backoff.
+    assert_eq!(seen(&emu), (FETCH_ATTEMPTS, 0));
+    // 3 fetches of 10 s, plus at most 0.2 + 0.4 s of IAM backoff; no client backoff.
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_secs(90) && elapsed <= Duration::from_secs(95),
+        elapsed >= Duration::from_secs(30) && elapsed <= Duration::from_secs(31),
         "{elapsed:?}"
     );
 
@@ -168,12 +166,12 @@ async fn iam_slow_beyond_the_fetch_timeout() {
     // Requests abandoned by the client are still in the emulator's hands; give them time.
     tokio::time::sleep(Duration::from_secs(30)).await;
     llm.invoke("hi").await.unwrap();
-    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS + 1, 1));
+    assert_eq!(seen(&emu), (FETCH_ATTEMPTS + 1, 1));
 }
 
 /// Bursts of 429 and 5xx from IAM: shorter than one refresh's 3 attempts, they are invisible;
-/// longer, the client's retry starts another refresh; longer than both, the call fails with
-/// the last status.
+/// longer, the call fails with the last status (the retry layer does not start another
+/// refresh), and the next call refreshes again.
 #[tokio::test(start_paused = true)]
 async fn iam_429_and_5xx_bursts() {
     // Within one refresh.
@@ -188,25 +186,14 @@ async fn iam_429_and_5xx_bursts() {
     assert_eq!(emu.stats().iam_status(429), 1);
     assert_eq!(emu.stats().iam_status(500), 1);
 
-    // Across two refreshes: the first fails after 3, the client's second attempt refreshes again.
+    // Longer than one refresh: the call fails with the last status after 3 IAM requests, and
+    // the next call's refresh meets the end of the burst and succeeds.
     let emu = emulator().await;
     for code in [502, 503, 504, 429] {
         emu.push_fault(Route::Iam, Fault::status(code));
     }
     let llm = client(&emu);
-    assert_eq!(llm.invoke("b").await.unwrap(), echo(KEY, "b"));
-    assert_eq!(seen(&emu), (5, 1));
-    assert_eq!(llm.stats().failed_refreshes, 1);
-    assert_eq!(llm.stats().successful_refreshes, 1);
-    assert_eq!(llm.stats().retries, 1);
-
-    // Longer than every attempt: the last status is reported.
-    let emu = emulator().await;
-    for code in [500, 502, 503, 429, 500, 502, 503, 429, 504] {
-        emu.push_fault(Route::Iam, Fault::status(code));
-    }
-    let llm = client(&emu);
-    let error = llm.invoke("c").await.unwrap_err();
+    let error = llm.invoke("b").await.unwrap_err();
     assert!(
         matches!(
             token_error(&error),
@@ -218,9 +205,13 @@ async fn iam_429_and_5xx_bursts() {
         &error.to_string(),
         &["504 Gateway Timeout", "after 3 attempt(s)"],
     );
-    assert_eq!(seen(&emu), (9, 0));
-    assert_eq!(llm.invoke("d").await.unwrap(), echo(KEY, "d"));
-    assert_eq!(seen(&emu), (10, 1));
+    assert_eq!(seen(&emu), (3, 0));
+    assert_eq!(llm.stats().retries, 0);
+    assert_eq!(llm.invoke("c").await.unwrap(), echo(KEY, "c"));
+    assert_eq!(seen(&emu), (5, 1));
+    assert_eq!(emu.stats().iam_status(429), 1);
+    assert_eq!(llm.stats().failed_refreshes, 1);
+    assert_eq!(llm.stats().successful_refreshes, 1);
 }
 
 /// Every kind of unusable 200 answer from IAM is an `InvalidResponse` naming what was wrong,

@@ -6,7 +6,8 @@
 //! check, and how many IAM and API requests the emulator saw. Counts follow from the defaults:
 //! the client makes 3 attempts per call (`RetryConfig::default()`), and every token refresh
 //! makes up to 3 IAM requests (`DEFAULT_FETCH_ATTEMPTS`) on 408/429/5xx, network errors and
-//! timeouts, none on 401/403 or an unusable answer.
+//! timeouts, none on 401/403 or an unusable answer. A call that fails for want of a token is
+//! not retried by the client: the refresh has already retried IAM (one schedule, not 3 × 3).
 //!
 //! Time-dependent rows run on tokio's paused clock, which jumps ahead whenever the runtime is
 //! idle waiting on a timer (backoffs, emulator delays, timeouts).
@@ -17,6 +18,7 @@ mod deadlines;
 mod iam;
 mod security;
 mod streams;
+mod retries;
 mod transport;
 
 use std::time::Duration;

@@ -79,6 +79,33 @@ async fn a_transient_iam_error_does_not_switch() {
     assert_idle(&mut b).await;
 }
 
+/// IAM is shared by both keys: an IAM outage (already retried by the token manager) is not
+/// the endpoint's, and switching would only repeat the IAM requests with the backup's key.
+#[tokio::test(start_paused = true)]
+async fn an_iam_outage_does_not_switch_with_endpoint_fallback() {
+    let (service, mut p, mut b) = mocks_with(EndpointFailure);
+    let pending = call(&service, "hi");
+    fail(
+        &mut p,
+        TokenError::Unavailable {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            attempts: 3,
+            auth_url: Arc::from("http://iam.test"),
+        },
+    )
+    .await;
+    // Bounded: a switch would leave the call waiting on the (silent) backup.
+    let error = tokio::time::timeout(std::time::Duration::from_secs(60), pending)
+        .await
+        .expect("no switch to the backup")
+        .unwrap()
+        .unwrap_err();
+    assert!(error.downcast_ref::<TokenError>().unwrap().is_transient());
+    assert!(service.handle().using_primary());
+    assert_eq!(service.handle().switches(), 0);
+    assert_idle(&mut b).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_5xx_from_the_primary_does_not_switch_by_default() {
     let (service, mut p, mut b) = mocks();

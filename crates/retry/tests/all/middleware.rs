@@ -71,6 +71,21 @@ async fn middleware_waits_for_retry_after() {
     assert!(gaps[0] >= Duration::from_secs(1), "{gaps:?}");
 }
 
+/// The same decision as the tower layer: a wait beyond `max_retry_after` is not made.
+#[tokio::test(start_paused = true)]
+async fn middleware_does_not_retry_a_retry_after_beyond_the_cap() {
+    let emu = emulator().await;
+    emu.push_fault(
+        Route::Chat,
+        Fault::status(429).with_header("retry-after", "3600"),
+    );
+    let client = client(&emu, RetryConfig::default(), Attempts::default());
+    let started = tokio::time::Instant::now();
+    assert_eq!(chat(&client, &emu).await.status(), 429);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(emu.stats().chat_requests, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn middleware_does_not_retry_a_400() {
     let emu = emulator().await;

@@ -1,6 +1,8 @@
 use std::time::{Duration, SystemTime};
 
-use evolution_retry::{Jitter, RetryConfig};
+use evolution_retry::{
+    DEFAULT_MAX_RETRY_AFTER, Jitter, LongRetryAfter, RetryAfterTooLong, RetryConfig,
+};
 
 use crate::{Events, run, status, status_with};
 
@@ -67,17 +69,56 @@ async fn honours_retry_after_ms() {
     assert_eq!(outcome.gaps(), [Duration::from_millis(2500)]);
 }
 
+/// The server asks for an hour, beyond `max_retry_after` (60 s): no retry at all, no wait,
+/// and the answer says how long the server asked for.
 #[tokio::test(start_paused = true)]
-async fn retry_after_is_capped() {
+async fn a_retry_after_beyond_the_cap_is_not_retried() {
     let events = Events::default();
     let config = builder().observer(events.observer()).build().unwrap();
+    for (name, value) in [("retry-after", "3600"), ("retry-after-ms", "3600000")] {
+        let outcome = run(config.clone(), [status_with(429, name, value), status(200)]).await;
+        assert_eq!(outcome.attempts.len(), 1, "{name}");
+        assert_eq!(outcome.returned, outcome.attempts[0], "no wait");
+        let response = outcome.result.unwrap();
+        assert_eq!(response.status(), 429);
+        let too_long = response.extensions().get::<RetryAfterTooLong>().unwrap();
+        assert_eq!(too_long.retry_after(), Duration::from_secs(3600));
+        assert_eq!(too_long.max_retry_after(), DEFAULT_MAX_RETRY_AFTER);
+    }
+    assert!(events.take().is_empty());
+
+    // Even on the last attempt, the answer says how long the server asked for.
+    let outcome = run(
+        builder().max_attempts(1).build().unwrap(),
+        [status_with(503, "retry-after", "61")],
+    )
+    .await;
+    let response = outcome.result.unwrap();
+    assert!(response.extensions().get::<RetryAfterTooLong>().is_some());
+
+    // Up to the cap, the wait is made.
+    let outcome = run(config, [status_with(429, "retry-after", "60"), status(200)]).await;
+    assert_eq!(outcome.gaps(), [Duration::from_secs(60)]);
+}
+
+/// `LongRetryAfter::RetryEarly`: the wait is cut to the cap and the request retried.
+#[tokio::test(start_paused = true)]
+async fn retry_early_cuts_the_wait_to_the_cap() {
+    let events = Events::default();
+    let config = builder()
+        .long_retry_after(LongRetryAfter::RetryEarly)
+        .observer(events.observer())
+        .build()
+        .unwrap();
     let outcome = run(
         config,
         [status_with(503, "retry-after", "3600"), status(200)],
     )
     .await;
-    assert_eq!(outcome.gaps(), [evolution_retry::DEFAULT_MAX_RETRY_AFTER]);
+    assert_eq!(outcome.gaps(), [DEFAULT_MAX_RETRY_AFTER]);
     assert_eq!(events.take()[0].delay, Duration::from_secs(60));
+    let response = outcome.result.unwrap();
+    assert!(response.extensions().get::<RetryAfterTooLong>().is_none());
 }
 
 #[tokio::test(start_paused = true)]
