@@ -248,8 +248,10 @@ fn recognise_io(error: &io::Error) -> Option<(Retryable, RetryReason)> {
 /// count while IAM is down, so these are [`Fatal`](Retryable::Fatal) for this layer — although
 /// the error still says it is transient ([`TokenError::is_transient`]): a caller may try again
 /// later. Wrong or forbidden credentials, a wrong auth URL and unusable IAM answers are fatal
-/// anyway. Only [`TokenError::Aborted`] (the refresh ended without an IAM answer) is
-/// [`Transient`](Retryable::Transient): the next attempt starts a new refresh.
+/// anyway. Two are [`Transient`](Retryable::Transient): [`TokenError::Aborted`] (the refresh
+/// ended without an IAM answer: the next attempt starts a new one) and
+/// [`TokenError::Deadline`] (the attempt's time ran out while its refresh was still running:
+/// the next attempt joins that same refresh, so IAM sees no extra request).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -268,7 +270,7 @@ fn recognise_io(error: &io::Error) -> Option<(Retryable, RetryReason)> {
 /// ```
 pub fn classify_token(error: &TokenError) -> Retryable {
     match error.kind() {
-        TokenErrorKind::Aborted => Retryable::Transient,
+        TokenErrorKind::Aborted | TokenErrorKind::Deadline => Retryable::Transient,
         _ => Retryable::Fatal,
     }
 }

@@ -16,9 +16,9 @@ mod api;
 mod concurrency;
 mod deadlines;
 mod iam;
+mod retries;
 mod security;
 mod streams;
-mod retries;
 mod transport;
 
 use std::time::Duration;

@@ -93,6 +93,24 @@ async fn an_aborted_refresh_is_retried() {
     );
 }
 
+/// The attempt's time ran out while its refresh was still running: the next attempt joins
+/// that refresh (no new IAM request), so the layer retries it.
+#[tokio::test(start_paused = true)]
+async fn a_token_wait_cut_by_the_attempts_deadline_is_retried() {
+    let events = Events::default();
+    let deadline = TokenError::Deadline {
+        limit: Duration::from_secs(5),
+        auth_url: Arc::from("http://iam.test/token"),
+    };
+    let outcome = run(config(&events), [error(deadline), status(200)]).await;
+    assert_eq!(outcome.attempts.len(), 2);
+    assert!(outcome.result.is_ok());
+    assert_eq!(
+        events.take()[0].reason,
+        RetryReason::Token(evolution_token::TokenErrorKind::Deadline)
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn token_errors_are_not_retried_when_fatal() {
     let fatal = [
