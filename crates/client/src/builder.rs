@@ -14,7 +14,8 @@ use evolution_token::{Credentials, TokenError, TokenManager, parse_endpoint_url}
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::HttpTransport;
-use crate::client::{EvolutionInference, Params};
+use crate::client::EvolutionInference;
+use crate::params::Params;
 use crate::stack::{self, EvolutionService, StackConfig, Transport};
 use crate::{Error, Result};
 
@@ -35,16 +36,6 @@ pub const ENV_BACKUP_SECRET: &str = "EVOLUTION_BACKUP_SECRET";
 /// Environment variable for the Redis URL of the shared token cache (`redis` feature).
 pub const ENV_REDIS_URL: &str = "EVOLUTION_REDIS_URL";
 
-/// `max_tokens` unless set (the reference SDK's default).
-pub const DEFAULT_MAX_TOKENS: u32 = 512;
-/// `temperature` unless set.
-pub const DEFAULT_TEMPERATURE: f64 = 1.0;
-/// `top_p` unless set.
-pub const DEFAULT_TOP_P: f64 = 1.0;
-/// `frequency_penalty` and `presence_penalty` unless set.
-pub const DEFAULT_PENALTY: f64 = 0.0;
-/// `n` unless set.
-pub const DEFAULT_N: u32 = 1;
 /// Limit for one attempt (the wait for a token and the resends included), unless set (the
 /// reference SDK's 60 s).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -96,16 +87,7 @@ impl Default for EvolutionInferenceBuilder {
             secret: None,
             base_url: None,
             auth_url: None,
-            params: Params {
-                model: String::new(),
-                max_tokens: DEFAULT_MAX_TOKENS,
-                temperature: DEFAULT_TEMPERATURE,
-                top_p: DEFAULT_TOP_P,
-                frequency_penalty: DEFAULT_PENALTY,
-                presence_penalty: DEFAULT_PENALTY,
-                stop: None,
-                n: DEFAULT_N,
-            },
+            params: Params::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             total_timeout: None,
             allow_insecure_http: false,
@@ -616,52 +598,6 @@ fn missing(field: &'static str, env: &str) -> Error {
         field,
         format!("it is not set: call .{field}(..) on the builder or set {env}"),
     )
-}
-
-impl Params {
-    fn validate(&self) -> Result<()> {
-        validate_generation(
-            self.max_tokens,
-            self.temperature,
-            self.top_p,
-            self.frequency_penalty,
-            self.presence_penalty,
-            self.n,
-        )
-    }
-}
-
-/// The ranges of the generation parameters, checked for the client's defaults and
-/// for each request's overrides alike.
-pub(crate) fn validate_generation(
-    max_tokens: u32,
-    temperature: f64,
-    top_p: f64,
-    frequency_penalty: f64,
-    presence_penalty: f64,
-    n: u32,
-) -> Result<()> {
-    fn range(field: &'static str, value: f64, min: f64, max: f64) -> Result<()> {
-        if (min..=max).contains(&value) {
-            Ok(())
-        } else {
-            Err(Error::config(
-                field,
-                format!("{value} is out of range: it must be between {min} and {max}"),
-            ))
-        }
-    }
-    range("temperature", temperature, 0.0, 2.0)?;
-    range("top_p", top_p, 0.0, 1.0)?;
-    range("frequency_penalty", frequency_penalty, -2.0, 2.0)?;
-    range("presence_penalty", presence_penalty, -2.0, 2.0)?;
-    if max_tokens == 0 {
-        return Err(Error::config("max_tokens", "must be at least 1"));
-    }
-    if n == 0 {
-        return Err(Error::config("n", "must be at least 1"));
-    }
-    Ok(())
 }
 
 impl fmt::Debug for EvolutionInferenceBuilder {
