@@ -10,7 +10,10 @@ use evolution_metrics::Metrics;
 use evolution_retry::RetryConfig;
 #[cfg(feature = "redis")]
 use evolution_token::store::{RedisStore, TokenStore};
-use evolution_token::{Credentials, TokenError, TokenManager, parse_endpoint_url};
+use evolution_token::{
+    Credentials, ENV_KEY_ID, ENV_SECRET, ENV_TOKEN_URL, TokenError, TokenManager,
+    parse_endpoint_url,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::HttpTransport;
@@ -19,21 +22,17 @@ use crate::params::Params;
 use crate::stack::{self, EvolutionService, StackConfig, Transport};
 use crate::{Error, Result};
 
-/// Environment variable for the key id.
-pub const ENV_KEY_ID: &str = "EVOLUTION_KEY_ID";
-/// Environment variable for the secret.
-pub const ENV_SECRET: &str = "EVOLUTION_SECRET";
 /// Environment variable for the API base URL (ending in `/v1`).
 pub const ENV_BASE_URL: &str = "EVOLUTION_BASE_URL";
 /// Environment variable for the model name.
 pub const ENV_MODEL: &str = "EVOLUTION_MODEL";
-/// Environment variable for the IAM token endpoint.
-pub const ENV_TOKEN_URL: &str = "EVOLUTION_TOKEN_URL";
 /// Environment variable for the backup key id.
 pub const ENV_BACKUP_KEY_ID: &str = "EVOLUTION_BACKUP_KEY_ID";
 /// Environment variable for the backup secret.
 pub const ENV_BACKUP_SECRET: &str = "EVOLUTION_BACKUP_SECRET";
 /// Environment variable for the Redis URL of the shared token cache (`redis` feature).
+// Not the token crate's `store::ENV_REDIS_URL`: that one exists only with the `redis` feature,
+// and without it this name is still read, to warn that the cache is off.
 pub const ENV_REDIS_URL: &str = "EVOLUTION_REDIS_URL";
 
 /// Limit for one attempt (the wait for a token and the resends included), unless set (the

@@ -43,8 +43,8 @@ pub mod trace;
 mod transport;
 
 pub use self::builder::{
-    DEFAULT_REQUEST_TIMEOUT, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_KEY_ID,
-    ENV_MODEL, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL, EvolutionInferenceBuilder,
+    DEFAULT_REQUEST_TIMEOUT, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_MODEL,
+    ENV_REDIS_URL, EvolutionInferenceBuilder,
 };
 pub use self::chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model,
@@ -61,6 +61,8 @@ pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
 pub use evolution_metrics::{self as metrics, Metrics, Stats};
 pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;
+// The key and IAM variables are named once, in the token crate, which reads them too.
+pub use evolution_token::{ENV_KEY_ID, ENV_SECRET, ENV_TOKEN_URL};
 
 // The README's Rust snippets compile as doctests of this crate.
 #[cfg(doctest)]
