@@ -168,31 +168,31 @@ impl EvolutionInferenceBuilder {
         self
     }
 
-    /// Maximum tokens to generate, at least 1. Defaults to 512.
+    /// Maximum tokens to generate, at least 1. Defaults to 512 ([`DEFAULT_MAX_TOKENS`](crate::DEFAULT_MAX_TOKENS)).
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
         self.params.max_tokens = max_tokens;
         self
     }
 
-    /// Sampling temperature, 0 to 2. Defaults to 1.0.
+    /// Sampling temperature, 0 to 2. Defaults to 1.0 ([`DEFAULT_TEMPERATURE`](crate::DEFAULT_TEMPERATURE)).
     pub fn temperature(mut self, temperature: f64) -> Self {
         self.params.temperature = temperature;
         self
     }
 
-    /// Nucleus sampling, 0 to 1. Defaults to 1.0.
+    /// Nucleus sampling, 0 to 1. Defaults to 1.0 ([`DEFAULT_TOP_P`](crate::DEFAULT_TOP_P)).
     pub fn top_p(mut self, top_p: f64) -> Self {
         self.params.top_p = top_p;
         self
     }
 
-    /// Frequency penalty, -2 to 2. Defaults to 0.0.
+    /// Frequency penalty, -2 to 2. Defaults to 0.0 ([`DEFAULT_PENALTY`](crate::DEFAULT_PENALTY)).
     pub fn frequency_penalty(mut self, penalty: f64) -> Self {
         self.params.frequency_penalty = penalty;
         self
     }
 
-    /// Presence penalty, -2 to 2. Defaults to 0.0.
+    /// Presence penalty, -2 to 2. Defaults to 0.0 ([`DEFAULT_PENALTY`](crate::DEFAULT_PENALTY)).
     pub fn presence_penalty(mut self, penalty: f64) -> Self {
         self.params.presence_penalty = penalty;
         self
@@ -204,7 +204,7 @@ impl EvolutionInferenceBuilder {
         self
     }
 
-    /// Number of choices, at least 1. Defaults to 1.
+    /// Number of choices, at least 1. Defaults to 1 ([`DEFAULT_N`](crate::DEFAULT_N)).
     pub fn n(mut self, n: u32) -> Self {
         self.params.n = n;
         self
@@ -215,7 +215,7 @@ impl EvolutionInferenceBuilder {
     /// and the resend to the backup key. A wait for a token cut by it ends in
     /// [`TokenError::Deadline`](evolution_token::TokenError::Deadline) (IAM did not
     /// answer), anything else in [`Error::Timeout`]. Reading a non-streamed body gets the
-    /// same limit again. Defaults to 60 seconds.
+    /// same limit again. Defaults to 60 seconds ([`DEFAULT_REQUEST_TIMEOUT`]).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -223,8 +223,11 @@ impl EvolutionInferenceBuilder {
 
     /// Limit for a whole call: every attempt and the waits between them (backoff,
     /// `Retry-After`). Defaults to none: the attempts' own limits bound it, and with
-    /// every setting at its default a call ends within 6 minutes (3 attempts of 60 s,
-    /// 2 waits of at most 60 s, 60 s to read the body).
+    /// every setting at its default a call ends within 6 minutes
+    /// ([`DEFAULT_MAX_ATTEMPTS`](evolution_retry::DEFAULT_MAX_ATTEMPTS) attempts of
+    /// [`DEFAULT_REQUEST_TIMEOUT`], the 2 waits between them of at most
+    /// [`DEFAULT_MAX_RETRY_AFTER`](evolution_retry::DEFAULT_MAX_RETRY_AFTER) each, and
+    /// [`DEFAULT_REQUEST_TIMEOUT`] again to read the body: 3 × 60 s + 2 × 60 s + 60 s).
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout = Some(timeout);
         self
@@ -261,7 +264,9 @@ impl EvolutionInferenceBuilder {
 
     /// How calls are retried. Defaults to [`RetryConfig::default()`]: 3 attempts,
     /// 1 s × 2ⁿ with full jitter capped at 30 s, `Retry-After` honoured, a retry budget
-    /// of 20% extra load shared by every clone of the client. With
+    /// of 20% extra load shared by every clone of the client (the `DEFAULT_*` constants of
+    /// [`evolution_retry`], such as
+    /// [`DEFAULT_MAX_ATTEMPTS`](evolution_retry::DEFAULT_MAX_ATTEMPTS)). With
     /// [`total_timeout`](Self::total_timeout) set and no deadline in `config`, the
     /// total timeout becomes the retry deadline.
     pub fn retry(mut self, config: RetryConfig) -> Self {
@@ -290,7 +295,9 @@ impl EvolutionInferenceBuilder {
     }
 
     /// When traffic returns from the backup key to the primary. Defaults to
-    /// [`Failback::After`] 5 minutes; [`Failback::Never`] is the reference's behaviour.
+    /// [`Failback::After`] 5 minutes
+    /// ([`DEFAULT_FAILBACK_INTERVAL`](evolution_fallback::DEFAULT_FAILBACK_INTERVAL));
+    /// [`Failback::Never`] is the reference's behaviour.
     pub fn failback(mut self, failback: Failback) -> Self {
         self.failback = failback;
         self
@@ -313,27 +320,31 @@ impl EvolutionInferenceBuilder {
         self
     }
 
-    /// See [`evolution_token::TokenManagerBuilder::refresh_buffer`]. Defaults to 30 seconds.
+    /// See [`evolution_token::TokenManagerBuilder::refresh_buffer`]. Defaults to 30 seconds
+    /// ([`DEFAULT_REFRESH_BUFFER`](evolution_token::DEFAULT_REFRESH_BUFFER)).
     pub fn refresh_buffer(mut self, buffer: Duration) -> Self {
         self.refresh_buffer = Some(buffer);
         self
     }
 
     /// See [`evolution_token::TokenManagerBuilder::fetch_timeout`]: the limit for one IAM
-    /// request. Defaults to 10 seconds.
+    /// request. Defaults to 10 seconds
+    /// ([`DEFAULT_FETCH_TIMEOUT`](evolution_token::DEFAULT_FETCH_TIMEOUT)).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = Some(timeout);
         self
     }
 
     /// See [`evolution_token::TokenManagerBuilder::fetch_attempts`]: IAM requests per
-    /// refresh on transient IAM failures. Defaults to 3.
+    /// refresh on transient IAM failures. Defaults to 3
+    /// ([`DEFAULT_FETCH_ATTEMPTS`](evolution_token::DEFAULT_FETCH_ATTEMPTS)).
     pub fn fetch_attempts(mut self, attempts: u32) -> Self {
         self.fetch_attempts = Some(attempts);
         self
     }
 
-    /// See [`evolution_token::TokenManagerBuilder::refresh_ahead`]. Defaults to 5 minutes.
+    /// See [`evolution_token::TokenManagerBuilder::refresh_ahead`]. Defaults to 5 minutes
+    /// ([`DEFAULT_REFRESH_AHEAD`](evolution_token::DEFAULT_REFRESH_AHEAD)).
     pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
         self.refresh_ahead = Some(ahead);
         self
