@@ -12,95 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use evolution_token::TokenManager;
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 
 use crate::event::{FallbackEvent, FallbackObserver};
+use crate::failback::Failback;
 use crate::policy::SwitchReason;
-
-/// How long traffic stays on the backup before one request probes the primary again: 5 minutes.
-///
-/// Long enough that a key that is really gone costs one extra request (and one IAM exchange)
-/// every few minutes, short enough that a key restored by an operator is used again soon.
-pub const DEFAULT_FAILBACK_INTERVAL: Duration = Duration::from_secs(5 * 60);
-
-/// One of the two services of a [`Fallback`](crate::Fallback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The first service, given to [`Fallback::new`](crate::Fallback::new) or to the layer.
-    Primary,
-    /// The second service.
-    Backup,
-}
-
-impl Side {
-    /// The other side.
-    pub fn other(self) -> Self {
-        match self {
-            Self::Primary => Self::Backup,
-            Self::Backup => Self::Primary,
-        }
-    }
-
-    /// `"primary"` or `"backup"`, stable for metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Primary => "primary",
-            Self::Backup => "backup",
-        }
-    }
-
-    fn bit(self) -> u64 {
-        match self {
-            Self::Primary => 0,
-            Self::Backup => 1,
-        }
-    }
-
-    fn from_bit(bit: u64) -> Self {
-        if bit & 1 == 0 {
-            Self::Primary
-        } else {
-            Self::Backup
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Self::Primary => 0,
-            Self::Backup => 1,
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Whether and when traffic goes back to the preferred side after a switch.
-///
-/// Defaults to `After(`[`DEFAULT_FAILBACK_INTERVAL`]`)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failback {
-    /// After this long on the backup (counted from the switch, or from the last failed probe),
-    /// one request probes the preferred side while all others keep using the backup. If the
-    /// probe succeeds traffic goes back; if not, the interval starts again and the probing
-    /// request is resent to the backup, so its caller does not see the failure.
-    ///
-    /// `Duration::ZERO` probes on the first request after every switch or failed probe.
-    After(Duration),
-    /// Stay on the backup until [`FallbackHandle::rotate`](crate::FallbackHandle::rotate) or
-    /// [`FallbackHandle::probe_now`](crate::FallbackHandle::probe_now): the reference SDK's
-    /// behaviour. The preferred side is still tried when the backup itself is rejected.
-    Never,
-}
-
-impl Default for Failback {
-    fn default() -> Self {
-        Self::After(DEFAULT_FAILBACK_INTERVAL)
-    }
-}
+use crate::side::Side;
 
 /// Where a side's key id comes from, for errors and logs. Never a secret.
 #[derive(Clone)]
@@ -138,14 +55,14 @@ impl Snapshot {
     };
 
     fn encode(self) -> u64 {
-        (self.generation << 2) | (self.preferred.bit() << 1) | self.active.bit()
+        (self.generation << 2) | (bit(self.preferred) << 1) | bit(self.active)
     }
 
     fn decode(word: u64) -> Self {
         Self {
             generation: word >> 2,
-            preferred: Side::from_bit(word >> 1),
-            active: Side::from_bit(word),
+            preferred: side(word >> 1),
+            active: side(word),
         }
     }
 
@@ -160,6 +77,23 @@ impl Snapshot {
             preferred,
             active,
         }
+    }
+}
+
+/// A side as one bit of the routing word.
+fn bit(side: Side) -> u64 {
+    match side {
+        Side::Primary => 0,
+        Side::Backup => 1,
+    }
+}
+
+/// The side a bit of the routing word names (its lowest bit; the rest is ignored).
+fn side(bit: u64) -> Side {
+    if bit & 1 == 0 {
+        Side::Primary
+    } else {
+        Side::Backup
     }
 }
 
