@@ -10,41 +10,31 @@ use evolution_metrics::Metrics;
 use evolution_retry::RetryConfig;
 #[cfg(feature = "redis")]
 use evolution_token::store::{RedisStore, TokenStore};
-use evolution_token::{Credentials, TokenError, TokenManager, parse_endpoint_url};
+use evolution_token::{
+    Credentials, ENV_KEY_ID, ENV_SECRET, ENV_TOKEN_URL, TokenError, TokenManager,
+    parse_endpoint_url,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::HttpTransport;
-use crate::client::{EvolutionInference, Params};
+use crate::client::EvolutionInference;
+use crate::params::Params;
 use crate::stack::{self, EvolutionService, StackConfig, Transport};
 use crate::{Error, Result};
 
-/// Environment variable for the key id.
-pub const ENV_KEY_ID: &str = "EVOLUTION_KEY_ID";
-/// Environment variable for the secret.
-pub const ENV_SECRET: &str = "EVOLUTION_SECRET";
 /// Environment variable for the API base URL (ending in `/v1`).
 pub const ENV_BASE_URL: &str = "EVOLUTION_BASE_URL";
 /// Environment variable for the model name.
 pub const ENV_MODEL: &str = "EVOLUTION_MODEL";
-/// Environment variable for the IAM token endpoint.
-pub const ENV_TOKEN_URL: &str = "EVOLUTION_TOKEN_URL";
 /// Environment variable for the backup key id.
 pub const ENV_BACKUP_KEY_ID: &str = "EVOLUTION_BACKUP_KEY_ID";
 /// Environment variable for the backup secret.
 pub const ENV_BACKUP_SECRET: &str = "EVOLUTION_BACKUP_SECRET";
 /// Environment variable for the Redis URL of the shared token cache (`redis` feature).
+// Not the token crate's `store::ENV_REDIS_URL`: that one exists only with the `redis` feature,
+// and without it this name is still read, to warn that the cache is off.
 pub const ENV_REDIS_URL: &str = "EVOLUTION_REDIS_URL";
 
-/// `max_tokens` unless set (the reference SDK's default).
-pub const DEFAULT_MAX_TOKENS: u32 = 512;
-/// `temperature` unless set.
-pub const DEFAULT_TEMPERATURE: f64 = 1.0;
-/// `top_p` unless set.
-pub const DEFAULT_TOP_P: f64 = 1.0;
-/// `frequency_penalty` and `presence_penalty` unless set.
-pub const DEFAULT_PENALTY: f64 = 0.0;
-/// `n` unless set.
-pub const DEFAULT_N: u32 = 1;
 /// Limit for one attempt (the wait for a token and the resends included), unless set (the
 /// reference SDK's 60 s).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -96,16 +86,7 @@ impl Default for EvolutionInferenceBuilder {
             secret: None,
             base_url: None,
             auth_url: None,
-            params: Params {
-                model: String::new(),
-                max_tokens: DEFAULT_MAX_TOKENS,
-                temperature: DEFAULT_TEMPERATURE,
-                top_p: DEFAULT_TOP_P,
-                frequency_penalty: DEFAULT_PENALTY,
-                presence_penalty: DEFAULT_PENALTY,
-                stop: None,
-                n: DEFAULT_N,
-            },
+            params: Params::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             total_timeout: None,
             allow_insecure_http: false,
@@ -187,31 +168,31 @@ impl EvolutionInferenceBuilder {
         self
     }
 
-    /// Maximum tokens to generate, at least 1. Defaults to 512.
+    /// Maximum tokens to generate, at least 1. Defaults to 512 ([`DEFAULT_MAX_TOKENS`](crate::DEFAULT_MAX_TOKENS)).
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
         self.params.max_tokens = max_tokens;
         self
     }
 
-    /// Sampling temperature, 0 to 2. Defaults to 1.0.
+    /// Sampling temperature, 0 to 2. Defaults to 1.0 ([`DEFAULT_TEMPERATURE`](crate::DEFAULT_TEMPERATURE)).
     pub fn temperature(mut self, temperature: f64) -> Self {
         self.params.temperature = temperature;
         self
     }
 
-    /// Nucleus sampling, 0 to 1. Defaults to 1.0.
+    /// Nucleus sampling, 0 to 1. Defaults to 1.0 ([`DEFAULT_TOP_P`](crate::DEFAULT_TOP_P)).
     pub fn top_p(mut self, top_p: f64) -> Self {
         self.params.top_p = top_p;
         self
     }
 
-    /// Frequency penalty, -2 to 2. Defaults to 0.0.
+    /// Frequency penalty, -2 to 2. Defaults to 0.0 ([`DEFAULT_PENALTY`](crate::DEFAULT_PENALTY)).
     pub fn frequency_penalty(mut self, penalty: f64) -> Self {
         self.params.frequency_penalty = penalty;
         self
     }
 
-    /// Presence penalty, -2 to 2. Defaults to 0.0.
+    /// Presence penalty, -2 to 2. Defaults to 0.0 ([`DEFAULT_PENALTY`](crate::DEFAULT_PENALTY)).
     pub fn presence_penalty(mut self, penalty: f64) -> Self {
         self.params.presence_penalty = penalty;
         self
@@ -223,7 +204,7 @@ impl EvolutionInferenceBuilder {
         self
     }
 
-    /// Number of choices, at least 1. Defaults to 1.
+    /// Number of choices, at least 1. Defaults to 1 ([`DEFAULT_N`](crate::DEFAULT_N)).
     pub fn n(mut self, n: u32) -> Self {
         self.params.n = n;
         self
@@ -234,7 +215,7 @@ impl EvolutionInferenceBuilder {
     /// and the resend to the backup key. A wait for a token cut by it ends in
     /// [`TokenError::Deadline`](evolution_token::TokenError::Deadline) (IAM did not
     /// answer), anything else in [`Error::Timeout`]. Reading a non-streamed body gets the
-    /// same limit again. Defaults to 60 seconds.
+    /// same limit again. Defaults to 60 seconds ([`DEFAULT_REQUEST_TIMEOUT`]).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -242,8 +223,11 @@ impl EvolutionInferenceBuilder {
 
     /// Limit for a whole call: every attempt and the waits between them (backoff,
     /// `Retry-After`). Defaults to none: the attempts' own limits bound it, and with
-    /// every setting at its default a call ends within 6 minutes (3 attempts of 60 s,
-    /// 2 waits of at most 60 s, 60 s to read the body).
+    /// every setting at its default a call ends within 6 minutes
+    /// ([`DEFAULT_MAX_ATTEMPTS`](evolution_retry::DEFAULT_MAX_ATTEMPTS) attempts of
+    /// [`DEFAULT_REQUEST_TIMEOUT`], the 2 waits between them of at most
+    /// [`DEFAULT_MAX_RETRY_AFTER`](evolution_retry::DEFAULT_MAX_RETRY_AFTER) each, and
+    /// [`DEFAULT_REQUEST_TIMEOUT`] again to read the body: 3 × 60 s + 2 × 60 s + 60 s).
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout = Some(timeout);
         self
@@ -280,7 +264,9 @@ impl EvolutionInferenceBuilder {
 
     /// How calls are retried. Defaults to [`RetryConfig::default()`]: 3 attempts,
     /// 1 s × 2ⁿ with full jitter capped at 30 s, `Retry-After` honoured, a retry budget
-    /// of 20% extra load shared by every clone of the client. With
+    /// of 20% extra load shared by every clone of the client (the `DEFAULT_*` constants of
+    /// [`evolution_retry`], such as
+    /// [`DEFAULT_MAX_ATTEMPTS`](evolution_retry::DEFAULT_MAX_ATTEMPTS)). With
     /// [`total_timeout`](Self::total_timeout) set and no deadline in `config`, the
     /// total timeout becomes the retry deadline.
     pub fn retry(mut self, config: RetryConfig) -> Self {
@@ -309,7 +295,9 @@ impl EvolutionInferenceBuilder {
     }
 
     /// When traffic returns from the backup key to the primary. Defaults to
-    /// [`Failback::After`] 5 minutes; [`Failback::Never`] is the reference's behaviour.
+    /// [`Failback::After`] 5 minutes
+    /// ([`DEFAULT_FAILBACK_INTERVAL`](evolution_fallback::DEFAULT_FAILBACK_INTERVAL));
+    /// [`Failback::Never`] is the reference's behaviour.
     pub fn failback(mut self, failback: Failback) -> Self {
         self.failback = failback;
         self
@@ -332,27 +320,31 @@ impl EvolutionInferenceBuilder {
         self
     }
 
-    /// See [`evolution_token::TokenManagerBuilder::refresh_buffer`]. Defaults to 30 seconds.
+    /// See [`evolution_token::TokenManagerBuilder::refresh_buffer`]. Defaults to 30 seconds
+    /// ([`DEFAULT_REFRESH_BUFFER`](evolution_token::DEFAULT_REFRESH_BUFFER)).
     pub fn refresh_buffer(mut self, buffer: Duration) -> Self {
         self.refresh_buffer = Some(buffer);
         self
     }
 
     /// See [`evolution_token::TokenManagerBuilder::fetch_timeout`]: the limit for one IAM
-    /// request. Defaults to 10 seconds.
+    /// request. Defaults to 10 seconds
+    /// ([`DEFAULT_FETCH_TIMEOUT`](evolution_token::DEFAULT_FETCH_TIMEOUT)).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = Some(timeout);
         self
     }
 
     /// See [`evolution_token::TokenManagerBuilder::fetch_attempts`]: IAM requests per
-    /// refresh on transient IAM failures. Defaults to 3.
+    /// refresh on transient IAM failures. Defaults to 3
+    /// ([`DEFAULT_FETCH_ATTEMPTS`](evolution_token::DEFAULT_FETCH_ATTEMPTS)).
     pub fn fetch_attempts(mut self, attempts: u32) -> Self {
         self.fetch_attempts = Some(attempts);
         self
     }
 
-    /// See [`evolution_token::TokenManagerBuilder::refresh_ahead`]. Defaults to 5 minutes.
+    /// See [`evolution_token::TokenManagerBuilder::refresh_ahead`]. Defaults to 5 minutes
+    /// ([`DEFAULT_REFRESH_AHEAD`](evolution_token::DEFAULT_REFRESH_AHEAD)).
     pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
         self.refresh_ahead = Some(ahead);
         self
@@ -616,52 +608,6 @@ fn missing(field: &'static str, env: &str) -> Error {
         field,
         format!("it is not set: call .{field}(..) on the builder or set {env}"),
     )
-}
-
-impl Params {
-    fn validate(&self) -> Result<()> {
-        validate_generation(
-            self.max_tokens,
-            self.temperature,
-            self.top_p,
-            self.frequency_penalty,
-            self.presence_penalty,
-            self.n,
-        )
-    }
-}
-
-/// The ranges of the generation parameters, checked for the client's defaults and
-/// for each request's overrides alike.
-pub(crate) fn validate_generation(
-    max_tokens: u32,
-    temperature: f64,
-    top_p: f64,
-    frequency_penalty: f64,
-    presence_penalty: f64,
-    n: u32,
-) -> Result<()> {
-    fn range(field: &'static str, value: f64, min: f64, max: f64) -> Result<()> {
-        if (min..=max).contains(&value) {
-            Ok(())
-        } else {
-            Err(Error::config(
-                field,
-                format!("{value} is out of range: it must be between {min} and {max}"),
-            ))
-        }
-    }
-    range("temperature", temperature, 0.0, 2.0)?;
-    range("top_p", top_p, 0.0, 1.0)?;
-    range("frequency_penalty", frequency_penalty, -2.0, 2.0)?;
-    range("presence_penalty", presence_penalty, -2.0, 2.0)?;
-    if max_tokens == 0 {
-        return Err(Error::config("max_tokens", "must be at least 1"));
-    }
-    if n == 0 {
-        return Err(Error::config("n", "must be at least 1"));
-    }
-    Ok(())
 }
 
 impl fmt::Debug for EvolutionInferenceBuilder {

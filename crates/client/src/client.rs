@@ -9,8 +9,8 @@ use http::{HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt;
 
 use crate::HttpTransport;
-use crate::builder::validate_generation;
 use crate::chat::{ModelList, WireRequest};
+use crate::params::{Params, validate_generation};
 use crate::stack::{Built, EvolutionService, StackConfig};
 use crate::stacks::Stacks;
 use crate::{
@@ -24,19 +24,6 @@ use serde::de::DeserializeOwned;
 
 /// Answers larger than this are refused instead of buffered.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-
-/// The client's generation parameters (the request body defaults).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Params {
-    pub(crate) model: String,
-    pub(crate) max_tokens: u32,
-    pub(crate) temperature: f64,
-    pub(crate) top_p: f64,
-    pub(crate) frequency_penalty: f64,
-    pub(crate) presence_penalty: f64,
-    pub(crate) stop: Option<Vec<String>>,
-    pub(crate) n: u32,
-}
 
 /// A client for Cloud.ru Evolution inference with automatic token management.
 ///

@@ -32,6 +32,7 @@ mod chat;
 mod client;
 mod error;
 mod error_body;
+mod params;
 mod recent_urls;
 #[cfg(feature = "rig")]
 pub mod rig;
@@ -43,9 +44,8 @@ pub mod trace;
 mod transport;
 
 pub use self::builder::{
-    DEFAULT_MAX_TOKENS, DEFAULT_N, DEFAULT_PENALTY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_KEY_ID, ENV_MODEL,
-    ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL, EvolutionInferenceBuilder,
+    DEFAULT_REQUEST_TIMEOUT, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_MODEL,
+    ENV_REDIS_URL, EvolutionInferenceBuilder,
 };
 pub use self::chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model,
@@ -53,12 +53,17 @@ pub use self::chat::{
 };
 pub use self::client::{EvolutionInference, MAX_RESPONSE_BYTES};
 pub use self::error::{Error, Result};
+pub use self::params::{
+    DEFAULT_MAX_TOKENS, DEFAULT_N, DEFAULT_PENALTY, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
+};
 pub use self::stream::{ChatStream, STREAM_ERROR_STATUS};
 pub use self::transport::{Body, HttpTransport};
 pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
 pub use evolution_metrics::{self as metrics, Metrics, Stats};
 pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;
+// The key and IAM variables are named once, in the token crate, which reads them too.
+pub use evolution_token::{ENV_KEY_ID, ENV_SECRET, ENV_TOKEN_URL};
 
 // The README's Rust snippets compile as doctests of this crate.
 #[cfg(doctest)]

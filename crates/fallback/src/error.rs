@@ -8,7 +8,7 @@ use evolution_token::{BoxError, TokenError};
 use http::StatusCode;
 
 use crate::policy::{SwitchReason, find_token_error};
-use crate::state::Side;
+use crate::side::Side;
 
 /// What one side failed with.
 #[derive(Debug, Clone)]

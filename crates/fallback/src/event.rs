@@ -1,7 +1,7 @@
 //! Events for observers (metrics, logs) of the switch state.
 
 use crate::policy::SwitchReason;
-use crate::state::Side;
+use crate::side::Side;
 
 /// A change of the side that serves, or a failed attempt to change it.
 ///

@@ -14,7 +14,8 @@ use tower_service::Service;
 use crate::error::{BothKeysRejected, KeyRejected, RejectionCause};
 use crate::policy::{Outcome, SwitchPolicy, SwitchReason};
 use crate::service::Sides;
-use crate::state::{ProbeGuard, Route, Shared, Side, Snapshot};
+use crate::side::Side;
+use crate::state::{ProbeGuard, Route, Shared, Snapshot};
 
 pin_project! {
     /// Response future of [`Fallback`](crate::Fallback).

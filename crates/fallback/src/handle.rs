@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::state::{Shared, Side};
+use crate::side::Side;
+use crate::state::Shared;
 
 /// A handle on the switch state of a [`Fallback`](crate::Fallback) (and of every clone of it,
 /// and of every service built by the same [`FallbackLayer`](crate::FallbackLayer)).

@@ -6,10 +6,11 @@ use evolution_token::TokenManager;
 use tower_layer::Layer;
 
 use crate::event::FallbackObserver;
+use crate::failback::Failback;
 use crate::handle::FallbackHandle;
 use crate::policy::{AuthFailure, SwitchPolicy};
 use crate::service::Fallback;
-use crate::state::{Failback, KeyId, Shared};
+use crate::state::{KeyId, Shared};
 
 /// Applies [`Fallback`]: the service it wraps is the primary, the one given here the backup.
 ///

@@ -64,15 +64,18 @@
 
 mod error;
 mod event;
+mod failback;
 pub mod future;
 mod handle;
 mod layer;
 mod policy;
 mod service;
+mod side;
 mod state;
 
 pub use self::error::{BothKeysRejected, KeyRejected, RejectionCause};
 pub use self::event::{FallbackEvent, FallbackObserver};
+pub use self::failback::{DEFAULT_FAILBACK_INTERVAL, Failback};
 pub use self::handle::FallbackHandle;
 pub use self::layer::FallbackLayer;
 pub use self::policy::{
@@ -80,4 +83,4 @@ pub use self::policy::{
     endpoint_failure,
 };
 pub use self::service::Fallback;
-pub use self::state::{DEFAULT_FAILBACK_INTERVAL, Failback, Side};
+pub use self::side::Side;

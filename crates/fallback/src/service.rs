@@ -8,10 +8,11 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::event::FallbackObserver;
+use crate::failback::Failback;
 use crate::future::ResponseFuture;
 use crate::handle::FallbackHandle;
 use crate::policy::{AuthFailure, SwitchPolicy};
-use crate::state::{Failback, KeyId, Shared};
+use crate::state::{KeyId, Shared};
 
 /// Sends to the active side; when the primary fails with what `Pol` calls a switch condition
 /// (by default a refused key: a 401/403 answer or an IAM 401/403), switches to the backup and

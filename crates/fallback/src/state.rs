@@ -12,95 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use evolution_token::TokenManager;
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 
 use crate::event::{FallbackEvent, FallbackObserver};
+use crate::failback::Failback;
 use crate::policy::SwitchReason;
-
-/// How long traffic stays on the backup before one request probes the primary again: 5 minutes.
-///
-/// Long enough that a key that is really gone costs one extra request (and one IAM exchange)
-/// every few minutes, short enough that a key restored by an operator is used again soon.
-pub const DEFAULT_FAILBACK_INTERVAL: Duration = Duration::from_secs(5 * 60);
-
-/// One of the two services of a [`Fallback`](crate::Fallback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The first service, given to [`Fallback::new`](crate::Fallback::new) or to the layer.
-    Primary,
-    /// The second service.
-    Backup,
-}
-
-impl Side {
-    /// The other side.
-    pub fn other(self) -> Self {
-        match self {
-            Self::Primary => Self::Backup,
-            Self::Backup => Self::Primary,
-        }
-    }
-
-    /// `"primary"` or `"backup"`, stable for metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Primary => "primary",
-            Self::Backup => "backup",
-        }
-    }
-
-    fn bit(self) -> u64 {
-        match self {
-            Self::Primary => 0,
-            Self::Backup => 1,
-        }
-    }
-
-    fn from_bit(bit: u64) -> Self {
-        if bit & 1 == 0 {
-            Self::Primary
-        } else {
-            Self::Backup
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Self::Primary => 0,
-            Self::Backup => 1,
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Whether and when traffic goes back to the preferred side after a switch.
-///
-/// Defaults to `After(`[`DEFAULT_FAILBACK_INTERVAL`]`)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failback {
-    /// After this long on the backup (counted from the switch, or from the last failed probe),
-    /// one request probes the preferred side while all others keep using the backup. If the
-    /// probe succeeds traffic goes back; if not, the interval starts again and the probing
-    /// request is resent to the backup, so its caller does not see the failure.
-    ///
-    /// `Duration::ZERO` probes on the first request after every switch or failed probe.
-    After(Duration),
-    /// Stay on the backup until [`FallbackHandle::rotate`](crate::FallbackHandle::rotate) or
-    /// [`FallbackHandle::probe_now`](crate::FallbackHandle::probe_now): the reference SDK's
-    /// behaviour. The preferred side is still tried when the backup itself is rejected.
-    Never,
-}
-
-impl Default for Failback {
-    fn default() -> Self {
-        Self::After(DEFAULT_FAILBACK_INTERVAL)
-    }
-}
+use crate::side::Side;
 
 /// Where a side's key id comes from, for errors and logs. Never a secret.
 #[derive(Clone)]
@@ -138,14 +55,14 @@ impl Snapshot {
     };
 
     fn encode(self) -> u64 {
-        (self.generation << 2) | (self.preferred.bit() << 1) | self.active.bit()
+        (self.generation << 2) | (bit(self.preferred) << 1) | bit(self.active)
     }
 
     fn decode(word: u64) -> Self {
         Self {
             generation: word >> 2,
-            preferred: Side::from_bit(word >> 1),
-            active: Side::from_bit(word),
+            preferred: side(word >> 1),
+            active: side(word),
         }
     }
 
@@ -160,6 +77,23 @@ impl Snapshot {
             preferred,
             active,
         }
+    }
+}
+
+/// A side as one bit of the routing word.
+fn bit(side: Side) -> u64 {
+    match side {
+        Side::Primary => 0,
+        Side::Backup => 1,
+    }
+}
+
+/// The side a bit of the routing word names (its lowest bit; the rest is ignored).
+fn side(bit: u64) -> Side {
+    if bit & 1 == 0 {
+        Side::Primary
+    } else {
+        Side::Backup
     }
 }
 
@@ -243,13 +177,15 @@ impl Shared {
         self.slow.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        Snapshot::decode(self.word.load(Ordering::Acquire))
+    /// The lock, if the state is still the one `seen` under it: of the reports made under one
+    /// generation (many requests failing at once) only the first changes anything.
+    fn lock_if_current(&self, seen: Snapshot) -> Option<MutexGuard<'_, Slow>> {
+        let slow = self.lock();
+        (self.snapshot() == seen).then_some(slow)
     }
 
-    /// Stores a new routing word; only under the lock.
-    fn store(&self, _slow: &MutexGuard<'_, Slow>, next: Snapshot) {
-        self.word.store(next.encode(), Ordering::Release);
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot::decode(self.word.load(Ordering::Acquire))
     }
 
     pub(crate) fn switches(&self) -> u64 {
@@ -307,63 +243,71 @@ impl Shared {
         }
     }
 
+    /// Makes `next` the routing word: the one transition behind a switch, a failback and a
+    /// rotation. Takes the lock's guard, so the word only changes under it, and releases it
+    /// before returning, so the caller logs and tells the observers without holding it.
+    ///
+    /// The failback clock restarts: running if `next` is on the backup, stopped if not.
+    fn change(&self, mut slow: MutexGuard<'_, Slow>, next: Snapshot) -> Changed {
+        self.word.store(next.encode(), Ordering::Release);
+        slow.restart(next.fallen_back());
+        Changed {
+            switches: self.switches.fetch_add(1, Ordering::Relaxed) + 1,
+            key: slow.key_id(next.active),
+            observers: Arc::clone(&slow.observers),
+        }
+    }
+
     /// The preferred side failed with `reason` under `seen`: move to the other side, unless
     /// another request (or a rotation) already changed the state. Returns whether it switched.
     pub(crate) fn switch_away(&self, seen: Snapshot, reason: SwitchReason) -> bool {
-        let mut slow = self.lock();
-        if self.snapshot() != seen || seen.fallen_back() {
+        let Some(slow) = self.lock_if_current(seen) else {
+            return false;
+        };
+        if seen.fallen_back() {
             return false;
         }
         let from = seen.active;
         let to = from.other();
-        self.store(&slow, seen.next(seen.preferred, to));
-        slow.restart(true);
-        let switches = self.switches.fetch_add(1, Ordering::Relaxed) + 1;
         let failed_key = slow.key_id(from);
-        let new_key = slow.key_id(to);
-        let observers = Arc::clone(&slow.observers);
-        drop(slow);
+        let changed = self.change(slow, seen.next(seen.preferred, to));
         tracing::warn!(
             %from,
             %to,
             reason = reason.as_str(),
             failed_key_id = failed_key.as_deref(),
-            new_key_id = new_key.as_deref(),
-            switches,
+            new_key_id = changed.key.as_deref(),
+            switches = changed.switches,
             "fallback: the {from} key failed ({reason}); switched to the {to} key"
         );
-        emit(&observers, &FallbackEvent::Switched { from, to, reason });
+        changed.emit(&FallbackEvent::Switched { from, to, reason });
         true
     }
 
     /// The preferred side answered well while traffic was on the backup under `seen`: go back.
     pub(crate) fn fail_back(&self, seen: Snapshot) -> bool {
-        let mut slow = self.lock();
-        if self.snapshot() != seen || !seen.fallen_back() {
+        let Some(slow) = self.lock_if_current(seen) else {
+            return false;
+        };
+        if !seen.fallen_back() {
             return false;
         }
         let to = seen.preferred;
-        self.store(&slow, seen.next(to, to));
-        slow.restart(false);
-        let switches = self.switches.fetch_add(1, Ordering::Relaxed) + 1;
-        let key = slow.key_id(to);
-        let observers = Arc::clone(&slow.observers);
-        drop(slow);
+        let changed = self.change(slow, seen.next(to, to));
         tracing::info!(
             %to,
-            key_id = key.as_deref(),
-            switches,
+            key_id = changed.key.as_deref(),
+            switches = changed.switches,
             "fallback: the {to} key works again; failed back to it"
         );
-        emit(&observers, &FallbackEvent::FailedBack { to });
+        changed.emit(&FallbackEvent::FailedBack { to });
         true
     }
 
     fn probe_failed(&self, seen: Snapshot, reason: Option<SwitchReason>) {
-        let mut slow = self.lock();
-        if self.snapshot() != seen {
+        let Some(mut slow) = self.lock_if_current(seen) else {
             return;
-        }
+        };
         slow.restart(true);
         let side = seen.preferred;
         let key = slow.key_id(side);
@@ -380,36 +324,45 @@ impl Shared {
 
     /// A probe ended without an answer (its future was dropped): let the next request probe.
     fn probe_abandoned(&self, seen: Snapshot) {
-        let mut slow = self.lock();
-        if self.snapshot() == seen {
+        if let Some(mut slow) = self.lock_if_current(seen) {
             slow.probing = false;
         }
     }
 
     /// Swaps the roles of the sides; the new preferred side serves at once.
     pub(crate) fn rotate(&self) -> Side {
-        let mut slow = self.lock();
+        let slow = self.lock();
         let seen = self.snapshot();
         let to = seen.preferred.other();
-        self.store(&slow, seen.next(to, to));
-        slow.restart(false);
-        let switches = self.switches.fetch_add(1, Ordering::Relaxed) + 1;
-        let key = slow.key_id(to);
-        let observers = Arc::clone(&slow.observers);
-        drop(slow);
+        let changed = self.change(slow, seen.next(to, to));
         tracing::info!(
             %to,
-            key_id = key.as_deref(),
-            switches,
+            key_id = changed.key.as_deref(),
+            switches = changed.switches,
             "fallback: rotated by hand; the {to} key is now preferred"
         );
-        emit(&observers, &FallbackEvent::Rotated { to });
+        changed.emit(&FallbackEvent::Rotated { to });
         to
     }
 
     /// Lets the next request probe the preferred side, whatever the failback setting.
     pub(crate) fn probe_now(&self) {
         self.lock().probe_requested = true;
+    }
+}
+
+/// What a change of the routing word leaves to report once the lock is released.
+struct Changed {
+    /// The number of changes so far, this one included.
+    switches: u64,
+    /// The key id of the side that now serves.
+    key: Option<Arc<str>>,
+    observers: Observers,
+}
+
+impl Changed {
+    fn emit(&self, event: &FallbackEvent) {
+        emit(&self.observers, event);
     }
 }
 
