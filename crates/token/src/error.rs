@@ -118,9 +118,32 @@ pub enum TokenError {
         /// What is wrong and what is expected.
         message: Arc<str>,
     },
-    /// The refresh task ended without an answer (the tokio runtime is shutting down).
-    #[error("the token refresh was aborted: the tokio runtime is shutting down")]
-    Aborted,
+    /// The refresh ended without an answer from IAM: its task panicked or its runtime shut
+    /// down, or it could not start. It counts as a failed refresh (the manager backs off).
+    #[error("the token refresh was aborted: {reason}")]
+    Aborted {
+        /// What happened.
+        reason: AbortReason,
+    },
+}
+
+/// Why a token refresh ended without an answer, in [`TokenError::Aborted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum AbortReason {
+    /// Code run by the refresh panicked: an observer or the shared token store.
+    #[error(
+        "the refresh task panicked: check the token observers and the token store (the panic message was printed to stderr)"
+    )]
+    Panicked,
+    /// The tokio runtime running the refresh shut down before it finished.
+    #[error(
+        "the tokio runtime running it shut down: use the token manager from a runtime that outlives it"
+    )]
+    RuntimeShutdown,
+    /// There was no tokio runtime to run the refresh on.
+    #[error("no tokio runtime is running: call the token manager from inside a tokio runtime")]
+    NoRuntime,
 }
 
 /// The kind of a [`TokenError`], without its data: for metric labels and matching.
@@ -183,7 +206,7 @@ impl TokenError {
             Self::Timeout { .. } => TokenErrorKind::Timeout,
             Self::InvalidResponse { .. } => TokenErrorKind::InvalidResponse,
             Self::InvalidConfiguration { .. } => TokenErrorKind::InvalidConfiguration,
-            Self::Aborted => TokenErrorKind::Aborted,
+            Self::Aborted { .. } => TokenErrorKind::Aborted,
         }
     }
 
@@ -193,7 +216,10 @@ impl TokenError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable { .. } | Self::Network { .. } | Self::Timeout { .. } | Self::Aborted
+            Self::Unavailable { .. }
+                | Self::Network { .. }
+                | Self::Timeout { .. }
+                | Self::Aborted { .. }
         )
     }
 

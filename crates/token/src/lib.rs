@@ -49,7 +49,7 @@ mod token;
 
 pub use self::auth::{Auth, AuthLayer};
 pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
-pub use self::error::{InvalidResponseReason, TokenError, TokenErrorKind};
+pub use self::error::{AbortReason, InvalidResponseReason, TokenError, TokenErrorKind};
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
 pub use self::manager::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,

@@ -63,7 +63,9 @@ async fn token_errors_are_retried_when_transient() {
             attempts: 1,
             auth_url: Arc::from("http://iam.test/token"),
         },
-        TokenError::Aborted,
+        TokenError::Aborted {
+            reason: evolution_token::AbortReason::RuntimeShutdown,
+        },
     ];
     for token_error in transient {
         assert!(token_error.is_transient());
