@@ -53,8 +53,8 @@ pub use self::error::{AbortReason, InvalidResponseReason, TokenError, TokenError
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
 pub use self::manager::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, MonitorGuard, TokenInfo, TokenManager,
-    TokenManagerBuilder, parse_endpoint_url,
+    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, FAILED_REFRESH_BACKOFF_BASE, FAILED_REFRESH_BACKOFF_CAP,
+    MonitorGuard, TokenInfo, TokenManager, TokenManagerBuilder, parse_endpoint_url,
 };
 pub use self::middleware::AuthMiddleware;
 pub use self::response::{

@@ -7,13 +7,17 @@ use evolution_token::{InvalidResponseReason, TokenError};
 use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
+use crate::manager::wait_out_the_token_backoff;
 use crate::{
     ATTEMPTS, FETCH_ATTEMPTS, KEY, break_route, builder, client, echo, emulator, heal, says, seen,
     token_error,
 };
 
-/// IAM answers 503 to everything: the call fails with `Unavailable` after 3 client attempts
-/// of 3 IAM requests each, no API request is made, and the client recovers with IAM.
+/// IAM answers 503 to everything: the call fails with `Unavailable` after one refresh of 3 IAM
+/// requests; the client's retries find the token manager backing off (no refresh before
+/// 0.5..1 s, then 1..2 s) and get its error at once unless a retry comes after the backoff,
+/// so at most 3 refreshes. No API request is made, and the client recovers with IAM once
+/// the backoff is over.
 #[tokio::test(start_paused = true)]
 async fn iam_down_at_start() {
     let emu = emulator().await;
@@ -40,12 +44,14 @@ async fn iam_down_at_start() {
             "try again later, or check the auth URL",
         ],
     );
-    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS, 0));
-    assert_eq!(llm.stats().failed_refreshes, ATTEMPTS);
+    let refreshes = llm.stats().failed_refreshes;
+    assert!((1..=ATTEMPTS).contains(&refreshes), "{refreshes}");
+    assert_eq!(seen(&emu), (refreshes * FETCH_ATTEMPTS, 0));
 
     heal(&emu);
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("hi").await.unwrap(), echo(KEY, "hi"));
-    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS + 1, 1));
+    assert_eq!(seen(&emu), (refreshes * FETCH_ATTEMPTS + 1, 1));
 }
 
 /// IAM goes down once a token is cached: calls keep succeeding with it through the
@@ -98,7 +104,8 @@ async fn iam_down_during_refresh_with_a_valid_token() {
     );
     assert!(llm.token_manager().info().has_token);
 
-    // Expired: now the call fails, after 3 attempts of one refresh each.
+    // Expired: now the call fails. Its attempts start a refresh each only when the manager's
+    // failure backoff allows: at most 3 refreshes, maybe none.
     sleep_until(start + Duration::from_secs(3601)).await;
     let error = llm.invoke("expired").await.unwrap_err();
     assert!(
@@ -112,23 +119,24 @@ async fn iam_down_during_refresh_with_a_valid_token() {
         &error.to_string(),
         &["is unavailable", "after 3 attempt(s)"],
     );
-    assert_eq!(
-        seen(&emu),
-        (iam_in_buffer + ATTEMPTS * FETCH_ATTEMPTS, ok),
-        "no API request without a token"
+    let (iam_expired, chat) = seen(&emu);
+    assert_eq!(chat, ok, "no API request without a token");
+    let expired_requests = iam_expired - iam_in_buffer;
+    assert!(
+        expired_requests % FETCH_ATTEMPTS == 0 && expired_requests <= ATTEMPTS * FETCH_ATTEMPTS,
+        "{expired_requests}"
     );
 
     heal(&emu);
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("back").await.unwrap(), echo(KEY, "back"));
-    assert_eq!(
-        seen(&emu),
-        (iam_in_buffer + ATTEMPTS * FETCH_ATTEMPTS + 1, ok + 1)
-    );
+    assert_eq!(seen(&emu), (iam_expired + 1, ok + 1));
     assert_eq!(emu.stats().chat_status(401), 0, "no expired token was sent");
 }
 
 /// IAM answers after 30 s, beyond the 10 s fetch timeout: each IAM request is abandoned at
-/// 10 s, the call fails with `TokenError::Timeout` after 3 × 3 of them.
+/// 10 s, the call fails with `TokenError::Timeout` after 3 of them per refresh, and one to
+/// three refreshes (the client's retries start one only after the manager's backoff).
 #[tokio::test(start_paused = true)]
 async fn iam_slow_beyond_the_fetch_timeout() {
     let emu = emulator().await;
@@ -155,12 +163,15 @@ async fn iam_slow_beyond_the_fetch_timeout() {
             "check the network, or raise the fetch timeout",
         ],
     );
-    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS, 0));
-    // 9 fetches of 10 s, plus at most 3 × (0.2 + 0.4) s of IAM backoff and 1 + 2 s of
-    // client backoff.
+    let refreshes = llm.stats().failed_refreshes;
+    assert!((1..=ATTEMPTS).contains(&refreshes), "{refreshes}");
+    assert_eq!(seen(&emu), (refreshes * FETCH_ATTEMPTS, 0));
+    // 3 fetches of 10 s per refresh, plus at most 0.2 + 0.4 s of IAM backoff each and 1 + 2 s
+    // of client backoff.
     let elapsed = started.elapsed();
+    let fetches = Duration::from_secs(30) * refreshes as u32;
     assert!(
-        elapsed >= Duration::from_secs(90) && elapsed <= Duration::from_secs(95),
+        elapsed >= fetches && elapsed <= fetches + Duration::from_secs(5),
         "{elapsed:?}"
     );
 
@@ -168,12 +179,13 @@ async fn iam_slow_beyond_the_fetch_timeout() {
     // Requests abandoned by the client are still in the emulator's hands; give them time.
     tokio::time::sleep(Duration::from_secs(30)).await;
     llm.invoke("hi").await.unwrap();
-    assert_eq!(seen(&emu), (ATTEMPTS * FETCH_ATTEMPTS + 1, 1));
+    assert_eq!(seen(&emu), (refreshes * FETCH_ATTEMPTS + 1, 1));
 }
 
 /// Bursts of 429 and 5xx from IAM: shorter than one refresh's 3 attempts, they are invisible;
-/// longer, the client's retry starts another refresh; longer than both, the call fails with
-/// the last status.
+/// longer, the call fails with the last status and no refresh starts before the token
+/// manager's failure backoff ends, whoever asks; the next refresh after it goes on where the
+/// burst left off. (Without client retries here, so that the manager's answers show.)
 #[tokio::test(start_paused = true)]
 async fn iam_429_and_5xx_bursts() {
     // Within one refresh.
@@ -188,43 +200,45 @@ async fn iam_429_and_5xx_bursts() {
     assert_eq!(emu.stats().iam_status(429), 1);
     assert_eq!(emu.stats().iam_status(500), 1);
 
-    // Across two refreshes: the first fails after 3, the client's second attempt refreshes again.
+    // Across two refreshes: the first fails after 3 with the last status; a call during the
+    // backoff gets that error at once; the refresh after it gets the 429, then a token.
     let emu = emulator().await;
-    for code in [502, 503, 504, 429] {
+    for code in [502, 503, 429, 504] {
         emu.push_fault(Route::Iam, Fault::status(code));
     }
-    let llm = client(&emu);
-    assert_eq!(llm.invoke("b").await.unwrap(), echo(KEY, "b"));
-    assert_eq!(seen(&emu), (5, 1));
-    assert_eq!(llm.stats().failed_refreshes, 1);
-    assert_eq!(llm.stats().successful_refreshes, 1);
-    assert_eq!(llm.stats().retries, 1);
-
-    // Longer than every attempt: the last status is reported.
-    let emu = emulator().await;
-    for code in [500, 502, 503, 429, 500, 502, 503, 429, 504] {
-        emu.push_fault(Route::Iam, Fault::status(code));
-    }
-    let llm = client(&emu);
+    let llm = builder(&emu).no_retry().build().unwrap();
     let error = llm.invoke("c").await.unwrap_err();
     assert!(
         matches!(
             token_error(&error),
-            TokenError::Unavailable { status, attempts: 3, .. } if status.as_u16() == 504
+            TokenError::Unavailable { status, attempts: 3, .. } if status.as_u16() == 429
         ),
         "{error:?}"
     );
     says(
         &error.to_string(),
-        &["504 Gateway Timeout", "after 3 attempt(s)"],
+        &["429 Too Many Requests", "after 3 attempt(s)"],
     );
-    assert_eq!(seen(&emu), (9, 0));
+    assert_eq!(seen(&emu), (3, 0));
+    let again = llm.invoke("c").await.unwrap_err();
+    assert!(
+        matches!(
+            token_error(&again),
+            TokenError::Unavailable { status, .. } if status.as_u16() == 429
+        ),
+        "{again:?}"
+    );
+    assert_eq!(seen(&emu), (3, 0), "no refresh during the backoff");
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("d").await.unwrap(), echo(KEY, "d"));
-    assert_eq!(seen(&emu), (10, 1));
+    assert_eq!(seen(&emu), (5, 1));
+    assert_eq!(llm.stats().failed_refreshes, 1);
+    assert_eq!(llm.stats().successful_refreshes, 1);
 }
 
 /// Every kind of unusable 200 answer from IAM is an `InvalidResponse` naming what was wrong,
-/// is not retried (one IAM request, no API request), and never echoes the body.
+/// is not retried (one IAM request, no API request), and never echoes the body. Each case
+/// waits out the token manager's failure backoff first.
 #[tokio::test(start_paused = true)]
 async fn iam_malformed_bodies() {
     let emu = emulator().await;
@@ -273,6 +287,7 @@ async fn iam_malformed_bodies() {
     ];
     let count = cases.len() as u64;
     for (i, (fault, expected)) in cases.into_iter().enumerate() {
+        wait_out_the_token_backoff().await;
         emu.push_fault(Route::Iam, fault);
         let error = llm.invoke("hi").await.unwrap_err();
         match token_error(&error) {
@@ -298,12 +313,14 @@ async fn iam_malformed_bodies() {
         );
         assert_eq!(seen(&emu), (i as u64 + 1, 0), "case {i}: not retried");
     }
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("ok").await.unwrap(), echo(KEY, "ok"));
     assert_eq!(seen(&emu), (count + 1, 1));
 }
 
 /// IAM 401 (wrong secret, disabled key) and 403: auth errors naming the key and what to check,
-/// never retried, no API request.
+/// never retried, no API request. A failure holds refreshes back for the token manager's
+/// backoff: each step waits it out.
 #[tokio::test(start_paused = true)]
 async fn iam_401_and_403() {
     let emu = emulator().await;
@@ -337,6 +354,7 @@ async fn iam_401_and_403() {
     assert_eq!(seen(&emu), (2, 0));
     emu.enable_key(KEY);
 
+    wait_out_the_token_backoff().await;
     emu.push_fault(Route::Iam, Fault::status(403));
     let error = llm.invoke("hi").await.unwrap_err();
     assert!(
@@ -354,6 +372,7 @@ async fn iam_401_and_403() {
     assert_eq!(seen(&emu), (3, 0));
     assert_eq!(llm.stats().auth_errors, 2);
 
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("ok").await.unwrap(), echo(KEY, "ok"));
     assert_eq!(seen(&emu), (4, 1));
 }

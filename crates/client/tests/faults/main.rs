@@ -15,6 +15,7 @@ mod api;
 mod concurrency;
 mod deadlines;
 mod iam;
+mod manager;
 mod transport;
 
 use std::time::Duration;

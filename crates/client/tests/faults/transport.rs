@@ -53,8 +53,10 @@ async fn connection_refused() {
     );
     assert_eq!(seen(&emu), (1, 0), "nothing reached the emulator");
     assert_eq!(llm.stats().retries, ATTEMPTS - 1);
-    // 3 refreshes of 3 refused connections each, which no server can count.
-    assert_eq!(llm.stats().failed_refreshes, ATTEMPTS);
+    // One refresh of 3 refused connections, which no server can count, and one more for each
+    // client retry that came after the token manager's failure backoff.
+    let refreshes = llm.stats().failed_refreshes;
+    assert!((1..=ATTEMPTS).contains(&refreshes), "{refreshes}");
 }
 
 /// The server drops the connection before answering (retried: the request may be resent),

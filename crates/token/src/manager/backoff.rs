@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand::Rng;
 use tokio::time::{Duration, Instant};
 
-/// The wait after the first failed refresh; it doubles with each failure in a row.
-pub(super) const FAILED_REFRESH_BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// The longest wait between failed refreshes.
-pub(super) const FAILED_REFRESH_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// The wait before another refresh after a failed one: 1 second, doubling with each failure
+/// in a row, jittered over its later half (so 0.5 to 1 s after the first failure).
+pub const FAILED_REFRESH_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// The longest wait between failed refreshes (before jitter): 30 seconds. Once IAM is back,
+/// a manager that failed many times in a row recovers within this.
+pub const FAILED_REFRESH_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 /// When the next refresh may start, as nanoseconds after `origin` (0: no backoff).
 #[derive(Debug)]

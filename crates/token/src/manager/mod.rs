@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
 use self::backoff::Backoff;
+pub use self::backoff::{FAILED_REFRESH_BACKOFF_BASE, FAILED_REFRESH_BACKOFF_CAP};
 pub use self::builder::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
     DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, TokenManagerBuilder, parse_endpoint_url,
