@@ -7,6 +7,11 @@
 //! [`AuthMiddleware`] (reqwest-middleware) put the token on requests and turn a 401
 //! for a revoked token into one transparent resend.
 //!
+//! When IAM fails, the manager backs off before it asks again (1 s, doubling up to 30 s:
+//! [`FAILED_REFRESH_BACKOFF_BASE`], [`FAILED_REFRESH_BACKOFF_CAP`]), whoever asks; callers
+//! get the cached token while it lasts, else the failure's error at once. An IAM outage
+//! costs IAM one refresh per backoff, not one per call.
+//!
 //! Secrets and tokens are [`secrecy`] values: never in `Debug`, logs or errors.
 //!
 //! # Features

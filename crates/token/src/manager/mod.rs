@@ -44,7 +44,8 @@ use crate::{AccessToken, Credentials, RefreshTrigger, TokenError, TokenEvent};
 ///   with [`TokenError::Aborted`] and leaves nothing stuck.
 /// - After a failed refresh, no refresh starts (whatever asks for it: a caller, the
 ///   refresh-ahead window, the monitor) before a backoff of 1 s, doubling with each failure
-///   in a row up to 30 s, jittered over its later half. Meanwhile callers get the cached
+///   in a row up to 30 s ([`FAILED_REFRESH_BACKOFF_BASE`], [`FAILED_REFRESH_BACKOFF_CAP`]),
+///   jittered over its later half. Meanwhile callers get the cached
 ///   token while it has not expired, and otherwise the failure's error at once: an IAM
 ///   outage costs IAM one refresh (up to `fetch_attempts` requests) per backoff, however
 ///   many callers there are.
