@@ -50,6 +50,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
             println!("\nThe primary key is enabled again; probe it on the next call.");
             emulator.enable_key(&primary);
+            // After IAM refused it, the primary's token manager asks IAM again only once its
+            // failure backoff is over (at most 1 s after one failure); a probe before that
+            // would get the refusal again without asking.
+            tokio::time::sleep(evolution_token::FAILED_REFRESH_BACKOFF_BASE).await;
             fallback.probe_now();
             ask(&llm, "Снова основной ключ?").await?;
 

@@ -81,7 +81,7 @@ examples! {
         "Prometheus metrics at http://127.0.0.1:",
         "# TYPE evolution_requests_total counter",
         "evolution_requests_total{client=\"prometheus-example\",outcome=\"ok\",status=\"200\"}",
-        "evolution_token_refreshes_total{client=\"prometheus-example\",result=\"success\",trigger=\"ahead\"}",
+        "evolution_token_refreshes_total{client=\"prometheus-example\",side=\"primary\",result=\"success\",trigger=\"ahead\"}",
         "evolution_retries_total{client=\"prometheus-example\",reason=\"503\"} 1",
         "# TYPE evolution_request_duration_seconds histogram",
         "evolution_fallback_active{client=\"prometheus-example\"} 0",

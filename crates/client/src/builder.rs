@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evolution_fallback::Failback;
-use evolution_metrics::Metrics;
+use evolution_metrics::{FallbackSide, Metrics};
 use evolution_retry::RetryConfig;
 #[cfg(feature = "redis")]
 use evolution_token::store::{RedisStore, TokenStore};
@@ -490,12 +490,21 @@ impl EvolutionInferenceBuilder {
                 "{ENV_REDIS_URL} is set but evolution-client was built without its `redis` feature: the shared token cache is off"
             );
         }
+        let has_backup = self.backup.is_some();
         let token_manager = |key_id: &str, secret: &SecretString, field: &'static str| {
             let mut tokens =
                 TokenManager::builder(Credentials::new(key_id, secret.expose_secret()))
                     .http_client(http.clone())
-                    .observer(metrics.clone())
                     .allow_insecure_http(self.allow_insecure_http);
+            // With a backup key, each key's token series carry its side: one shared
+            // `evolution_token_expires_in_seconds` would read whichever key reported last.
+            tokens = match (has_backup, field) {
+                (false, _) => tokens.observer(metrics.clone()),
+                (true, "backup_credentials") => {
+                    tokens.observer(metrics.token_observer(FallbackSide::Backup))
+                }
+                (true, _) => tokens.observer(metrics.token_observer(FallbackSide::Primary)),
+            };
             if let Some(auth_url) = &self.auth_url {
                 tokens = tokens.auth_url(auth_url);
             }

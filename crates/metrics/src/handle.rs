@@ -57,6 +57,14 @@ pub enum FallbackSide {
 }
 
 impl FallbackSide {
+    /// `"primary"` or `"backup"`: the value of the `side` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Backup => "backup",
+        }
+    }
+
     fn gauge_value(self) -> f64 {
         match self {
             Self::Primary => 0.0,

@@ -8,6 +8,8 @@
 //! - [`Metrics`] is a [`TokenObserver`](evolution_token::TokenObserver):
 //!   `evolution_token_refreshes_total{result,trigger}`,
 //!   `evolution_token_refresh_duration_seconds`, `evolution_token_expires_in_seconds`.
+//!   With a primary and a backup key, [`Metrics::token_observer`] gives each key's manager
+//!   an observer whose token series carry `side="primary"` or `side="backup"`.
 //! - Retries and fallback switches are recorded by the code that sees them, through
 //!   [`Metrics::record_retry`] (`evolution_retries_total{reason}`) and
 //!   [`Metrics::record_fallback_switch`] (`evolution_fallback_switches_total{reason}`,
@@ -92,6 +94,7 @@ pub use self::attempts::{AttemptCounter, AttemptCounterLayer, Attempts};
 pub use self::config::{ConfigError, MetricsBuilder};
 pub use self::handle::{FallbackSide, Metrics};
 pub use self::layer::MetricsLayer;
+pub use self::observer::SideObserver;
 pub use self::outcome::Outcome;
 pub use self::pending::{Capture, PendingCall, capture};
 pub use self::service::MetricsService;

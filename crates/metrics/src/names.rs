@@ -18,7 +18,8 @@ pub const RETRIES_TOTAL: &str = "evolution_retries_total";
 pub const TOKEN_REFRESHES_TOTAL: &str = "evolution_token_refreshes_total";
 /// Histogram of the duration of a token refresh (successful or not), in seconds.
 pub const TOKEN_REFRESH_DURATION_SECONDS: &str = "evolution_token_refresh_duration_seconds";
-/// Gauge: the lifetime of the current token when it was last known, in seconds.
+/// Gauge: the lifetime of the current token when it was last known, in seconds (0 once it
+/// was dropped). One series per key: with a backup key, labelled [`LABEL_SIDE`].
 pub const TOKEN_EXPIRES_IN_SECONDS: &str = "evolution_token_expires_in_seconds";
 /// Gauge: 0 while the primary key serves, 1 while the backup does.
 pub const FALLBACK_ACTIVE: &str = "evolution_fallback_active";
@@ -40,6 +41,10 @@ pub const LABEL_TRIGGER: &str = "trigger";
 /// Label: the IAM key id, on token series only, and only when
 /// [opted in](crate::MetricsBuilder::key_id_label).
 pub const LABEL_KEY_ID: &str = "key_id";
+/// Label: which key of a primary/backup pair a token series is about (`primary` or
+/// `backup`, [`FallbackSide::as_str`](crate::FallbackSide::as_str)), on the token series
+/// recorded through [`Metrics::token_observer`](crate::Metrics::token_observer).
+pub const LABEL_SIDE: &str = "side";
 
 /// The `status` value when no HTTP answer was received (timeout, transport error...).
 pub const STATUS_NONE: &str = "none";
@@ -57,6 +62,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     LABEL_RESULT,
     LABEL_TRIGGER,
     LABEL_KEY_ID,
+    LABEL_SIDE,
     "le",
     "quantile",
 ];

@@ -6,11 +6,11 @@ use evolution_token::{RefreshTrigger, TokenEvent, TokenObserver};
 use metrics::{Label, SharedString, counter, gauge, histogram};
 use tokio::time::Duration;
 
-use crate::Metrics;
 use crate::names::{
-    LABEL_KEY_ID, LABEL_RESULT, LABEL_TRIGGER, RESULT_FAILURE, RESULT_SUCCESS,
+    LABEL_KEY_ID, LABEL_RESULT, LABEL_SIDE, LABEL_TRIGGER, RESULT_FAILURE, RESULT_SUCCESS,
     TOKEN_EXPIRES_IN_SECONDS, TOKEN_REFRESH_DURATION_SECONDS, TOKEN_REFRESHES_TOTAL,
 };
+use crate::{FallbackSide, Metrics};
 
 /// Token metrics, from a [`TokenManager`](evolution_token::TokenManager)'s events:
 ///
@@ -26,6 +26,11 @@ use crate::names::{
 /// With [`key_id_label`](crate::MetricsBuilder::key_id_label), these series also carry
 /// `key_id`. Events never carry a secret or a token, so none can become a label.
 ///
+/// This is the observer of a single key. With two keys (a primary and a backup), give each
+/// manager [`Metrics::token_observer`] with its side instead, so that each key has its own
+/// `evolution_token_expires_in_seconds` series: one shared gauge would read whichever key
+/// reported last (the backup's invalidation zeroing it while the primary is healthy).
+///
 /// ```
 /// use evolution_metrics::Metrics;
 /// use evolution_token::{Credentials, TokenManager};
@@ -39,6 +44,57 @@ use crate::names::{
 /// ```
 impl TokenObserver for Metrics {
     fn on_event(&self, event: &TokenEvent) {
+        self.record_token_event(event, None);
+    }
+}
+
+/// The token observer of one key of a primary/backup pair: [`Metrics`]' token series, each
+/// labelled `side` (`primary` or `backup`). From [`Metrics::token_observer`].
+#[derive(Debug, Clone)]
+pub struct SideObserver {
+    metrics: Metrics,
+    side: FallbackSide,
+}
+
+impl TokenObserver for SideObserver {
+    fn on_event(&self, event: &TokenEvent) {
+        self.metrics.record_token_event(event, Some(self.side));
+    }
+}
+
+impl Metrics {
+    /// A token observer for the manager of the `side` key of a primary/backup pair: the
+    /// token series it records carry `side="primary"` or `side="backup"`, so that the two
+    /// keys' `evolution_token_expires_in_seconds` never overwrite each other. `Stats` counts
+    /// both keys' refreshes together.
+    ///
+    /// A label rather than "only the serving key reports": the backup's token matters
+    /// while the primary serves (a failover onto a key that cannot get a token is what to
+    /// alert on), and a token manager does not know which side serves.
+    ///
+    /// ```
+    /// use evolution_metrics::{FallbackSide, Metrics};
+    /// use evolution_token::{Credentials, TokenManager};
+    ///
+    /// let metrics = Metrics::new();
+    /// let primary = TokenManager::builder(Credentials::new("key-primary", "secret"))
+    ///     .observer(metrics.token_observer(FallbackSide::Primary))
+    ///     .build()?;
+    /// let backup = TokenManager::builder(Credentials::new("key-backup", "secret"))
+    ///     .observer(metrics.token_observer(FallbackSide::Backup))
+    ///     .build()?;
+    /// # drop((primary, backup));
+    /// # Ok::<(), evolution_token::TokenError>(())
+    /// ```
+    pub fn token_observer(&self, side: FallbackSide) -> SideObserver {
+        SideObserver {
+            metrics: self.clone(),
+            side,
+        }
+    }
+
+    fn record_token_event(&self, event: &TokenEvent, side: Option<FallbackSide>) {
+        let labels = |key_id: &Arc<str>, extra: usize| self.token_labels(key_id, side, extra);
         match event {
             TokenEvent::RefreshSucceeded {
                 key_id,
@@ -47,27 +103,28 @@ impl TokenObserver for Metrics {
                 lifetime,
                 ..
             } => {
-                self.record_refresh(key_id, *trigger, *duration, true);
-                self.set_expires_in(key_id, *lifetime);
+                self.record_refresh(&labels, key_id, *trigger, *duration, true);
+                set_expires_in(labels(key_id, 0), *lifetime);
             }
             TokenEvent::RefreshFailed {
                 key_id,
                 trigger,
                 duration,
                 ..
-            } => self.record_refresh(key_id, *trigger, *duration, false),
+            } => self.record_refresh(&labels, key_id, *trigger, *duration, false),
             TokenEvent::StaleServed {
                 key_id, expires_in, ..
-            } => self.set_expires_in(key_id, *expires_in),
-            TokenEvent::Invalidated { key_id, .. } => self.set_expires_in(key_id, Duration::ZERO),
+            } => set_expires_in(labels(key_id, 0), *expires_in),
+            TokenEvent::Invalidated { key_id, .. } => {
+                set_expires_in(labels(key_id, 0), Duration::ZERO);
+            }
             _ => {}
         }
     }
-}
 
-impl Metrics {
     fn record_refresh(
         &self,
+        labels: &dyn Fn(&Arc<str>, usize) -> Vec<Label>,
         key_id: &Arc<str>,
         trigger: RefreshTrigger,
         duration: Duration,
@@ -78,24 +135,25 @@ impl Metrics {
         } else {
             RESULT_FAILURE
         };
-        let mut labels = self.token_labels(key_id, 2);
-        labels.push(Label::from_static_parts(LABEL_RESULT, result));
-        labels.push(Label::from_static_parts(LABEL_TRIGGER, trigger.as_str()));
-        counter!(TOKEN_REFRESHES_TOTAL, labels).increment(1);
-        histogram!(TOKEN_REFRESH_DURATION_SECONDS, self.token_labels(key_id, 0))
+        let mut counted = labels(key_id, 2);
+        counted.push(Label::from_static_parts(LABEL_RESULT, result));
+        counted.push(Label::from_static_parts(LABEL_TRIGGER, trigger.as_str()));
+        counter!(TOKEN_REFRESHES_TOTAL, counted).increment(1);
+        histogram!(TOKEN_REFRESH_DURATION_SECONDS, labels(key_id, 0))
             .record(duration.as_secs_f64());
         self.stats_cells().record_refresh(success, duration);
     }
 
-    fn set_expires_in(&self, key_id: &Arc<str>, expires_in: Duration) {
-        gauge!(TOKEN_EXPIRES_IN_SECONDS, self.token_labels(key_id, 0))
-            .set(expires_in.as_secs_f64());
-    }
-
-    /// The constant labels, then `key_id` if opted in, with room for `extra` more.
-    fn token_labels(&self, key_id: &Arc<str>, extra: usize) -> Vec<Label> {
+    /// The constant labels, then `key_id` if opted in and `side` if given, with room for
+    /// `extra` more.
+    fn token_labels(
+        &self,
+        key_id: &Arc<str>,
+        side: Option<FallbackSide>,
+        extra: usize,
+    ) -> Vec<Label> {
         let constant = self.constant();
-        let mut labels = Vec::with_capacity(constant.len() + 1 + extra);
+        let mut labels = Vec::with_capacity(constant.len() + 2 + extra);
         labels.extend_from_slice(constant);
         if self.has_key_id_label() {
             labels.push(Label::new(
@@ -103,6 +161,13 @@ impl Metrics {
                 SharedString::from(Arc::clone(key_id)),
             ));
         }
+        if let Some(side) = side {
+            labels.push(Label::from_static_parts(LABEL_SIDE, side.as_str()));
+        }
         labels
     }
+}
+
+fn set_expires_in(labels: Vec<Label>, expires_in: Duration) {
+    gauge!(TOKEN_EXPIRES_IN_SECONDS, labels).set(expires_in.as_secs_f64());
 }

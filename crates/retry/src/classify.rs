@@ -266,7 +266,8 @@ fn recognise_io(error: &io::Error) -> Option<(Retryable, RetryReason)> {
 /// };
 /// assert!(down.is_transient());
 /// assert_eq!(classify_token(&down), Retryable::Fatal);
-/// assert_eq!(classify_token(&TokenError::Aborted), Retryable::Transient);
+/// let aborted = TokenError::Aborted { reason: evolution_token::AbortReason::RuntimeShutdown };
+/// assert_eq!(classify_token(&aborted), Retryable::Transient);
 /// ```
 pub fn classify_token(error: &TokenError) -> Retryable {
     match error.kind() {

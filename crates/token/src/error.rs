@@ -177,9 +177,32 @@ pub enum TokenError {
         /// What is wrong and what is expected.
         message: Arc<str>,
     },
-    /// The refresh task ended without an answer (the tokio runtime is shutting down).
-    #[error("the token refresh was aborted: the tokio runtime is shutting down")]
-    Aborted,
+    /// The refresh ended without an answer from IAM: its task panicked or its runtime shut
+    /// down, or it could not start. It counts as a failed refresh (the manager backs off).
+    #[error("the token refresh was aborted: {reason}")]
+    Aborted {
+        /// What happened.
+        reason: AbortReason,
+    },
+}
+
+/// Why a token refresh ended without an answer, in [`TokenError::Aborted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum AbortReason {
+    /// Code run by the refresh panicked: an observer or the shared token store.
+    #[error(
+        "the refresh task panicked: check the token observers and the token store (the panic message was printed to stderr)"
+    )]
+    Panicked,
+    /// The tokio runtime running the refresh shut down before it finished.
+    #[error(
+        "the tokio runtime running it shut down: use the token manager from a runtime that outlives it"
+    )]
+    RuntimeShutdown,
+    /// There was no tokio runtime to run the refresh on.
+    #[error("no tokio runtime is running: call the token manager from inside a tokio runtime")]
+    NoRuntime,
 }
 
 /// "to http://host:port", or "without a Location".
@@ -266,7 +289,7 @@ impl TokenError {
             Self::UntrustedCertificate { .. } => TokenErrorKind::UntrustedCertificate,
             Self::Throttled { .. } => TokenErrorKind::Throttled,
             Self::InvalidConfiguration { .. } => TokenErrorKind::InvalidConfiguration,
-            Self::Aborted => TokenErrorKind::Aborted,
+            Self::Aborted { .. } => TokenErrorKind::Aborted,
         }
     }
 
@@ -283,7 +306,7 @@ impl TokenError {
                 | Self::Timeout { .. }
                 | Self::Throttled { .. }
                 | Self::Deadline { .. }
-                | Self::Aborted
+                | Self::Aborted { .. }
         )
     }
 

@@ -7,6 +7,11 @@
 //! [`AuthMiddleware`] (reqwest-middleware) put the token on requests and turn a 401
 //! for a revoked token into one transparent resend.
 //!
+//! When IAM fails, the manager backs off before it asks again (1 s, doubling up to 30 s:
+//! [`FAILED_REFRESH_BACKOFF_BASE`], [`FAILED_REFRESH_BACKOFF_CAP`]), whoever asks; callers
+//! get the cached token while it lasts, else the failure's error at once. An IAM outage
+//! costs IAM one refresh per backoff, not one per call.
+//!
 //! Secrets and tokens are [`secrecy`] values: never in `Debug`, logs or errors.
 //!
 //! # Features
@@ -54,14 +59,15 @@ pub use self::auth::{Auth, AuthLayer};
 pub use self::certificate::{certificate_error, is_certificate_error};
 pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
 pub use self::deadline::{Deadline, DeadlineLayer};
-pub use self::error::{InvalidResponseReason, TokenError, TokenErrorKind};
+pub use self::error::{AbortReason, InvalidResponseReason, TokenError, TokenErrorKind};
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
 #[cfg(feature = "shared-cache")]
 pub use self::manager::MAX_SHARED_CACHE_LOCK_TTL;
 pub use self::manager::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, MAX_FETCH_RETRY_AFTER, MAX_FETCH_TIMEOUT, MonitorGuard,
-    TokenInfo, TokenManager, TokenManagerBuilder, parse_endpoint_url,
+    DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, FAILED_REFRESH_BACKOFF_BASE, FAILED_REFRESH_BACKOFF_CAP,
+    MAX_FETCH_RETRY_AFTER, MAX_FETCH_TIMEOUT, MonitorGuard, TokenInfo, TokenManager,
+    TokenManagerBuilder, parse_endpoint_url,
 };
 pub use self::middleware::AuthMiddleware;
 pub use self::response::{

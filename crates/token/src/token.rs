@@ -94,6 +94,11 @@ impl AccessToken {
         &self.inner.key_id
     }
 
+    /// The key id, shared (for events).
+    pub(crate) fn shared_key_id(&self) -> Arc<str> {
+        Arc::clone(&self.inner.key_id)
+    }
+
     /// When the token stops being accepted (measured from before the IAM request was sent).
     pub fn expires_at(&self) -> Instant {
         self.inner.expires_at

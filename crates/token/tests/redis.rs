@@ -44,6 +44,11 @@ async fn dead_lock_holder_is_replaced_within_the_lock_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_is_never_taken_back() {
+    scenarios::a_rejected_token_is_never_taken_back(&per_replica()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_values_are_sealed() {
     scenarios::stored_values_are_sealed(&per_replica()).await;
 }

@@ -105,20 +105,25 @@ async fn scripted_scenario_records_exactly_the_expected_series() {
             7,
         ),
         ("evolution_retries_total{client=scenario,reason=503}", 1),
+        // With a backup key, each key's token series carry its side.
         (
-            "evolution_token_refreshes_total{client=scenario,result=success,trigger=first_use}",
-            2,
-        ),
-        (
-            "evolution_token_refreshes_total{client=scenario,result=success,trigger=invalidated}",
+            "evolution_token_refreshes_total{client=scenario,result=success,side=primary,trigger=first_use}",
             1,
         ),
         (
-            "evolution_token_refreshes_total{client=scenario,result=success,trigger=expired}",
+            "evolution_token_refreshes_total{client=scenario,result=success,side=backup,trigger=first_use}",
             1,
         ),
         (
-            "evolution_token_refreshes_total{client=scenario,result=failure,trigger=invalidated}",
+            "evolution_token_refreshes_total{client=scenario,result=success,side=primary,trigger=invalidated}",
+            1,
+        ),
+        (
+            "evolution_token_refreshes_total{client=scenario,result=success,side=primary,trigger=expired}",
+            1,
+        ),
+        (
+            "evolution_token_refreshes_total{client=scenario,result=failure,side=primary,trigger=invalidated}",
             1,
         ),
         (
@@ -134,8 +139,13 @@ async fn scripted_scenario_records_exactly_the_expected_series() {
     assert_eq!(counters, expected_counters);
 
     assert_eq!(gauges["evolution_fallback_active{client=scenario}"], 1.0);
+    // The primary's token was dropped (its key revoked); the backup's is fresh.
     assert_eq!(
-        gauges["evolution_token_expires_in_seconds{client=scenario}"],
+        gauges["evolution_token_expires_in_seconds{client=scenario,side=primary}"],
+        0.0
+    );
+    assert_eq!(
+        gauges["evolution_token_expires_in_seconds{client=scenario,side=backup}"],
         40.0
     );
 
@@ -147,8 +157,12 @@ async fn scripted_scenario_records_exactly_the_expected_series() {
     attempts.sort_by(f64::total_cmp);
     assert_eq!(attempts, vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]);
     assert_eq!(
-        histograms["evolution_token_refresh_duration_seconds{client=scenario}"].len(),
-        5
+        histograms["evolution_token_refresh_duration_seconds{client=scenario,side=primary}"].len(),
+        4
+    );
+    assert_eq!(
+        histograms["evolution_token_refresh_duration_seconds{client=scenario,side=backup}"].len(),
+        1
     );
 
     // Stats agrees with the recorder.

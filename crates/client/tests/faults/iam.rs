@@ -7,6 +7,7 @@ use evolution_token::{InvalidResponseReason, TokenError};
 use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
+use crate::manager::wait_out_the_token_backoff;
 use crate::{
     FETCH_ATTEMPTS, KEY, break_route, builder, client, echo, emulator, heal, says, seen,
     token_error,
@@ -14,7 +15,8 @@ use crate::{
 
 /// IAM answers 503 to everything: the call fails with `Unavailable` after one refresh of 3 IAM
 /// requests (the token manager's retries; the retry layer does not multiply them), no API
-/// request is made, and the client recovers with IAM.
+/// request is made, and the client recovers with IAM once the token
+/// manager's failure backoff is over.
 #[tokio::test(start_paused = true)]
 async fn iam_down_at_start() {
     let emu = emulator().await;
@@ -46,6 +48,7 @@ async fn iam_down_at_start() {
     assert_eq!(llm.stats().retries, 0);
 
     heal(&emu);
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("hi").await.unwrap(), echo(KEY, "hi"));
     assert_eq!(seen(&emu), (FETCH_ATTEMPTS + 1, 1));
 }
@@ -121,6 +124,7 @@ async fn iam_down_during_refresh_with_a_valid_token() {
     );
 
     heal(&emu);
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("back").await.unwrap(), echo(KEY, "back"));
     assert_eq!(seen(&emu), (iam_in_buffer + FETCH_ATTEMPTS + 1, ok + 1));
     assert_eq!(emu.stats().chat_status(401), 0, "no expired token was sent");
@@ -170,8 +174,9 @@ async fn iam_slow_beyond_the_fetch_timeout() {
 }
 
 /// Bursts of 429 and 5xx from IAM: shorter than one refresh's 3 attempts, they are invisible;
-/// longer, the call fails with the last status (the retry layer does not start another
-/// refresh), and the next call refreshes again.
+/// longer, the call fails with the last status and no refresh starts before the token
+/// manager's failure backoff ends, whoever asks; the next refresh after it goes on where the
+/// burst left off.
 #[tokio::test(start_paused = true)]
 async fn iam_429_and_5xx_bursts() {
     // Within one refresh.
@@ -186,10 +191,11 @@ async fn iam_429_and_5xx_bursts() {
     assert_eq!(emu.stats().iam_status(429), 1);
     assert_eq!(emu.stats().iam_status(500), 1);
 
-    // Longer than one refresh: the call fails with the last status after 3 IAM requests, and
-    // the next call's refresh meets the end of the burst and succeeds.
+    // Across two refreshes: the first fails after 3 with the last status (the retry layer
+    // does not start another); a call during the backoff gets that error at once; the
+    // refresh after it gets the 429, then a token.
     let emu = emulator().await;
-    for code in [502, 503, 504, 429] {
+    for code in [502, 503, 429, 504] {
         emu.push_fault(Route::Iam, Fault::status(code));
     }
     let llm = client(&emu);
@@ -197,25 +203,35 @@ async fn iam_429_and_5xx_bursts() {
     assert!(
         matches!(
             token_error(&error),
-            TokenError::Unavailable { status, attempts: 3, .. } if status.as_u16() == 504
+            TokenError::Unavailable { status, attempts: 3, .. } if status.as_u16() == 429
         ),
         "{error:?}"
     );
     says(
         &error.to_string(),
-        &["504 Gateway Timeout", "after 3 attempt(s)"],
+        &["429 Too Many Requests", "after 3 attempt(s)"],
     );
     assert_eq!(seen(&emu), (3, 0));
     assert_eq!(llm.stats().retries, 0);
-    assert_eq!(llm.invoke("c").await.unwrap(), echo(KEY, "c"));
+    let again = llm.invoke("c").await.unwrap_err();
+    assert!(
+        matches!(
+            token_error(&again),
+            TokenError::Unavailable { status, .. } if status.as_u16() == 429
+        ),
+        "{again:?}"
+    );
+    assert_eq!(seen(&emu), (3, 0), "no refresh during the backoff");
+    wait_out_the_token_backoff().await;
+    assert_eq!(llm.invoke("d").await.unwrap(), echo(KEY, "d"));
     assert_eq!(seen(&emu), (5, 1));
-    assert_eq!(emu.stats().iam_status(429), 1);
     assert_eq!(llm.stats().failed_refreshes, 1);
     assert_eq!(llm.stats().successful_refreshes, 1);
 }
 
 /// Every kind of unusable 200 answer from IAM is an `InvalidResponse` naming what was wrong,
-/// is not retried (one IAM request, no API request), and never echoes the body.
+/// is not retried (one IAM request, no API request), and never echoes the body. Each case
+/// waits out the token manager's failure backoff first.
 #[tokio::test(start_paused = true)]
 async fn iam_malformed_bodies() {
     let emu = emulator().await;
@@ -264,6 +280,7 @@ async fn iam_malformed_bodies() {
     ];
     let count = cases.len() as u64;
     for (i, (fault, expected)) in cases.into_iter().enumerate() {
+        wait_out_the_token_backoff().await;
         emu.push_fault(Route::Iam, fault);
         let error = llm.invoke("hi").await.unwrap_err();
         match token_error(&error) {
@@ -289,12 +306,14 @@ async fn iam_malformed_bodies() {
         );
         assert_eq!(seen(&emu), (i as u64 + 1, 0), "case {i}: not retried");
     }
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("ok").await.unwrap(), echo(KEY, "ok"));
     assert_eq!(seen(&emu), (count + 1, 1));
 }
 
 /// IAM 401 (wrong secret, disabled key) and 403: auth errors naming the key and what to check,
-/// never retried, no API request.
+/// never retried, no API request. A failure holds refreshes back for the token manager's
+/// backoff: each step waits it out.
 #[tokio::test(start_paused = true)]
 async fn iam_401_and_403() {
     let emu = emulator().await;
@@ -328,6 +347,7 @@ async fn iam_401_and_403() {
     assert_eq!(seen(&emu), (2, 0));
     emu.enable_key(KEY);
 
+    wait_out_the_token_backoff().await;
     emu.push_fault(Route::Iam, Fault::status(403));
     let error = llm.invoke("hi").await.unwrap_err();
     assert!(
@@ -345,6 +365,7 @@ async fn iam_401_and_403() {
     assert_eq!(seen(&emu), (3, 0));
     assert_eq!(llm.stats().auth_errors, 2);
 
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("ok").await.unwrap(), echo(KEY, "ok"));
     assert_eq!(seen(&emu), (4, 1));
 }

@@ -16,6 +16,7 @@ mod api;
 mod concurrency;
 mod deadlines;
 mod iam;
+mod manager;
 mod retries;
 mod security;
 mod streams;

@@ -13,6 +13,7 @@ use evolution_token::{Credentials, TokenError, TokenManager};
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 
+use crate::manager::wait_out_the_token_backoff;
 use crate::{
     ATTEMPTS, FETCH_ATTEMPTS, KEY, SECRET, break_route, builder, client, closed_port, echo,
     emulator, heal, says, seen, token_error,
@@ -63,7 +64,12 @@ async fn iam_down_one_call_makes_one_refresh() {
     assert_eq!(llm.stats().retries, 0);
     assert_eq!(llm.stats().failed_refreshes, 1);
 
+    // Right after, the token manager is backing off: the last error at once, no IAM request.
     heal(&emu);
+    let again = llm.invoke("hi").await.unwrap_err();
+    iam_unavailable(token_error(&again));
+    assert_eq!(seen(&emu), (FETCH_ATTEMPTS, 0));
+    wait_out_the_token_backoff().await;
     assert_eq!(llm.invoke("hi").await.unwrap(), echo(KEY, "hi"));
     assert_eq!(seen(&emu), (FETCH_ATTEMPTS + 1, 1));
 }

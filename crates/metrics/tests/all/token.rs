@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use evolution_metrics::Metrics;
+use evolution_metrics::{FallbackSide, Metrics};
 use evolution_token::{
     Credentials, RefreshTrigger, TokenErrorKind, TokenEvent, TokenManager, TokenObserver,
 };
@@ -189,4 +189,69 @@ async fn a_token_manager_reports_through_the_handle_without_its_secret() {
     );
     assert_eq!(metrics.stats().failed_refreshes, 1);
     assert_no_secret(&capture, &metrics.stats(), &[SECRET]);
+}
+
+/// A primary and a backup key each report through their own side: the backup's
+/// invalidation zeroes the backup's gauge only, the primary's keeps its token's lifetime.
+#[test]
+fn primary_and_backup_token_series_are_apart_by_side() {
+    let (recorder, snapshotter) = recorder();
+    let metrics = metrics::with_local_recorder(&recorder, || {
+        let metrics = Metrics::builder()
+            .label("client", "billing")
+            .build()
+            .unwrap();
+        let (primary, backup) = (
+            metrics.token_observer(FallbackSide::Primary),
+            metrics.token_observer(FallbackSide::Backup),
+        );
+        let refreshed = |key_id: &str, lifetime: u64| TokenEvent::RefreshSucceeded {
+            key_id: Arc::from(key_id),
+            trigger: RefreshTrigger::FirstUse,
+            duration: Duration::from_millis(100),
+            lifetime: Duration::from_secs(lifetime),
+        };
+        primary.on_event(&refreshed("key-primary", 3600));
+        backup.on_event(&refreshed("key-backup", 1800));
+        backup.on_event(&TokenEvent::Invalidated {
+            key_id: Arc::from("key-backup"),
+        });
+        metrics
+    });
+
+    assert_eq!(
+        capture(&snapshotter).values,
+        expect([
+            (
+                "evolution_token_refreshes_total{client=billing,side=primary,result=success,trigger=first_use}",
+                Value::Counter(1)
+            ),
+            (
+                "evolution_token_refreshes_total{client=billing,side=backup,result=success,trigger=first_use}",
+                Value::Counter(1)
+            ),
+            (
+                "evolution_token_refresh_duration_seconds{client=billing,side=primary}",
+                histogram([0.1])
+            ),
+            (
+                "evolution_token_refresh_duration_seconds{client=billing,side=backup}",
+                histogram([0.1])
+            ),
+            (
+                "evolution_token_expires_in_seconds{client=billing,side=primary}",
+                Value::Gauge(3600.0)
+            ),
+            (
+                "evolution_token_expires_in_seconds{client=billing,side=backup}",
+                Value::Gauge(0.0)
+            ),
+        ])
+    );
+    assert_eq!(metrics.stats().successful_refreshes, 2);
+    // `side` is this crate's label: a constant label may not take it.
+    assert!(matches!(
+        Metrics::builder().label("side", "x").build(),
+        Err(evolution_metrics::ConfigError::ReservedLabelName { .. })
+    ));
 }

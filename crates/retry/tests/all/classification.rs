@@ -85,7 +85,16 @@ async fn token_errors_the_fetch_has_retried_are_not_retried_again() {
 #[tokio::test(start_paused = true)]
 async fn an_aborted_refresh_is_retried() {
     let events = Events::default();
-    let outcome = run(config(&events), [error(TokenError::Aborted), status(200)]).await;
+    let outcome = run(
+        config(&events),
+        [
+            error(TokenError::Aborted {
+                reason: evolution_token::AbortReason::RuntimeShutdown,
+            }),
+            status(200),
+        ],
+    )
+    .await;
     assert_eq!(outcome.attempts.len(), 2);
     assert_eq!(
         events.take()[0].reason,

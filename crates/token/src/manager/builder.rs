@@ -329,7 +329,7 @@ impl TokenManagerBuilder {
                 credentials: ArcSwap::from_pointee(self.credentials),
                 cache: ArcSwapOption::empty(),
                 refreshing: AtomicBool::new(false),
-                invalidated: AtomicBool::new(false),
+                backoff: super::backoff::Backoff::new(),
                 next_refresh_id: AtomicU64::new(1),
                 refresh: Mutex::default(),
                 observers: self.observers,

@@ -1,19 +1,25 @@
 //! [`TokenManager`]: the shared, single-flight, refresh-ahead token cache.
 
+mod backoff;
 mod builder;
 mod local;
 mod monitor;
+mod refresh;
 pub(crate) mod schedule;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use rand::Rng;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
+use self::backoff::Backoff;
+pub use self::backoff::{FAILED_REFRESH_BACKOFF_BASE, FAILED_REFRESH_BACKOFF_CAP};
 #[cfg(feature = "shared-cache")]
 pub use self::builder::MAX_SHARED_CACHE_LOCK_TTL;
 pub use self::builder::{
@@ -22,14 +28,12 @@ pub use self::builder::{
     TokenManagerBuilder, parse_endpoint_url,
 };
 pub use self::monitor::MonitorGuard;
+use self::refresh::RefreshTask;
 use self::schedule::{Cached, Schedule};
+use crate::error::AbortReason;
 use crate::event::Observers;
 use crate::fetch::IamClient;
 use crate::{AccessToken, Credentials, RefreshTrigger, TokenError, TokenEvent};
-
-/// Backoff between refresh attempts after a failure while a valid token is cached.
-const FAILED_REFRESH_BACKOFF_BASE: Duration = Duration::from_secs(1);
-const FAILED_REFRESH_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 /// Fetches, caches and refreshes IAM access tokens for one key.
 ///
@@ -38,11 +42,20 @@ const FAILED_REFRESH_BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// - Inside the refresh-ahead window the first caller starts a background refresh
 ///   and everybody keeps the cached token; inside the refresh buffer (30 s by default)
 ///   callers wait for the new one. Any number of concurrent callers cause one IAM request.
-/// - The refresh runs in its own task: a caller that gives up never cancels it.
-/// - If a refresh fails while the cached token has not expired, that token keeps being
-///   served and IAM is retried with jittered backoff.
+/// - The refresh runs in its own task: a caller that gives up never cancels it. A task
+///   that dies (a panicking observer or store, its runtime shut down) fails its refresh
+///   with [`TokenError::Aborted`] and leaves nothing stuck.
+/// - After a failed refresh, no refresh starts (whatever asks for it: a caller, the
+///   refresh-ahead window, the monitor) before a backoff of 1 s, doubling with each failure
+///   in a row up to 30 s ([`FAILED_REFRESH_BACKOFF_BASE`], [`FAILED_REFRESH_BACKOFF_CAP`]),
+///   jittered over its later half. Meanwhile callers get the cached
+///   token while it has not expired, and otherwise the failure's error at once: an IAM
+///   outage costs IAM one refresh (up to `fetch_attempts` requests) per backoff, however
+///   many callers there are.
 ///
-/// `Clone` shares the cache. Needs a tokio runtime (refreshes are spawned on it).
+/// `Clone` shares the cache. Needs a tokio runtime to refresh on; without one,
+/// [`cached`](Self::cached) still serves the cached token and a refresh fails with
+/// [`TokenError::Aborted`].
 ///
 /// ```no_run
 /// use evolution_token::{Credentials, TokenManager};
@@ -65,8 +78,8 @@ struct Shared {
     cache: ArcSwapOption<Cached>,
     /// Cheap check on the hot path so callers in the ahead window do not all take the lock.
     refreshing: AtomicBool,
-    /// Whether the cache was emptied on purpose, for the refresh trigger.
-    invalidated: AtomicBool,
+    /// After a failure: no refresh starts before its end (read by the hot path too).
+    backoff: Backoff,
     next_refresh_id: AtomicU64,
     refresh: Mutex<RefreshState>,
     observers: Observers,
@@ -77,12 +90,20 @@ struct Shared {
 
 type Outcome = Result<AccessToken, TokenError>;
 
+/// What changes with refreshes. The lock is held for field updates only: never across an
+/// await, and never while user code (an observer, a store, a log subscriber) runs.
 #[derive(Default)]
 struct RefreshState {
     in_flight: Option<InFlight>,
-    /// Set after a failed refresh: no new attempt before this while a valid token is cached.
-    retry_not_before: Option<Instant>,
+    /// Failed refreshes in a row: the backoff grows with them.
     failures: u32,
+    /// The last failure, answered at once while its backoff runs.
+    last_error: Option<TokenError>,
+    /// The token the API rejected (a 401) or [`TokenManager::invalidate`] dropped, until a
+    /// new one is installed: refreshes carry it so the shared cache never hands it back.
+    rejected: Option<AccessToken>,
+    /// Whether the cache was emptied on purpose, for the refresh trigger.
+    invalidated: bool,
     /// Bumped by key rotation: a refresh started with older credentials must not install its token.
     epoch: u64,
 }
@@ -90,6 +111,15 @@ struct RefreshState {
 struct InFlight {
     id: u64,
     result: watch::Receiver<Option<Outcome>>,
+}
+
+/// Who asks [`Shared::join_or_start`] for a token, which decides what "fresh" means.
+#[derive(Debug, Clone, Copy)]
+enum Asker {
+    /// A caller that needs a token it may use now.
+    Caller,
+    /// The monitor, which wants the token refreshed once its refresh point has passed.
+    Monitor,
 }
 
 /// A snapshot of a manager's state, from [`TokenManager::info`].
@@ -130,7 +160,8 @@ impl TokenManager {
     ///
     /// # Errors
     ///
-    /// The [`TokenError`] of the IAM exchange, when no unexpired token is cached.
+    /// When no unexpired token is cached: the [`TokenError`] of the IAM exchange, or, while
+    /// the manager backs off after a failed refresh, that failure's error at once.
     pub async fn get_token(&self) -> Result<AccessToken, TokenError> {
         match self.cached() {
             Some(token) => Ok(token),
@@ -139,80 +170,95 @@ impl TokenManager {
     }
 
     /// The cached token if it can be handed out now, without waiting; starts a
-    /// background refresh when the token is inside the refresh-ahead window.
+    /// background refresh when the token is inside the refresh-ahead window (and no
+    /// refresh runs, the failure backoff allows, and a tokio runtime is there to run it).
     ///
-    /// This is the hot path of [`get_token`](Self::get_token): an atomic load and a clock read.
+    /// This is the hot path of [`get_token`](Self::get_token): atomic loads and a clock
+    /// read, no lock, during an IAM outage too.
     pub fn cached(&self) -> Option<AccessToken> {
-        let guard = self.shared.cache.load();
+        let shared = &self.shared;
+        let guard = shared.cache.load();
         let cached = guard.as_ref()?;
         let now = Instant::now();
         if now >= cached.usable_until {
             return None;
         }
-        if now >= cached.refresh_at && !self.shared.refreshing.load(Ordering::Relaxed) {
-            self.shared.refresh_ahead(now);
+        if now >= cached.refresh_at
+            && !shared.refreshing.load(Ordering::Relaxed)
+            && !shared.backoff.is_running(now)
+        {
+            shared.refresh_ahead(now);
         }
-        Some(local::local_copy(&self.shared, &cached.token))
+        Some(local::local_copy(shared, &cached.token))
     }
 
     async fn get_token_slow(&self) -> Result<AccessToken, TokenError> {
         let shared = &self.shared;
         let seen = shared.cache.load_full();
-        let now = Instant::now();
-        let trigger = match &seen {
-            Some(cached) => {
-                if now < cached.usable_until {
-                    // Refreshed by another caller between the fast path and here.
-                    return Ok(cached.token.clone());
-                }
-                if now < cached.token.expires_at() && shared.backing_off(now) {
-                    // IAM failed a moment ago: serve the stale-but-valid token, do not pile on.
-                    return Ok(shared.serve_stale(&cached.token));
-                }
-                RefreshTrigger::Expired
-            }
-            None if shared.invalidated.load(Ordering::Relaxed) => RefreshTrigger::Invalidated,
-            None => RefreshTrigger::FirstUse,
-        };
-        match shared.join_or_start(trigger).await {
+        if let Some(cached) = &seen
+            && Instant::now() < cached.usable_until
+        {
+            // Refreshed by another caller between the fast path and here.
+            return Ok(cached.token.clone());
+        }
+        match shared.join_or_start(Asker::Caller).await {
             Ok(token) => Ok(token),
             Err(error) => match seen {
+                // IAM failed (now, or a moment ago and it is backing off): serve the
+                // stale-but-valid token rather than nothing.
                 Some(cached) if !cached.token.is_expired() => Ok(shared.serve_stale(&cached.token)),
                 _ => Err(error),
             },
         }
     }
 
-    /// Drops the cached token; the next caller fetches a new one.
+    /// Drops the cached token; the next caller fetches a new one, and a shared cache is
+    /// never asked for the dropped one again.
     pub fn invalidate(&self) {
         let shared = &self.shared;
-        shared.invalidated.store(true, Ordering::Relaxed);
-        if let Some(old) = shared.cache.swap(None) {
+        let dropped = {
+            let mut state = shared.lock_refresh();
+            state.invalidated = true;
+            let dropped = shared.cache.swap(None);
+            if let Some(old) = &dropped {
+                state.rejected = Some(old.token.clone());
+            }
+            dropped
+        };
+        if let Some(old) = dropped {
             shared.emit_invalidated(&old.token);
         }
     }
 
     /// Drops the cached token only if it is `token`: a 401 for an old token must not
     /// throw away the fresh one another caller already fetched. Returns whether it did.
+    ///
+    /// The refresh that follows carries `token` as rejected: with a shared cache, a stored
+    /// token with the same value is never taken back.
     pub fn invalidate_if_current(&self, token: &AccessToken) -> bool {
         let shared = &self.shared;
-        let current = shared.cache.load();
-        match &*current {
-            Some(cached) if cached.token.same_as(token) => {
-                let previous = shared.cache.compare_and_swap(&*current, None);
-                let swapped = previous.as_ref().is_some_and(|p| p.token.same_as(token));
-                if swapped {
-                    shared.invalidated.store(true, Ordering::Relaxed);
-                    shared.emit_invalidated(token);
-                }
-                swapped
+        let dropped = {
+            // Under the refresh lock, with the rejected token: a refresh starting after
+            // this sees both, one that installs a token cannot interleave.
+            let mut state = shared.lock_refresh();
+            let current = shared.cache.load();
+            let is_current = current.as_ref().is_some_and(|c| c.token.same_as(token));
+            if is_current {
+                shared.cache.store(None);
+                state.invalidated = true;
+                state.rejected = Some(token.clone());
             }
-            _ => false,
+            is_current
+        };
+        if dropped {
+            shared.emit_invalidated(token);
         }
+        dropped
     }
 
     /// Replaces the key (rotation). The cached token of the old key is dropped at once
-    /// and a refresh still running with the old key will not install its token.
+    /// and a refresh still running with the old key will not install its token; a failure
+    /// backoff of the old key ends.
     ///
     /// # Errors
     ///
@@ -221,20 +267,26 @@ impl TokenManager {
     pub fn set_credentials(&self, credentials: Credentials) -> Result<(), TokenError> {
         credentials.validate()?;
         let shared = &self.shared;
-        let mut state = shared.lock_refresh();
+        let new_key_id = credentials.shared_key_id();
+        let (old_key_id, dropped) = {
+            let mut state = shared.lock_refresh();
+            let old = shared.credentials.swap(Arc::new(credentials));
+            state.epoch += 1;
+            state.in_flight = None;
+            state.failures = 0;
+            state.last_error = None;
+            state.rejected = None;
+            state.invalidated = true;
+            shared.backoff.clear();
+            shared.refreshing.store(false, Ordering::Relaxed);
+            (old.shared_key_id(), shared.cache.swap(None))
+        };
         tracing::info!(
-            old_key_id = shared.credentials.load().key_id(),
-            new_key_id = credentials.key_id(),
+            old_key_id = &*old_key_id,
+            new_key_id = &*new_key_id,
             "token credentials replaced"
         );
-        shared.credentials.store(Arc::new(credentials));
-        state.epoch += 1;
-        state.in_flight = None;
-        state.failures = 0;
-        state.retry_not_before = None;
-        shared.refreshing.store(false, Ordering::Relaxed);
-        shared.invalidated.store(true, Ordering::Relaxed);
-        if let Some(old) = shared.cache.swap(None) {
+        if let Some(old) = dropped {
             shared.emit_invalidated(&old.token);
         }
         Ok(())
@@ -261,13 +313,13 @@ impl TokenManager {
             expires_in: cached.as_ref().map(|c| c.token.expires_in()),
             valid: cached.as_ref().is_some_and(|c| now < c.usable_until),
             refresh_buffer: shared.schedule.buffer,
-            refresh_in_flight: shared.lock_refresh().in_flight.is_some(),
+            refresh_in_flight: shared.is_running(&shared.lock_refresh()),
         }
     }
 
     /// Starts a task that keeps the token fresh with no callers at all, so that even
     /// the first request after a quiet period does not wait on IAM. It stops when
-    /// the returned guard is dropped.
+    /// the returned guard is dropped. After a failed refresh it waits out the backoff.
     ///
     /// Must be called inside a tokio runtime.
     pub fn spawn_monitor(&self) -> MonitorGuard {
@@ -282,10 +334,7 @@ impl TokenManager {
         {
             return Ok(());
         }
-        shared
-            .join_or_start(RefreshTrigger::Monitor)
-            .await
-            .map(drop)
+        shared.join_or_start(Asker::Monitor).await.map(drop)
     }
 
     /// When the monitor should next look: the refresh point of the cached token, or the
@@ -297,8 +346,8 @@ impl TokenManager {
             .load()
             .as_ref()
             .map_or_else(Instant::now, |c| c.refresh_at);
-        match shared.lock_refresh().retry_not_before {
-            Some(not_before) => due.max(not_before),
+        match shared.backoff.until() {
+            Some(until) => due.max(until),
             None => due,
         }
     }
@@ -313,12 +362,6 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn backing_off(&self, now: Instant) -> bool {
-        self.lock_refresh()
-            .retry_not_before
-            .is_some_and(|not_before| now < not_before)
-    }
-
     fn serve_stale(&self, token: &AccessToken) -> AccessToken {
         tracing::warn!(
             key_id = token.key_id(),
@@ -326,80 +369,119 @@ impl Shared {
             "token refresh failed; serving the cached token until it expires"
         );
         self.observers.emit(TokenEvent::StaleServed {
-            key_id: self.credentials.load().shared_key_id(),
+            key_id: token.shared_key_id(),
             expires_in: token.expires_in(),
         });
         token.clone()
     }
 
+    /// Tells observers that `token` was dropped; called with no lock held.
     fn emit_invalidated(&self, token: &AccessToken) {
         tracing::debug!(key_id = token.key_id(), "cached token invalidated");
         self.observers.emit(TokenEvent::Invalidated {
-            key_id: self.credentials.load().shared_key_id(),
+            key_id: token.shared_key_id(),
         });
     }
 
-    /// Starts a background refresh from the ahead window unless one runs or IAM is backing off.
+    /// Starts a background refresh from the ahead window unless one runs, IAM is backing
+    /// off, or there is no runtime to run it on (then the cached token is simply served).
     fn refresh_ahead(self: &Arc<Self>, now: Instant) {
-        let mut state = self.lock_refresh();
-        if state.retry_not_before.is_some_and(|t| now < t) {
+        let Ok(runtime) = Handle::try_current() else {
             return;
-        }
-        // Tokens are installed under this lock: re-checking here means a refresh that
-        // finished since the caller looked is not repeated.
-        if self
-            .cache
-            .load()
-            .as_ref()
-            .is_some_and(|c| now < c.refresh_at)
-        {
-            return;
-        }
-        if !self.is_running(&state) {
-            drop(self.start(&mut state, RefreshTrigger::Ahead));
-        }
+        };
+        let task = {
+            let mut state = self.lock_refresh();
+            if self.backoff.is_running(now) || self.is_running(&state) {
+                return;
+            }
+            // Tokens are installed under this lock: re-checking here means a refresh that
+            // finished since the caller looked is not repeated.
+            if self
+                .cache
+                .load()
+                .as_ref()
+                .is_some_and(|c| now < c.refresh_at)
+            {
+                return;
+            }
+            self.prepare(&mut state, RefreshTrigger::Ahead, runtime).1
+        };
+        task.spawn();
     }
 
     fn is_running(&self, state: &RefreshState) -> bool {
-        // A closed channel means the task is gone (runtime shut down): not running.
+        // A closed channel means the task is gone without an answer: not running. (Its
+        // `Drop` answers and clears `in_flight`; this is belt and braces.)
         state
             .in_flight
             .as_ref()
             .is_some_and(|f| f.result.borrow().is_none() && f.result.has_changed().is_ok())
     }
 
-    /// Joins the running refresh or starts one, then waits for its outcome.
-    async fn join_or_start(self: &Arc<Self>, trigger: RefreshTrigger) -> Outcome {
-        let mut result = {
+    /// Joins the running refresh or starts one (unless backing off: then the last error),
+    /// then waits for its outcome.
+    async fn join_or_start(self: &Arc<Self>, asker: Asker) -> Outcome {
+        let runtime = Handle::try_current();
+        let (mut result, task) = {
             let mut state = self.lock_refresh();
+            let now = Instant::now();
             // Tokens are installed under this lock: a refresh that finished since the
             // caller looked is not repeated.
             if let Some(cached) = &*self.cache.load() {
-                let now = Instant::now();
-                let fresh_until = match trigger {
-                    RefreshTrigger::Monitor | RefreshTrigger::Ahead => cached.refresh_at,
-                    _ => cached.usable_until,
+                let fresh_until = match asker {
+                    Asker::Monitor => cached.refresh_at,
+                    Asker::Caller => cached.usable_until,
                 };
                 if now < fresh_until {
                     return Ok(cached.token.clone());
                 }
             }
             match &state.in_flight {
-                Some(f) if self.is_running(&state) => f.result.clone(),
-                _ => self.start(&mut state, trigger),
+                Some(f) if self.is_running(&state) => (f.result.clone(), None),
+                _ => {
+                    if self.backoff.is_running(now)
+                        && let Some(error) = &state.last_error
+                    {
+                        return Err(error.clone());
+                    }
+                    let Ok(runtime) = runtime else {
+                        return Err(TokenError::Aborted {
+                            reason: AbortReason::NoRuntime,
+                        });
+                    };
+                    let trigger = match (asker, self.cache.load().is_some()) {
+                        (Asker::Monitor, _) => RefreshTrigger::Monitor,
+                        (Asker::Caller, true) => RefreshTrigger::Expired,
+                        (Asker::Caller, false) if state.invalidated => RefreshTrigger::Invalidated,
+                        (Asker::Caller, false) => RefreshTrigger::FirstUse,
+                    };
+                    let (result, task) = self.prepare(&mut state, trigger, runtime);
+                    (result, Some(task))
+                }
             }
         };
+        if let Some(task) = task {
+            task.spawn();
+        }
         match result.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().unwrap_or(Err(TokenError::Aborted)),
-            Err(_closed) => Err(TokenError::Aborted),
+            Ok(outcome) => outcome.clone().unwrap_or(Err(TokenError::Aborted {
+                reason: AbortReason::RuntimeShutdown,
+            })),
+            // The task is gone without answering: only its runtime drops it.
+            Err(_closed) => Err(TokenError::Aborted {
+                reason: AbortReason::RuntimeShutdown,
+            }),
         }
     }
 
-    fn start(
+    /// Marks a refresh in flight and returns its result channel and its task, to be
+    /// spawned once the lock is released.
+    fn prepare(
         self: &Arc<Self>,
         state: &mut RefreshState,
         trigger: RefreshTrigger,
-    ) -> watch::Receiver<Option<Outcome>> {
+        runtime: Handle,
+    ) -> (watch::Receiver<Option<Outcome>>, RefreshTask) {
         let (tx, rx) = watch::channel(None);
         let id = self.next_refresh_id.fetch_add(1, Ordering::Relaxed);
         state.in_flight = Some(InFlight {
@@ -407,95 +489,71 @@ impl Shared {
             result: rx.clone(),
         });
         self.refreshing.store(true, Ordering::Relaxed);
-        let epoch = state.epoch;
-        let credentials = self.credentials.load_full();
-        let shared = Arc::clone(self);
-        // Its own task: a caller that is dropped mid-refresh cancels nothing.
-        tokio::spawn(async move {
-            let outcome = shared.refresh(&credentials, trigger, id, epoch).await;
-            let _ = tx.send(Some(outcome));
-        });
-        rx
+        let task = RefreshTask {
+            shared: Arc::clone(self),
+            runtime,
+            id,
+            epoch: state.epoch,
+            trigger,
+            credentials: self.credentials.load_full(),
+            rejected: state.rejected.clone(),
+            result: tx,
+            settled: false,
+        };
+        (rx, task)
     }
 
-    async fn refresh(
+    /// Records how refresh `id` ended: installs its token, or counts the failure and starts
+    /// the backoff. Runs no user code under the lock.
+    fn settle(
         &self,
-        credentials: &Credentials,
-        trigger: RefreshTrigger,
         id: u64,
         epoch: u64,
+        obtained: Result<(AccessToken, Duration), TokenError>,
     ) -> Outcome {
-        let key_id = credentials.shared_key_id();
-        tracing::debug!(
-            key_id = &*key_id,
-            trigger = trigger.as_str(),
-            "token refresh started"
-        );
-        self.observers.emit(TokenEvent::RefreshStarted {
-            key_id: key_id.clone(),
-            trigger,
-        });
-        let started = Instant::now();
-        let fetched = self.obtain(credentials, trigger).await;
-        let duration = started.elapsed();
-
+        // Planned before the lock is taken: nothing that could panic runs under it.
+        let planned = obtained
+            .as_ref()
+            .ok()
+            .map(|(token, lifetime)| Arc::new(self.schedule.plan(token.clone(), *lifetime)));
+        let now = Instant::now();
         let mut state = self.lock_refresh();
         let ours = state.in_flight.as_ref().is_some_and(|f| f.id == id);
         if ours {
             state.in_flight = None;
             self.refreshing.store(false, Ordering::Relaxed);
         }
-        let (token, lifetime) = match fetched {
-            Ok(fetched) => fetched,
+        match obtained {
+            // Installed under the lock, so key rotation cannot interleave.
+            Ok((token, _)) => {
+                if state.epoch == epoch {
+                    self.cache.store(planned);
+                    state.invalidated = false;
+                    state.rejected = None;
+                    state.failures = 0;
+                    state.last_error = None;
+                    self.backoff.clear();
+                }
+                Ok(token)
+            }
             Err(error) => {
                 if ours {
-                    state.failures += 1;
-                    state.retry_not_before = Some(Instant::now() + failure_backoff(state.failures));
+                    state.failures = state.failures.saturating_add(1);
+                    state.last_error = Some(error.clone());
+                    self.backoff.start(state.failures, now);
                 }
-                drop(state);
-                tracing::warn!(key_id = &*key_id, trigger = trigger.as_str(), ?duration, %error, "token refresh failed");
-                self.observers.emit(TokenEvent::RefreshFailed {
-                    key_id,
-                    trigger,
-                    duration,
-                    error: error.kind(),
-                });
-                return Err(error);
+                Err(error)
             }
-        };
-        // Install under the lock, so key rotation cannot interleave.
-        if state.epoch == epoch {
-            self.cache
-                .store(Some(Arc::new(self.schedule.plan(token.clone(), lifetime))));
-            self.invalidated.store(false, Ordering::Relaxed);
-            state.failures = 0;
-            state.retry_not_before = None;
         }
-        drop(state);
-        tracing::debug!(
-            key_id = &*key_id,
-            trigger = trigger.as_str(),
-            ?duration,
-            ?lifetime,
-            "token refreshed"
-        );
-        self.observers.emit(TokenEvent::RefreshSucceeded {
-            key_id,
-            trigger,
-            duration,
-            lifetime,
-        });
-        Ok(token)
     }
-}
 
-impl Shared {
     /// A token and the lifetime IAM granted it: through the shared cache when there is
     /// one, else straight from IAM.
     async fn obtain(
         &self,
         credentials: &Credentials,
         trigger: RefreshTrigger,
+        rejected: Option<&AccessToken>,
     ) -> Result<(AccessToken, Duration), TokenError> {
         #[cfg(feature = "shared-cache")]
         if let Some(cache) = &self.shared_cache {
@@ -503,12 +561,13 @@ impl Shared {
                 credentials,
                 auth_url: &self.iam.auth_url,
                 trigger,
+                rejected,
                 schedule: &self.schedule,
                 observers: &self.observers,
             };
             return cache.obtain(refresh, || self.fetch(credentials)).await;
         }
-        let _ = trigger;
+        let _ = (trigger, rejected);
         self.fetch(credentials).await
     }
 
@@ -531,13 +590,6 @@ impl Shared {
             auth_url: self.iam.auth_url.clone(),
         })
     }
-}
-
-fn failure_backoff(failures: u32) -> Duration {
-    let exp = FAILED_REFRESH_BACKOFF_BASE
-        .saturating_mul(1u32 << (failures - 1).min(16))
-        .min(FAILED_REFRESH_BACKOFF_CAP);
-    exp.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 impl fmt::Debug for TokenManager {

@@ -4,10 +4,11 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use rand::Rng;
+use secrecy::ExposeSecret;
 use tokio::time::{Duration, Instant};
 
 use super::seal::Sealer;
@@ -32,9 +33,6 @@ pub(crate) struct SharedCache {
     lock_ttl: Duration,
     timeout: Duration,
     clock: WallClock,
-    /// The stored value this manager's token came from (or that it stored): after an
-    /// invalidation (a 401 for that token) it must not be taken again.
-    last: Mutex<Option<[u8; 12]>>,
 }
 
 /// What the protocol needs from the refresh it runs in.
@@ -42,6 +40,9 @@ pub(crate) struct Refresh<'a> {
     pub(crate) credentials: &'a Credentials,
     pub(crate) auth_url: &'a str,
     pub(crate) trigger: RefreshTrigger,
+    /// The token the API rejected (a 401): a stored token with the same value is stale
+    /// whatever its expiry says, and is never taken back.
+    pub(crate) rejected: Option<&'a AccessToken>,
     pub(crate) schedule: &'a Schedule,
     pub(crate) observers: &'a Observers,
 }
@@ -53,7 +54,6 @@ impl SharedCache {
             lock_ttl,
             timeout,
             clock: Arc::new(system_clock),
-            last: Mutex::new(None),
         }
     }
 
@@ -75,13 +75,8 @@ impl SharedCache {
     {
         let credentials = refresh.credentials;
         let sealer = Sealer::new(credentials.secret(), credentials.key_id(), refresh.auth_url);
-        // After a 401 the stored token may be the rejected one: never take it back.
-        let skip = match refresh.trigger {
-            RefreshTrigger::Invalidated => *self.last(),
-            _ => None,
-        };
         let started = Instant::now();
-        match self.look(&refresh, &sealer, skip).await {
+        match self.look(&refresh, &sealer).await {
             Ok(Some(found)) => return Ok(found),
             Ok(None) => {}
             Err(error) => {
@@ -102,7 +97,7 @@ impl SharedCache {
                 )
                 .await;
             match locked {
-                Ok(Some(lock)) => return self.hold(&refresh, &sealer, skip, lock, fetch).await,
+                Ok(Some(lock)) => return self.hold(&refresh, &sealer, lock, fetch).await,
                 Ok(None) => {}
                 Err(error) => {
                     return self
@@ -122,7 +117,7 @@ impl SharedCache {
             let jittered = pause.mul_f64(rand::rng().random_range(0.5..=1.0));
             tokio::time::sleep(jittered).await;
             pause = pause.saturating_mul(2).min(POLL_CAP);
-            match self.look(&refresh, &sealer, skip).await {
+            match self.look(&refresh, &sealer).await {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => {}
                 Err(error) => {
@@ -139,7 +134,6 @@ impl SharedCache {
         &self,
         refresh: &Refresh<'_>,
         sealer: &Sealer,
-        skip: Option<[u8; 12]>,
         lock: LockToken,
         fetch: impl FnOnce() -> F,
     ) -> Obtained
@@ -147,7 +141,7 @@ impl SharedCache {
         F: Future<Output = Obtained>,
     {
         // Another replica may have stored its token between our look and our lock.
-        let found = match self.look(refresh, sealer, skip).await {
+        let found = match self.look(refresh, sealer).await {
             Ok(found) => found,
             Err(error) => {
                 self.unavailable(refresh, StoreOperation::Load, &error);
@@ -158,9 +152,8 @@ impl SharedCache {
             Some(found) => Ok(found),
             None => {
                 let fetched = fetch().await;
-                match &fetched {
-                    Ok((token, lifetime)) => self.save(refresh, sealer, token, *lifetime).await,
-                    Err(_) => *self.last() = None,
+                if let Ok((token, lifetime)) = &fetched {
+                    self.save(refresh, sealer, token, *lifetime).await;
                 }
                 fetched
             }
@@ -181,12 +174,11 @@ impl SharedCache {
 
     /// The stored token if it is fresh for this manager: its refresh point, by the lifetime
     /// IAM granted and this manager's schedule, still ahead. `None` when absent, stale,
-    /// sealed with another secret, or the one to skip.
+    /// sealed with another secret, or the rejected token.
     async fn look(
         &self,
         refresh: &Refresh<'_>,
         sealer: &Sealer,
-        skip: Option<[u8; 12]>,
     ) -> Result<Option<(AccessToken, Duration)>, StoreError> {
         let key_id = refresh.credentials.shared_key_id();
         let loaded = self
@@ -202,7 +194,10 @@ impl SharedCache {
             );
             return Ok(None);
         };
-        if skip == Some(opened.nonce) || opened.lifetime.is_zero() {
+        let rejected = refresh.rejected.is_some_and(|rejected| {
+            rejected.secret().expose_secret() == opened.token.expose_secret()
+        });
+        if rejected || opened.lifetime.is_zero() {
             return Ok(None);
         }
         // Both clocks bound the remaining life: the store's (the same for every replica)
@@ -225,7 +220,6 @@ impl SharedCache {
         else {
             return Ok(None);
         };
-        *self.last() = Some(opened.nonce);
         tracing::debug!(
             key_id = &*key_id,
             trigger = refresh.trigger.as_str(),
@@ -247,7 +241,6 @@ impl SharedCache {
         token: &AccessToken,
         lifetime: Duration,
     ) {
-        *self.last() = None;
         let ttl = token.expires_in();
         let Some(now_ms) = (self.clock)() else {
             return;
@@ -256,16 +249,15 @@ impl SharedCache {
             return;
         }
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let (value, nonce) = sealer.seal(token.secret(), now_ms.saturating_add(ttl_ms), lifetime);
+        let value = sealer.seal(token.secret(), now_ms.saturating_add(ttl_ms), lifetime);
         let saved = self
             .call(
                 StoreOperation::Save,
                 self.store.save(sealer.key(), &value, ttl),
             )
             .await;
-        match saved {
-            Ok(()) => *self.last() = Some(nonce),
-            Err(error) => self.unavailable(refresh, StoreOperation::Save, &error),
+        if let Err(error) = saved {
+            self.unavailable(refresh, StoreOperation::Save, &error);
         }
     }
 
@@ -281,7 +273,6 @@ impl SharedCache {
         F: Future<Output = Obtained>,
     {
         self.unavailable(refresh, operation, error);
-        *self.last() = None;
         fetch().await
     }
 
@@ -307,12 +298,6 @@ impl SharedCache {
         tokio::time::timeout(self.timeout, future)
             .await
             .unwrap_or_else(|_elapsed| Err(StoreError::timed_out(operation, self.timeout)))
-    }
-
-    fn last(&self) -> MutexGuard<'_, Option<[u8; 12]>> {
-        self.last
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -340,7 +325,7 @@ impl fmt::Debug for SharedCache {
 mod tests {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-    use secrecy::{ExposeSecret, SecretString};
+    use secrecy::SecretString;
 
     use super::*;
     use crate::store::InMemoryStore;
@@ -382,10 +367,20 @@ mod tests {
         }
 
         async fn obtain(&self, cache: &SharedCache, trigger: RefreshTrigger) -> AccessToken {
+            self.obtain_rejecting(cache, trigger, None).await
+        }
+
+        async fn obtain_rejecting(
+            &self,
+            cache: &SharedCache,
+            trigger: RefreshTrigger,
+            rejected: Option<&AccessToken>,
+        ) -> AccessToken {
             let refresh = Refresh {
                 credentials: &self.credentials,
                 auth_url: URL,
                 trigger,
+                rejected,
                 schedule: &self.schedule,
                 observers: &self.observers,
             };
@@ -489,18 +484,46 @@ mod tests {
         );
 
         // `other` got a 401 for it: it fetches a new one and stores it...
-        let second = fixture.obtain(&other, RefreshTrigger::Invalidated).await;
+        let second = fixture
+            .obtain_rejecting(&other, RefreshTrigger::Invalidated, Some(&first))
+            .await;
         assert_eq!(fixture.fetches.load(Ordering::Relaxed), 2);
         assert_ne!(
             second.secret().expose_secret(),
             first.secret().expose_secret()
         );
         // ...which the first manager, invalidated too, takes without IAM.
-        let taken = fixture.obtain(&cache, RefreshTrigger::Invalidated).await;
+        let taken = fixture
+            .obtain_rejecting(&cache, RefreshTrigger::Invalidated, Some(&first))
+            .await;
         assert_eq!(fixture.fetches.load(Ordering::Relaxed), 2);
         assert_eq!(
             taken.secret().expose_secret(),
             second.secret().expose_secret()
         );
+    }
+
+    /// The rejected token is recognised by its value, whichever replica stored it and
+    /// whatever the store says of its expiry.
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_token_is_skipped_by_value_until_replaced() {
+        let fixture = Fixture::new();
+        let cache = fixture.cache();
+        let rejected = fixture.obtain(&cache, RefreshTrigger::FirstUse).await;
+        for _ in 0..2 {
+            let next = fixture
+                .obtain_rejecting(
+                    &fixture.cache(),
+                    RefreshTrigger::Invalidated,
+                    Some(&rejected),
+                )
+                .await;
+            assert_ne!(
+                next.secret().expose_secret(),
+                rejected.secret().expose_secret()
+            );
+        }
+        // The first refresh went to IAM and stored its token; the second took that one.
+        assert_eq!(fixture.fetches.load(Ordering::Relaxed), 2);
     }
 }

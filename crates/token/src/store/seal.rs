@@ -61,8 +61,6 @@ pub(crate) struct Opened {
     pub(crate) expires_at_ms: u64,
     /// The lifetime IAM granted.
     pub(crate) lifetime: Duration,
-    /// Identifies this stored value (a random nonce is unique per value).
-    pub(crate) nonce: [u8; NONCE_LEN],
 }
 
 impl Sealer {
@@ -98,13 +96,13 @@ impl Sealer {
         aad
     }
 
-    /// Seals a token; returns the value and its nonce.
+    /// Seals a token.
     pub(crate) fn seal(
         &self,
         token: &SecretString,
         expires_at_ms: u64,
         lifetime: Duration,
-    ) -> (Vec<u8>, [u8; NONCE_LEN]) {
+    ) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         // ThreadRng is a CSPRNG seeded from the OS; 96 random bits per value.
         rand::rng().fill(&mut nonce);
@@ -122,7 +120,7 @@ impl Sealer {
             .encrypt_in_place(&Nonce::from(nonce), &self.aad(), &mut *body)
             .expect("a token is far below ChaCha20-Poly1305's message limit");
         value.extend_from_slice(&body);
-        (value, nonce)
+        value
     }
 
     /// Opens a value; `None` if it is not one of ours: another version, another secret,
@@ -143,7 +141,6 @@ impl Sealer {
             token: SecretString::from(token.to_owned()),
             expires_at_ms,
             lifetime: Duration::from_millis(lifetime_ms),
-            nonce,
         })
     }
 }
@@ -162,20 +159,19 @@ mod tests {
     fn round_trip() {
         let sealer = sealer("secret");
         let token = SecretString::from("evo_token_value".to_owned());
-        let (value, nonce) = sealer.seal(&token, 1_700_000_000_000, Duration::from_secs(3600));
+        let value = sealer.seal(&token, 1_700_000_000_000, Duration::from_secs(3600));
         let opened = sealer.open(&value).unwrap();
         assert_eq!(opened.token.expose_secret(), "evo_token_value");
         assert_eq!(opened.expires_at_ms, 1_700_000_000_000);
         assert_eq!(opened.lifetime, Duration::from_secs(3600));
-        assert_eq!(opened.nonce, nonce);
     }
 
     #[test]
     fn value_holds_no_token_and_changes_every_time() {
         let sealer = sealer("secret");
         let token = SecretString::from("evo_token_value".to_owned());
-        let (a, _) = sealer.seal(&token, 1, Duration::from_secs(1));
-        let (b, _) = sealer.seal(&token, 1, Duration::from_secs(1));
+        let a = sealer.seal(&token, 1, Duration::from_secs(1));
+        let b = sealer.seal(&token, 1, Duration::from_secs(1));
         assert_ne!(a, b, "random nonces");
         for value in [&a, &b] {
             assert!(!value.windows(9).any(|w| w == b"evo_token"));
@@ -185,7 +181,7 @@ mod tests {
     #[test]
     fn another_secret_key_or_url_cannot_open_it() {
         let token = SecretString::from("evo_token_value".to_owned());
-        let (value, _) = sealer("secret").seal(&token, 1, Duration::from_secs(1));
+        let value = sealer("secret").seal(&token, 1, Duration::from_secs(1));
         assert!(sealer("other-secret").open(&value).is_none());
         let other_url = Sealer::new(
             &SecretString::from("secret".to_owned()),
@@ -201,7 +197,7 @@ mod tests {
     fn tampered_or_truncated_values_are_rejected() {
         let sealer = sealer("secret");
         let token = SecretString::from("evo_token_value".to_owned());
-        let (value, _) = sealer.seal(&token, 1, Duration::from_secs(1));
+        let value = sealer.seal(&token, 1, Duration::from_secs(1));
         for i in 0..value.len() {
             let mut tampered = value.clone();
             tampered[i] ^= 1;

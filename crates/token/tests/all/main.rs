@@ -1,7 +1,9 @@
 //! End-to-end behaviour of the token manager and the auth middleware, against the
 //! in-process emulator. Time-dependent tests run on tokio's paused clock.
 
+mod aborted;
 mod auth_layer;
+mod backoff;
 mod cancellation;
 mod expiry;
 mod fetch_errors;

@@ -26,6 +26,11 @@ impl Write for Capture {
 
 #[tokio::test(start_paused = true)]
 async fn no_secret_or_token_in_trace_logs_errors_or_debug() {
+    // With one scoped dispatcher in the process, tracing decides whether a log line is
+    // wanted by asking the default of whichever thread meets it first: a test running on
+    // another thread (no subscriber) would switch our lines off. With two registered, it
+    // asks every one.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -36,6 +41,8 @@ async fn no_secret_or_token_in_trace_logs_errors_or_debug() {
     let mut printed = String::new();
 
     let emu = emulator().await;
+    // Lines met before the subscriber was set were marked unwanted: ask again.
+    tracing::callsite::rebuild_interest_cache();
     let tokens = manager(&emu);
     let token = tokens.get_token().await.unwrap();
     printed += &format!(

@@ -13,7 +13,8 @@ use std::time::Duration;
 use evolution_emulator::{Emulator, Fault, Route};
 use evolution_token::store::{InMemoryStore, TokenStore, store_key};
 use evolution_token::{
-    AccessToken, Credentials, StoreOperation, TokenEvent, TokenManager, TokenManagerBuilder,
+    AccessToken, Credentials, DEFAULT_FETCH_ATTEMPTS, StoreOperation, TokenEvent, TokenManager,
+    TokenManagerBuilder,
 };
 use futures_util::future::join_all;
 use secrecy::ExposeSecret;
@@ -246,6 +247,66 @@ pub(crate) async fn stored_values_are_sealed(new_store: &dyn Fn() -> Arc<dyn Tok
         .unwrap();
     another.get_token().await.unwrap();
     assert_eq!(fleet.iam_requests(), 3);
+}
+
+/// A token rejected by the API (revoked at IAM: a 401) is never taken back from the store,
+/// even when the refresh that should replace it fails first: 64 callers each see the 401,
+/// invalidate, and ask again until IAM is back; none of them gets the rejected token again.
+/// Runs on paused time (`InMemoryStore`) or real time (Redis: about a second of backoff).
+pub(crate) async fn a_rejected_token_is_never_taken_back(
+    new_store: &dyn Fn() -> Arc<dyn TokenStore>,
+) {
+    let fleet = Fleet::start().await;
+    let a = fleet.replica(new_store()).build().unwrap();
+    let b = fleet.replica(new_store()).build().unwrap();
+    let rejected = a.get_token().await.unwrap();
+    assert!(same_value(&b.get_token().await.unwrap(), &rejected));
+    assert_eq!(fleet.iam_requests(), 1);
+
+    fleet.emu.revoke_token(rejected.secret().expose_secret());
+    // The first refresh after the 401 fails at IAM (every attempt), so the store still
+    // holds the rejected token when the next one looks.
+    for _ in 0..DEFAULT_FETCH_ATTEMPTS {
+        fleet.emu.push_fault(Route::Iam, Fault::status(503));
+    }
+    let callers = (0..64).map(|_| {
+        let b = b.clone();
+        let rejected = rejected.clone();
+        tokio::spawn(async move {
+            let token = get_token_until_ok(&b).await;
+            if !same_value(&token, &rejected) {
+                return token;
+            }
+            // What the auth layer does with a 401: invalidate, ask again, resend once.
+            b.invalidate_if_current(&token);
+            get_token_until_ok(&b).await
+        })
+    });
+    for joined in join_all(callers).await {
+        let token = joined.unwrap();
+        assert!(
+            !same_value(&token, &rejected),
+            "the rejected token was taken back from the store: the resend would 401 again"
+        );
+    }
+    // The first token, the failed refresh's attempts, and one new token.
+    assert_eq!(
+        fleet.iam_requests(),
+        1 + u64::from(DEFAULT_FETCH_ATTEMPTS) + 1
+    );
+}
+
+/// Asks until a token comes, 50 ms after each (transient) failure.
+async fn get_token_until_ok(tokens: &TokenManager) -> AccessToken {
+    loop {
+        match tokens.get_token().await {
+            Ok(token) => return token,
+            Err(error) => {
+                assert!(error.is_transient(), "{error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// IAM requests per simulated hour for `replicas` replicas calling `get_token` every
