@@ -328,7 +328,9 @@ async fn a_custom_classifier_changes_one_rule() {
 
 #[test]
 fn reqwest_middleware_errors_are_classified_by_what_they_hold() {
-    let token = reqwest_middleware::Error::middleware(TokenError::Aborted);
+    let token = reqwest_middleware::Error::middleware(TokenError::Aborted {
+        reason: evolution_token::AbortReason::RuntimeShutdown,
+    });
     assert_eq!(
         evolution_retry::classify_error(&token),
         Retryable::Transient
@@ -339,7 +341,9 @@ fn reqwest_middleware_errors_are_classified_by_what_they_hold() {
         key_id: Arc::from("key"),
     });
     assert_eq!(evolution_retry::classify_error(&fatal), Retryable::Fatal);
-    let boxed: evolution_retry::BoxError = Box::new(TokenError::Aborted);
+    let boxed: evolution_retry::BoxError = Box::new(TokenError::Aborted {
+        reason: evolution_token::AbortReason::RuntimeShutdown,
+    });
     assert_eq!(
         evolution_retry::classify_error(&*boxed),
         Retryable::Transient
