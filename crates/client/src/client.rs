@@ -12,7 +12,7 @@ use crate::HttpTransport;
 use crate::builder::validate_generation;
 use crate::chat::{ModelList, WireRequest};
 use crate::stack::{Built, EvolutionService, StackConfig};
-use crate::stacks::Stacks;
+use crate::thread_stacks::Stacks;
 use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
 };

@@ -36,8 +36,8 @@ mod recent_urls;
 pub mod rig;
 pub mod sse;
 pub mod stack;
-mod stacks;
 mod stream;
+mod thread_stacks;
 pub mod trace;
 mod transport;
 

@@ -95,4 +95,6 @@ pub use self::layer::MetricsLayer;
 pub use self::outcome::Outcome;
 pub use self::pending::{Capture, PendingCall, capture};
 pub use self::service::MetricsService;
+#[doc(hidden)]
+pub use self::shard::Sharded;
 pub use self::stats::Stats;
