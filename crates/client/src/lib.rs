@@ -51,6 +51,7 @@ pub mod blocking;
 mod builder;
 mod chat;
 mod client;
+mod counted_body;
 mod error;
 mod recent_urls;
 #[cfg(feature = "rig")]
