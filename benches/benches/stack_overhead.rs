@@ -15,6 +15,9 @@
 //!      timeout of twice the per-attempt one (so both timers are live): metrics, total
 //!      timeout, retry, attempt counter, fallback, and one `one_key` stack per key. The
 //!      requests are built as the client builds them: method, URI and body, no headers;
+//!    - `send`: the same requests through `EvolutionInference::send` on the same client,
+//!      beside `full_stack`: the call borrows its thread's instance of the stack, where
+//!      `service()` clones the boxed stack for each call;
 //!    - `bare_reqwest_json`: what `invoke` does, with `reqwest` and `serde` alone: encode
 //!      the request from a struct, post it with a fixed token, decode the answer into
 //!      `ChatResponse` and take the first choice's text; `bare_reqwest_json_url` the same
@@ -56,7 +59,8 @@ use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use evolution_benches::calls::{
     BoxedCall, IN_FLIGHT, PROMPT, TIMEOUT, Target, Warm, bare_call, bare_json_call, chat_body,
-    chat_request, client_builder, default_client_builder, in_flight, invoke_call, service_call,
+    chat_request, client_builder, default_client_builder, in_flight, invoke_call, send_call,
+    service_call,
 };
 use evolution_benches::{
     Server, bench_mode, criterion_estimate_ns, machine, on_threads, process_cpu_time, runtime,
@@ -200,6 +204,7 @@ fn loopback(c: &mut Criterion) {
         ),
         ("full_stack", client.service(), None),
     ];
+    let send = send_call(client.clone(), uri.clone(), body.clone());
     let invoke = invoke_call(client.clone());
     let default_client = default_client_builder(&server)
         .build()
@@ -231,6 +236,7 @@ fn loopback(c: &mut Criterion) {
         let call = service_call(service, uri.clone(), body.clone(), bearer);
         bench_call(&mut group, &runtime, &ledger, name, call);
     }
+    bench_call(&mut group, &runtime, &ledger, "send", send.clone());
     bench_call(
         &mut group,
         &runtime,
@@ -300,6 +306,9 @@ fn loopback(c: &mut Criterion) {
         let both = ran_ns(stack).is_some() && ran_ns(baseline).is_some();
         both.then(|| format!("{stack} / {baseline}"))
     };
+    if let Some(label) = ran_both("send", "full_stack") {
+        interleaved(&runtime, &label, full.clone(), send);
+    }
     if let Some(label) = ran_both("full_stack", "bare_reqwest") {
         interleaved(&runtime, &label, bare_text, full.clone());
     }

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Cases: `bare_reqwest`, `bare_reqwest_url`, `bare_reqwest_json`, `bare_reqwest_json_url`
-//! (the `_url` ones post to a URL parsed once), `transport`, `full_stack`, `invoke`, and
+//! (the `_url` ones post to a URL parsed once), `transport`, `full_stack`, `send` (the
+//! same requests through `EvolutionInference::send`), `invoke`, and
 //! `invoke_default` (a client with the builder's defaults: one key, no total timeout), and
 //! `fused` (what `invoke_default` does, written as one function over reqwest: see
 //! `evolution_benches::calls::fused_call`). It
@@ -22,14 +23,14 @@ use std::process::ExitCode;
 
 use evolution_benches::calls::{
     Target, Warm, bare_call, bare_json_call, chat_body, default_client_builder, fused_call,
-    in_flight, invoke_call, service_call,
+    in_flight, invoke_call, send_call, service_call,
 };
 use evolution_benches::{Server, process_cpu_time, runtime};
 use evolution_client::{HttpTransport, Metrics};
 use tower::util::BoxCloneSyncService;
 
 const CASES: &str = "bare_reqwest, bare_reqwest_url, bare_reqwest_json, bare_reqwest_json_url, \
-                     transport, full_stack, invoke, invoke_default, fused";
+                     transport, full_stack, send, invoke, invoke_default, fused";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
             calls,
             service_call(client.service(), uri, chat_body(), None),
         ),
+        "send" => in_flight(&runtime, calls, send_call(client, uri, chat_body())),
         "invoke" => in_flight(&runtime, calls, invoke_call(client)),
         "fused" => {
             let client = default_client_builder(&server)

@@ -345,9 +345,9 @@ pub fn fused_call(
     }
 }
 
-/// One call through `service` as `EvolutionInference` makes it (a clone of the stack per
-/// call, `oneshot`), reading the whole answer; `bearer` is set when the service does not
-/// authenticate requests itself.
+/// One call through `service` as a user of `EvolutionInference::service()` makes it (a
+/// clone of the stack per call, `oneshot`), reading the whole answer; `bearer` is set when
+/// the service does not authenticate requests itself.
 pub fn service_call(
     service: EvolutionService,
     uri: Uri,
@@ -359,6 +359,25 @@ pub fn service_call(
         let service = service.clone();
         Box::pin(async move {
             let response = service.oneshot(request).await.expect("the stack answers");
+            assert!(response.status().is_success());
+            black_box(response.into_body().collect().await.expect("a body"));
+        })
+    }
+}
+
+/// One call of `EvolutionInference::send` with the request [`service_call`] sends (on the
+/// instance of the stack its thread borrows, as `invoke` calls it), reading the whole
+/// answer.
+pub fn send_call(
+    client: EvolutionInference,
+    uri: Uri,
+    body: Bytes,
+) -> impl Fn() -> BoxedCall + Clone + Send + 'static {
+    move || {
+        let request = chat_request(&uri, &body, None);
+        let client = client.clone();
+        Box::pin(async move {
+            let response = client.send(request).await.expect("the client answers");
             assert!(response.status().is_success());
             black_box(response.into_body().collect().await.expect("a body"));
         })

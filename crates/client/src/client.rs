@@ -10,9 +10,10 @@ use http_body_util::BodyExt;
 
 use crate::HttpTransport;
 use crate::chat::{ModelList, WireRequest};
+use crate::counted_body::counted;
 use crate::params::{Params, validate_generation};
 use crate::stack::{Built, EvolutionService, StackConfig};
-use crate::stacks::Stacks;
+use crate::thread_stacks::Stacks;
 use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
 };
@@ -164,7 +165,9 @@ impl EvolutionInference {
     ///
     /// See [`Error`], for failures before the first chunk.
     pub async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
-        let (response, call) = self.send(self.chat_request(&request, true)?).await?;
+        let (response, call) = self
+            .send_checked(self.chat_request(&request, true)?)
+            .await?;
         Ok(ChatStream::new(
             response.into_body(),
             self.inner.config.request_timeout,
@@ -272,11 +275,58 @@ impl EvolutionInference {
             .map_err(|error| Error::config("backup_credentials", error.to_string()))
     }
 
+    /// Sends a request you built through the client's stack, as [`chat`](Self::chat) sends
+    /// its own: the token, the 401 resend, retries, fallback, timeouts and metrics apply,
+    /// and the call borrows its thread's instance of the stack instead of cloning one.
+    ///
+    /// The request needs a method, an absolute URI (the [`base_url`](Self::base_url) and a
+    /// path, such as `/chat/completions`) and a body; the stack sets `Authorization`, and
+    /// `Content-Type: application/json` unless the request has one. Every status comes back
+    /// as a response, with its body unread, as [`service`](Self::service) gives it: an error
+    /// status is not turned into [`Error::Api`].
+    ///
+    /// The call is counted in [`stats`](Self::stats) as `chat` counts it, but when the
+    /// body ends: a success is `ok` once its last frame has been read, `body_error` if a
+    /// frame fails, and `cancelled` if the body is dropped before its end; an error status
+    /// is counted when it arrives. What the bytes say is not looked at: an error event
+    /// inside a `200` event stream is `ok` here (use [`stream`](Self::stream) for that).
+    ///
+    /// ```no_run
+    /// use bytes::Bytes;
+    /// use evolution_client::{EvolutionInference, Error};
+    /// use http_body_util::BodyExt;
+    ///
+    /// # async fn run() -> evolution_client::Result<()> {
+    /// let llm = EvolutionInference::from_env()?;
+    /// let request = http::Request::post(format!("{}/chat/completions", llm.base_url()))
+    ///     .body(Bytes::from_static(
+    ///         br#"{"model":"your-model","messages":[{"role":"user","content":"Hi"}]}"#,
+    ///     ))
+    ///     .expect("a valid request");
+    /// let response = llm.send(request).await?;
+    /// let status = response.status();
+    /// // Counted in `llm.stats()` once the body has been read to its end.
+    /// let body = response.into_body().collect().await.map_err(Error::Transport)?;
+    /// println!("{status}: {:?}", body.to_bytes());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`], for failures before the response head; a 401 for a revoked token
+    /// never reaches you (it is resent once with a fresh token).
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>> {
+        let (response, call) = self.call(request).await?;
+        Ok(response.map(|body| counted(body, call)))
+    }
+
     /// The assembled tower service, to call directly or wrap in layers of your own.
     ///
-    /// Its metrics record a call when the response head arrives: unlike this client's own
-    /// methods, which count a `200` whose body then fails as `body_error`, it cannot see
-    /// the body (open an [`evolution_metrics::capture`] around the call to do the same).
+    /// Each call clones the stack (a dozen reference counts) and boxes it: to send a
+    /// request you already hold, [`send`](Self::send) is cheaper. Its metrics record a call
+    /// when the response head arrives: unlike this client's own methods, which count a
+    /// `200` whose body then fails as `body_error`, it cannot see the body (open an
+    /// [`evolution_metrics::capture`] around the call to do the same).
     pub fn service(&self) -> EvolutionService {
         EvolutionService::new(self.inner.stacks.stack())
     }
@@ -349,7 +399,7 @@ impl EvolutionInference {
         request: Request<Bytes>,
         what: &str,
     ) -> Result<(T, Option<PendingCall>)> {
-        let (response, call) = self.send(request).await?;
+        let (response, call) = self.send_checked(request).await?;
         let parsed = match self.read_body(response.into_body()).await {
             Ok(body) => serde_json::from_slice(&body).map_err(|error| {
                 Error::Decode(format!(
@@ -369,20 +419,11 @@ impl EvolutionInference {
     ///
     /// The call is made in a metrics [`capture`]: a success head comes back with its
     /// [`PendingCall`], for the caller to record once it has read the body.
-    async fn send(&self, request: Request<Bytes>) -> Result<(Response<Body>, Option<PendingCall>)> {
-        let config = &self.inner.config;
-        let started = tokio::time::Instant::now();
-        let (response, call) = capture(self.inner.stacks.call(request)).await;
-        let response = response.map_err(|error| {
-            // Both timeouts fail with the same `Elapsed`: name the one that stopped
-            // the call. The total did if no further attempt would have fitted in it
-            // (the retry layer gives up early then), the attempt limit otherwise.
-            let limit = match config.total_timeout {
-                Some(total) if started.elapsed() + config.request_timeout > total => total,
-                _ => config.request_timeout,
-            };
-            Error::from_service(error, limit)
-        })?;
+    async fn send_checked(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<(Response<Body>, Option<PendingCall>)> {
+        let (response, call) = self.call(request).await?;
         if response.status().is_success() {
             return Ok((response, call));
         }
@@ -397,6 +438,25 @@ impl EvolutionInference {
             .await
             .unwrap_or_default();
         Err(Error::from_answer(status, &body, too_long))
+    }
+
+    /// Calls the stack instance of this thread (see `thread_stacks`) in a metrics
+    /// [`capture`]; any status is a response, a failure before the head an [`Error`].
+    async fn call(&self, request: Request<Bytes>) -> Result<(Response<Body>, Option<PendingCall>)> {
+        let config = &self.inner.config;
+        let started = tokio::time::Instant::now();
+        let (response, call) = capture(self.inner.stacks.call(request)).await;
+        let response = response.map_err(|error| {
+            // Both timeouts fail with the same `Elapsed`: name the one that stopped
+            // the call. The total did if no further attempt would have fitted in it
+            // (the retry layer gives up early then), the attempt limit otherwise.
+            let limit = match config.total_timeout {
+                Some(total) if started.elapsed() + config.request_timeout > total => total,
+                _ => config.request_timeout,
+            };
+            Error::from_service(error, limit)
+        })?;
+        Ok((response, call))
     }
 
     async fn read_body(&self, body: Body) -> Result<Bytes> {

@@ -18,6 +18,27 @@
 //! println!("{}", answer.text().unwrap_or_default());
 //! # Ok(()) }
 //! ```
+//!
+//! # Per-thread state
+//!
+//! The hot path keeps a few things per thread instead of in shared memory or in the
+//! request (a request extension would make every copy kept for a resend allocate). These
+//! are all the thread-locals of the workspace, and what each assumes:
+//!
+//! | Where | What it holds | What it assumes |
+//! |---|---|---|
+//! | `token/src/manager/local.rs` | a copy of each manager's current token (up to 8 managers) | nothing of the caller: a miss copies the shared token again; a dropped manager's copy lingers until the thread's next new copy |
+//! | `token/src/deadline/mod.rs` | the earliest deadline of the `Deadline` calling or polling on this thread | the call is polled inside the `Deadline`'s scope: a task hop below it (tower's `Buffer`) hides the deadline, and `Auth` then fails a token wait with `Elapsed` instead of `TokenError::Deadline` |
+//! | `metrics/src/attempts.rs` | the attempt count of the call being made | the same for the `MetricsService`'s scope: across a task hop the attempts are not counted and the call is recorded without them |
+//! | `metrics/src/pending.rs` | the open [`metrics::capture`] slot | the same: a success head recorded on another task is recorded at once, not handed to the capture |
+//! | `metrics/src/shard.rs` | this thread's shard number (for [`Stats`] cells and the stack instances) | nothing: two threads may share a shard, so a shard holds atomics or a lock that is only tried |
+//! | `client/src/thread_stacks.rs` | (no thread-local of its own) an instance of the stack per shard, borrowed for a call | a busy shard or an instance not ready at once falls back to a clone: never waits |
+//! | `client/src/recent_urls.rs` | the last 4 `Uri` → `Url` conversions of the transport | a parse is a pure function of the text; what it remembers stays until replaced or the thread ends |
+//! | `retry/src/reqwest.rs` | the last transient failure, from the reqwest-retry strategy to its policy | reqwest-retry (0.9) calls the policy right after the strategy, with no `.await` between; tagged per stack so stacks do not mix |
+//!
+//! The three scopes (deadline, attempts, capture) are opened around each call and each
+//! poll, not once per call, so a call whose task moves between the worker threads of a
+//! multi-threaded runtime keeps them; only a hop to another task loses them.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -30,6 +51,7 @@ pub mod blocking;
 mod builder;
 mod chat;
 mod client;
+mod counted_body;
 mod error;
 mod error_body;
 mod params;
@@ -38,8 +60,8 @@ mod recent_urls;
 pub mod rig;
 pub mod sse;
 pub mod stack;
-mod stacks;
 mod stream;
+mod thread_stacks;
 pub mod trace;
 mod transport;
 

@@ -98,4 +98,6 @@ pub use self::observer::SideObserver;
 pub use self::outcome::Outcome;
 pub use self::pending::{Capture, PendingCall, capture};
 pub use self::service::MetricsService;
+#[doc(hidden)]
+pub use self::shard::Sharded;
 pub use self::stats::Stats;

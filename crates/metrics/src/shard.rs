@@ -1,42 +1,65 @@
-//! Per-thread shards for the [`Stats`](crate::Stats) cells written on every call.
+//! Per-thread shards: [`Sharded`], one value per shard, each thread using its own.
 //!
-//! Every call adds to the same few counters; from several cores at once, one shared cache
-//! line would travel between them on each write. Each thread writes to its own shard
-//! instead (threads take shards round-robin), and a snapshot sums them.
+//! Every call adds to the same few [`Stats`](crate::Stats) counters; from several cores at
+//! once, one shared cache line would travel between them on each write. Each thread writes
+//! to its own shard instead (threads take shards round-robin), and a snapshot sums them.
+//! `evolution-client` keeps its per-thread stack instances in a [`Sharded`] too, so the
+//! shard count and the thread numbering are written once, here: metrics is the lowest crate
+//! both use.
 
 use std::cell::Cell;
+use std::fmt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `T` on cache lines of its own (128 bytes: adjacent-line prefetch pairs 64-byte lines).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
+struct Padded<T>(T);
 
-/// One `T` per shard.
-#[derive(Debug)]
-pub(crate) struct Sharded<T> {
+/// One `T` per shard, each on cache lines of its own; a thread uses the shard of its
+/// number, taken in turn when the thread first asks.
+///
+/// There are four shards per core, at least 4 and at most 64: a power of two, so that
+/// threads taken in turn spread evenly. Two threads may share a shard (a runtime can have
+/// more threads than shards), so `T` must be safe to share: atomics, or a lock that
+/// [`local`](Self::local)'s caller only tries.
+///
+/// Workspace plumbing, not part of the metrics API: public (and hidden from the docs) for
+/// `evolution-client`, which must not keep a second copy of the count and the numbering.
+pub struct Sharded<T> {
     shards: Box<[Padded<T>]>,
 }
 
-impl<T: Default> Default for Sharded<T> {
-    fn default() -> Self {
+impl<T> Sharded<T> {
+    /// A shard set whose shards `make` fills, one call per shard.
+    pub fn new(mut make: impl FnMut() -> T) -> Self {
         Self {
-            shards: (0..shard_count()).map(|_| Padded::default()).collect(),
+            shards: (0..shard_count()).map(|_| Padded(make())).collect(),
         }
     }
-}
 
-impl<T> Sharded<T> {
     /// This thread's shard.
-    pub(crate) fn local(&self) -> &T {
+    pub fn local(&self) -> &T {
         // `shard_count()` is a power of two, and `shards.len()` is that count.
         &self.shards[thread_index() & (self.shards.len() - 1)].0
     }
 
     /// Every shard, to sum.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.shards.iter().map(|padded| &padded.0)
+    }
+}
+
+impl<T: Default> Default for Sharded<T> {
+    fn default() -> Self {
+        Self::new(T::default)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Sharded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -50,6 +73,7 @@ fn shard_count() -> usize {
     })
 }
 
+/// A number of this thread's own, taken in turn when the thread first asks.
 fn thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {

@@ -8,6 +8,7 @@ mod errors;
 mod fallback;
 mod metrics;
 mod retry;
+mod send;
 mod tokens;
 mod transport;
 

@@ -6,13 +6,16 @@
 //! a call borrows the one of its thread's shard for the moment it takes to drive it to
 //! readiness and call it; the response future owns what it needs after that. If the shard
 //! is busy or the instance is not ready at once, the call falls back to a fresh clone.
+//!
+//! The shards are an [`evolution_metrics::Sharded`], the same per-thread shards the
+//! metrics' counters use: one shard count and one thread numbering for the workspace.
+//! (Not `stack.rs`, which assembles the stack these are instances of.)
 
-use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use evolution_metrics::Sharded;
 use futures_util::future::Either;
 use http::Request;
 use tower::util::Oneshot;
@@ -23,15 +26,13 @@ use crate::stack::Stack;
 pub(crate) struct Stacks {
     /// Cloned for a call that cannot borrow a shard, and for [`Stacks::stack`].
     template: Stack,
-    /// A power-of-two number of instances.
-    shards: Box<[Mutex<Stack>]>,
+    /// One instance per shard, each thread borrowing its own shard's.
+    shards: Sharded<Mutex<Stack>>,
 }
 
 impl Stacks {
     pub(crate) fn new(template: Stack) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let count = (cores * 4).next_power_of_two().clamp(4, 64);
-        let shards = (0..count).map(|_| Mutex::new(template.clone())).collect();
+        let shards = Sharded::new(|| Mutex::new(template.clone()));
         Self { template, shards }
     }
 
@@ -45,9 +46,8 @@ impl Stacks {
     /// Not an `async fn`: it returns the stack's own response future (or a clone's), so
     /// the caller's future holds one of them, not a copy of it besides.
     pub(crate) fn call(&self, request: Request<Bytes>) -> StackCall {
-        let shard = &self.shards[thread_index() & (self.shards.len() - 1)];
         // Held only while the instance is polled for readiness and called.
-        if let Ok(mut stack) = shard.try_lock() {
+        if let Ok(mut stack) = self.shards.local().try_lock() {
             // Readiness is asked once, with a waker that does nothing: an instance that is
             // not ready at once is left alone, and the clone below waits on its own. Every
             // layer of `Stack` is always ready, so this only guards against a future one
@@ -65,21 +65,6 @@ impl Stacks {
 /// The future of [`Stacks::call`]: the borrowed instance's response future, or a clone's.
 pub(crate) type StackCall =
     Either<<Stack as Service<Request<Bytes>>>::Future, Oneshot<Stack, Request<Bytes>>>;
-
-/// A number of this thread's own, taken in turn when the thread first asks.
-fn thread_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
-    }
-    INDEX.with(|index| {
-        index.get().unwrap_or_else(|| {
-            let next = NEXT.fetch_add(1, Ordering::Relaxed);
-            index.set(Some(next));
-            next
-        })
-    })
-}
 
 #[cfg(test)]
 mod tests {
