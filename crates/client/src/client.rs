@@ -19,7 +19,7 @@ use crate::{
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{Metrics, PendingCall, Stats, capture};
 use evolution_retry::RetryAfterTooLong;
-use evolution_token::{Credentials, TokenError, TokenManager};
+use evolution_token::{Credentials, TokenManager};
 use serde::de::DeserializeOwned;
 
 /// Answers larger than this are refused instead of buffered.
@@ -239,12 +239,7 @@ impl EvolutionInference {
         self.inner
             .tokens
             .set_credentials(Credentials::new(key_id, secret))
-            .map_err(|error| match error {
-                TokenError::InvalidConfiguration { setting, message } => {
-                    Error::config(setting, message.to_string())
-                }
-                other => Error::Auth(other),
-            })?;
+            .map_err(|error| Error::from_token(error, None))?;
         if let Some(fallback) = &self.inner.fallback {
             fallback.probe_now();
         }
@@ -269,7 +264,7 @@ impl EvolutionInference {
         };
         backup
             .set_credentials(Credentials::new(key_id, secret))
-            .map_err(|error| Error::config("backup_credentials", error.to_string()))
+            .map_err(|error| Error::from_token(error, Some("backup_credentials")))
     }
 
     /// The assembled tower service, to call directly or wrap in layers of your own.
