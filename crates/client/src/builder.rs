@@ -11,8 +11,7 @@ use evolution_retry::RetryConfig;
 #[cfg(feature = "redis")]
 use evolution_token::store::{RedisStore, TokenStore};
 use evolution_token::{
-    Credentials, ENV_KEY_ID, ENV_SECRET, ENV_TOKEN_URL, TokenError, TokenManager,
-    parse_endpoint_url,
+    Credentials, ENV_KEY_ID, ENV_SECRET, ENV_TOKEN_URL, TokenManager, parse_endpoint_url,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -254,8 +253,9 @@ impl EvolutionInferenceBuilder {
     /// any host). Whatever the client, the URLs are checked (https, or http to loopback or
     /// with [`allow_insecure_http`](Self::allow_insecure_http)); a 3xx that reaches the
     /// client is an [`Error::Api`] naming its `Location` (from IAM,
-    /// [`TokenError::Redirected`]); a certificate the client does not trust is
-    /// [`Error::UntrustedCertificate`] (from IAM, [`TokenError::UntrustedCertificate`]),
+    /// [`TokenError::Redirected`](evolution_token::TokenError::Redirected)); a certificate
+    /// the client does not trust is [`Error::UntrustedCertificate`] (from IAM,
+    /// [`TokenError::UntrustedCertificate`](evolution_token::TokenError::UntrustedCertificate)),
     /// never retried.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
@@ -524,17 +524,10 @@ impl EvolutionInferenceBuilder {
             if let Some(store) = &shared_cache {
                 tokens = tokens.shared_cache(store.clone());
             }
-            tokens.build().map_err(|error| match error {
-                // The token settings are named like this builder's methods.
-                TokenError::InvalidConfiguration { setting, message } => {
-                    let setting = match setting {
-                        "key_id" | "secret" => field,
-                        other => other,
-                    };
-                    Error::config(setting, message.to_string())
-                }
-                other => Error::Auth(other),
-            })
+            // The token settings are named like this builder's methods.
+            tokens
+                .build()
+                .map_err(|error| Error::from_token(error, Some(field)))
         };
         let tokens = token_manager(&key_id, &secret, "key_id")?;
         let backup = match &self.backup {

@@ -20,7 +20,7 @@ use crate::{
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{Metrics, PendingCall, Stats, capture};
 use evolution_retry::RetryAfterTooLong;
-use evolution_token::{Credentials, TokenError, TokenManager};
+use evolution_token::{Credentials, TokenManager};
 use serde::de::DeserializeOwned;
 
 /// Answers larger than this are refused instead of buffered.
@@ -242,12 +242,7 @@ impl EvolutionInference {
         self.inner
             .tokens
             .set_credentials(Credentials::new(key_id, secret))
-            .map_err(|error| match error {
-                TokenError::InvalidConfiguration { setting, message } => {
-                    Error::config(setting, message.to_string())
-                }
-                other => Error::Auth(other),
-            })?;
+            .map_err(|error| Error::from_token(error, None))?;
         if let Some(fallback) = &self.inner.fallback {
             fallback.probe_now();
         }
@@ -272,7 +267,7 @@ impl EvolutionInference {
         };
         backup
             .set_credentials(Credentials::new(key_id, secret))
-            .map_err(|error| Error::config("backup_credentials", error.to_string()))
+            .map_err(|error| Error::from_token(error, Some("backup_credentials")))
     }
 
     /// Sends a request you built through the client's stack, as [`chat`](Self::chat) sends

@@ -135,6 +135,23 @@ impl Error {
         }
     }
 
+    /// A token manager's refusal of a setting (from its builder or `set_credentials`), as
+    /// this client's [`Config`](Self::Config) error; anything else stays [`Auth`](Self::Auth).
+    /// The token manager's `key_id` and `secret` are reported as `credentials` when that is
+    /// `Some` (the backup key is set by one method, `backup_credentials`), else as they are.
+    pub(crate) fn from_token(error: TokenError, credentials: Option<&'static str>) -> Self {
+        match error {
+            TokenError::InvalidConfiguration { setting, message } => {
+                let setting = match (setting, credentials) {
+                    ("key_id" | "secret", Some(credentials)) => credentials,
+                    (setting, _) => setting,
+                };
+                Self::config(setting, message.to_string())
+            }
+            other => Self::Auth(other),
+        }
+    }
+
     /// Whether the key was rejected: by IAM (401/403), or by the API after a token refresh.
     pub fn is_auth(&self) -> bool {
         match self {

@@ -185,11 +185,9 @@ pub(crate) fn build<T: Transport>(
     let retried = match &config.retry {
         Some(retry) => {
             let observer = metrics.clone();
-            let retry = retry
-                .to_builder()
-                .observer(move |event: &RetryEvent| observer.record_retry(event.reason.label()))
-                .build()
-                .unwrap_or_else(|_| retry.clone());
+            let retry = retry.clone().with_observer(move |event: &RetryEvent| {
+                observer.record_retry(event.reason.label())
+            });
             Either::Left(RetryLayer::new(retry).layer(counted))
         }
         None => Either::Right(counted),

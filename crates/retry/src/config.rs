@@ -163,12 +163,22 @@ impl RetryConfig {
         }
     }
 
-    /// A builder starting from this configuration, to change a part of it (the client uses
-    /// this to add its metrics observer to a configuration it was given).
+    /// A builder starting from this configuration, to change a part of it.
     pub fn to_builder(&self) -> RetryConfigBuilder {
         RetryConfigBuilder {
             config: self.clone(),
         }
+    }
+
+    /// This configuration with one more observer (the client adds its metrics observer to
+    /// a configuration it was given). Observers accumulate.
+    ///
+    /// Unlike a round trip through [`to_builder`](Self::to_builder), this cannot fail: an
+    /// observer changes no setting that [`build`](RetryConfigBuilder::build) checks, so there
+    /// is nothing to check again, and no error on which the observer could be dropped.
+    pub fn with_observer(mut self, observer: impl RetryObserver) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
     }
 
     /// Attempts per request, the first included.
@@ -455,6 +465,7 @@ impl RetryConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RetryEvent;
 
     #[test]
     fn defaults_are_valid_and_named() {
@@ -466,6 +477,18 @@ mod tests {
         assert_eq!(config.long_retry_after(), DEFAULT_LONG_RETRY_AFTER);
         assert_eq!(config.retry_on_timeout(), DEFAULT_RETRY_ON_TIMEOUT);
         assert_eq!(config.retry_ambiguous(), DEFAULT_RETRY_AMBIGUOUS);
+    }
+
+    #[test]
+    fn with_observer_adds_an_observer_and_keeps_the_settings() {
+        let config = RetryConfig::builder()
+            .max_attempts(2)
+            .observer(|_: &RetryEvent| {})
+            .build()
+            .unwrap()
+            .with_observer(|_: &RetryEvent| {});
+        assert_eq!(config.observers.len(), 2, "observers accumulate");
+        assert_eq!(config.max_attempts(), 2);
     }
 
     #[test]

@@ -188,6 +188,31 @@ async fn set_credentials_while_64_callers_run() {
     assert!(llm.using_primary());
 }
 
+/// Replacing either key with an empty one is refused as `Error::Config` naming the setting,
+/// with the token manager's reason said once: the backup key's error used to carry the
+/// token manager's whole message ("invalid token configuration of `secret`: ...") as its own.
+#[tokio::test]
+async fn an_empty_replacement_key_is_a_config_error_naming_the_setting() {
+    let llm = EvolutionInference::builder()
+        .model("m")
+        .key_id("k")
+        .secret("s")
+        .base_url("https://api.example/v1")
+        .backup_credentials(BACKUP, "backup-secret")
+        .build()
+        .unwrap();
+    let config = |error: Error| match error {
+        Error::Config { field, message } => (field, message),
+        other => panic!("expected a configuration error, got {other:?}"),
+    };
+    let (field, primary) = config(llm.set_credentials("rotated", "").unwrap_err());
+    assert_eq!(field, "secret");
+    let (field, backup) = config(llm.set_backup_credentials("rotated", "").unwrap_err());
+    assert_eq!(field, "backup_credentials");
+    assert_eq!(backup, primary);
+    assert!(!backup.contains("invalid token configuration"), "{backup}");
+}
+
 #[test]
 fn backup_credentials_must_not_be_empty() {
     let error = EvolutionInference::builder()

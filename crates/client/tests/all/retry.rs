@@ -1,9 +1,12 @@
 //! The default retry layer, through `EvolutionInference`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use evolution_client::{Error, RetryConfig};
 use evolution_emulator::{Fault, Route};
+use evolution_retry::RetryEvent;
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
@@ -45,6 +48,32 @@ async fn retry_after_is_honoured() {
         started.elapsed()
     );
     assert_eq!(emu.stats().chat_requests, 2);
+}
+
+/// A retry configuration of the caller's, with an observer of its own: the client adds its
+/// metrics observer beside it, and both are told about the retry.
+#[tokio::test(start_paused = true)]
+async fn the_metrics_observer_joins_the_callers_retry_observer() {
+    let emu = emulator().await;
+    emu.push_fault(Route::Chat, Fault::status(503));
+    let seen = Arc::new(AtomicU32::new(0));
+    let counted = seen.clone();
+    let llm = builder(&emu)
+        .retry(
+            RetryConfig::builder()
+                .base_delay(Duration::from_millis(10))
+                .observer(move |_: &RetryEvent| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                })
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    llm.invoke("hi").await.unwrap();
+    assert_eq!(emu.stats().chat_requests, 2);
+    assert_eq!(seen.load(Ordering::Relaxed), 1);
+    assert_eq!(llm.stats().retries, 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -231,12 +231,7 @@ impl<E> tower::retry::Policy<Request<Bytes>, Response<Bytes>, E> for RetryOnce50
     }
 
     fn clone_request(&mut self, request: &Request<Bytes>) -> Option<Request<Bytes>> {
-        let mut copy = Request::new(request.body().clone());
-        *copy.method_mut() = request.method().clone();
-        *copy.uri_mut() = request.uri().clone();
-        *copy.headers_mut() = request.headers().clone();
-        *copy.extensions_mut() = request.extensions().clone();
-        Some(copy)
+        Some(request.clone())
     }
 }
 

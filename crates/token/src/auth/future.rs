@@ -116,23 +116,14 @@ where
     B: Clone,
 {
     // Copied before the header is set: the copy's headers are often empty, and then
-    // copying them allocates nothing. The resend sets its own header.
-    let copy = keep_copy.then(|| clone_request(&request));
+    // copying them allocates nothing. The resend sets its own header. A plain `clone()`
+    // copies the extensions too (per-call context of outer layers and of the caller): http
+    // 1.x only stores `Clone` extensions, and an empty extension map is copied for free.
+    let copy = keep_copy.then(|| request.clone());
     request
         .headers_mut()
         .insert(AUTHORIZATION, token.bearer_header());
     (inner.call(request), copy)
-}
-
-fn clone_request<B: Clone>(request: &Request<B>) -> Request<B> {
-    let mut copy = Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    // Extensions carry per-call context of outer layers and of the caller.
-    *copy.extensions_mut() = request.extensions().clone();
-    copy
 }
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
