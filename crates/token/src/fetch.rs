@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode, header};
-use rand::Rng;
 use secrecy::ExposeSecret;
 use tokio::time::{Duration, Instant};
 
+use crate::backoff::Exponential;
 use crate::certificate::certificate_error;
 use crate::retry_after::retry_after;
 use crate::{Credentials, TokenError, TokenGrant, parse_token_response};
@@ -43,7 +43,7 @@ enum Attempt {
 
 impl IamClient {
     /// Exchanges the key for a token, retrying 408/429/5xx, network errors and
-    /// timeouts up to `attempts` times with full-jitter exponential backoff, or after
+    /// timeouts up to `attempts` times with jittered exponential backoff, or after
     /// IAM's `Retry-After` when that is longer. A `Retry-After` beyond `max_retry_after`
     /// ends the fetch at once with [`TokenError::Throttled`].
     pub(crate) async fn fetch(&self, credentials: &Credentials) -> Result<Fetched, TokenError> {
@@ -66,7 +66,10 @@ impl IamClient {
             if attempt >= self.attempts {
                 return Err(error);
             }
-            let delay = self.backoff(attempt).max(retry_after.unwrap_or_default());
+            let delay = self
+                .backoff()
+                .delay(attempt)
+                .max(retry_after.unwrap_or_default());
             tracing::warn!(
                 key_id = credentials.key_id(),
                 attempt,
@@ -79,17 +82,10 @@ impl IamClient {
         }
     }
 
-    /// The pause after failed attempt number `attempt`: full jitter under the ceiling.
-    fn backoff(&self, attempt: u32) -> Duration {
-        self.backoff_ceiling(attempt)
-            .mul_f64(rand::rng().random_range(0.5..=1.0))
-    }
-
-    /// `backoff_base × 2^(attempt − 1)`, capped.
-    fn backoff_ceiling(&self, attempt: u32) -> Duration {
-        self.backoff_base
-            .saturating_mul(1u32 << (attempt - 1).min(16))
-            .min(self.backoff_cap)
+    /// The pauses between attempts: `backoff_base × 2ⁿ⁻¹` after the n-th failed one,
+    /// capped at `backoff_cap`, jittered over its later half.
+    fn backoff(&self) -> Exponential {
+        Exponential::new(self.backoff_base, self.backoff_cap)
     }
 
     /// The longest a fetch can take: every attempt timing out, and between attempts the
@@ -99,7 +95,7 @@ impl IamClient {
         (1..self.attempts).fold(
             self.timeout.saturating_mul(self.attempts),
             |total, attempt| {
-                let pause = self.backoff_ceiling(attempt).max(self.max_retry_after);
+                let pause = self.backoff().ceiling(attempt).max(self.max_retry_after);
                 total.saturating_add(pause)
             },
         )

@@ -41,6 +41,7 @@
 )]
 
 pub mod auth;
+mod backoff;
 mod certificate;
 mod credentials;
 pub mod deadline;

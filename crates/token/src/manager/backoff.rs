@@ -9,8 +9,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rand::Rng;
 use tokio::time::{Duration, Instant};
+
+use crate::backoff::Exponential;
 
 /// The wait before another refresh after a failed one: 1 second, doubling with each failure
 /// in a row, jittered over its later half (so 0.5 to 1 s after the first failure).
@@ -69,10 +70,7 @@ impl Backoff {
 /// The wait after the `failures`-th failure in a row: 1 s × 2ⁿ⁻¹ up to 30 s, jittered over
 /// its later half so that a fleet does not retry in lockstep.
 pub(super) fn delay(failures: u32) -> Duration {
-    let exp = FAILED_REFRESH_BACKOFF_BASE
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(FAILED_REFRESH_BACKOFF_CAP);
-    exp.mul_f64(rand::rng().random_range(0.5..=1.0))
+    Exponential::new(FAILED_REFRESH_BACKOFF_BASE, FAILED_REFRESH_BACKOFF_CAP).delay(failures)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use tokio::time::{Duration, Instant};
 
 use super::schedule::Cached;
 use super::*;
+use crate::error::AbortReason;
 
 /// A manager whose IAM is a closed loopback port (nothing leaves the machine).
 fn manager() -> TokenManager {
