@@ -11,7 +11,8 @@ use evolution_retry::RetryConfig;
 #[cfg(feature = "redis")]
 use evolution_token::store::{RedisStore, TokenStore};
 use evolution_token::{
-    Credentials, ENV_KEY_ID, ENV_SECRET, ENV_TOKEN_URL, TokenManager, parse_endpoint_url,
+    Credentials, ENV_KEY_ID, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL, TokenManager,
+    parse_endpoint_url,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -29,10 +30,6 @@ pub const ENV_MODEL: &str = "EVOLUTION_MODEL";
 pub const ENV_BACKUP_KEY_ID: &str = "EVOLUTION_BACKUP_KEY_ID";
 /// Environment variable for the backup secret.
 pub const ENV_BACKUP_SECRET: &str = "EVOLUTION_BACKUP_SECRET";
-/// Environment variable for the Redis URL of the shared token cache (`redis` feature).
-// Not the token crate's `store::ENV_REDIS_URL`: that one exists only with the `redis` feature,
-// and without it this name is still read, to warn that the cache is off.
-pub const ENV_REDIS_URL: &str = "EVOLUTION_REDIS_URL";
 
 /// Limit for one attempt (the wait for a token and the resends included), unless set (the
 /// reference SDK's 60 s).

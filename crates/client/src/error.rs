@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use evolution_fallback::BothKeysRejected;
-use evolution_retry::{RetryAfterTooLong, Retryable, classify_status, is_quota_exhausted};
+use evolution_retry::{
+    RetryAfterTooLong, Retryable, classify_error, classify_status, is_quota_exhausted,
+};
 use evolution_token::{BoxError, TokenError, certificate_error};
 use http::StatusCode;
+use tower::timeout::error::Elapsed;
 
 /// Everything a call can fail with. Messages say what happened and what to check,
 /// and never contain a secret or a token.
@@ -20,7 +23,9 @@ pub enum Error {
         /// What is wrong and what is expected.
         message: String,
     },
-    /// No token could be obtained (wrong key, IAM down, ...).
+    /// No token could be obtained (wrong key, IAM down, ...). Retryable when the error is
+    /// [transient](TokenError::is_transient), although the retry layer does not retry it:
+    /// see [`is_retryable`](Self::is_retryable).
     #[error(transparent)]
     Auth(#[from] TokenError),
     /// Both the primary and the backup key were rejected.
@@ -164,20 +169,33 @@ impl Error {
         }
     }
 
-    /// Whether the same call may succeed if made again later: 408, 429, 500, 502, 503, 504
-    /// ([`classify_status`]), network errors, timeouts, transient IAM errors, a server asking for a long wait
-    /// ([`RetryAfterTooLong`](Self::RetryAfterTooLong): after [`retry_after`](Self::retry_after)).
-    /// Not an exhausted quota, nor rejected keys, a bad request or configuration.
+    /// Whether the same call may succeed if made again later.
     ///
-    /// This says whether *you* may try again, not whether the stack did: a transient IAM error
-    /// is `true` although the retry layer handed it back at once, because the token manager
-    /// had already retried it on its own schedule (IAM has one retry schedule).
+    /// What the API and the network did is judged by the retry layer's own rules, so that
+    /// this answer and what the stack retries never disagree: an [`Api`](Self::Api) status
+    /// by [`classify_status`] (408, 429, 500, 502, 503, 504), a [`Transport`](Self::Transport)
+    /// error by [`classify_error`] (a failure to connect, a connection closed before the
+    /// answer; not a body cut after the answer began, nor a builder or redirect error), a
+    /// [`Timeout`](Self::Timeout) as the `Elapsed` it stands for (transient). Also `true`: a
+    /// server asking for a long wait ([`RetryAfterTooLong`](Self::RetryAfterTooLong): after
+    /// [`retry_after`](Self::retry_after)) and a transient IAM error. Not an exhausted quota,
+    /// rejected keys, an untrusted certificate, an unreadable answer or the configuration.
+    ///
+    /// This says whether *you* may try again, not whether the stack would: for an IAM error
+    /// it is [`TokenError::is_transient`], although the retry layer's rule for token errors
+    /// ([`classify_token`](evolution_retry::classify_token)) hands IAM outages back at once,
+    /// because the token manager has already retried them on its own schedule (IAM has one
+    /// retry schedule). A caller trying later starts a new refresh, once the manager's failure
+    /// backoff allows.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Auth(error) => error.is_transient(),
-            // The retry layer's own rule for statuses: one place decides.
             Self::Api { status, .. } => classify_status(*status) == Some(Retryable::Transient),
-            Self::RetryAfterTooLong { .. } | Self::Transport(_) | Self::Timeout(_) => true,
+            Self::Transport(error) => classify_error(&**error) == Retryable::Transient,
+            // `from_service` makes it of an `Elapsed` (or of a reqwest timeout, which the
+            // rule treats alike); the stream's and rig's idle limits are the same failure.
+            Self::Timeout(_) => classify_error(&Elapsed::new()) == Retryable::Transient,
+            Self::RetryAfterTooLong { .. } => true,
             Self::Config { .. }
             | Self::Decode(_)
             | Self::KeysRejected(_)
@@ -219,7 +237,7 @@ impl Error {
             Ok(ours) => return *ours,
             Err(error) => error,
         };
-        if error.is::<tower::timeout::error::Elapsed>() {
+        if error.is::<Elapsed>() {
             return Self::Timeout(timeout);
         }
         if let Some(problem) = certificate_error(&*error) {
@@ -361,6 +379,94 @@ mod tests {
                 classify_status(status) == Some(Retryable::Transient),
                 "{code}"
             );
+        }
+    }
+
+    /// A server at a local address that reads a request, writes `answer` and closes.
+    async fn answers(answer: &'static [u8]) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.read(&mut [0; 4096]).await;
+                let _ = socket.write_all(answer).await;
+            }
+        });
+        address
+    }
+
+    /// Transport failures as [`Error::from_service`] sorts them: `is_retryable` says what the
+    /// retry layer's rule ([`classify_error`]) says of the same error. The third column says
+    /// which answer each case stands for, so that the set keeps covering both.
+    #[tokio::test]
+    async fn is_retryable_agrees_with_the_retry_layer_on_transport_errors() {
+        use http_body_util::BodyExt;
+        use std::io;
+
+        let http = reqwest::Client::new();
+        let get = |address: std::net::SocketAddr| http.get(format!("http://{address}/")).send();
+        let refused = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        // Never accepted: the kernel completes the connection, nobody reads or answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = http
+            .get(format!("http://{}/", listener.local_addr().unwrap()))
+            .timeout(Duration::from_millis(50))
+            .send();
+        let cut = answers(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
+
+        let connect = get(refused).await.unwrap_err();
+        assert!(connect.is_connect(), "{connect:?}");
+        let closed = get(answers(b"").await).await.unwrap_err();
+        assert!(closed.is_request() && !closed.is_connect(), "{closed:?}");
+        let timeout = silent.await.unwrap_err();
+        assert!(timeout.is_timeout(), "{timeout:?}");
+        // Read as the transport reads it (the body as an `http_body::Body`)...
+        let answer: http::Response<reqwest::Body> = get(cut).await.unwrap().into();
+        let body = answer.into_body().collect().await.unwrap_err();
+        assert!(body.is_body(), "{body:?}");
+        // ... and as reqwest's own readers do, which call the same failure a decode error.
+        let decode = get(cut).await.unwrap().bytes().await.unwrap_err();
+        assert!(decode.is_decode(), "{decode:?}");
+        let builder = http.get("no scheme").build().unwrap_err();
+        assert!(builder.is_builder(), "{builder:?}");
+        let certificate = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+
+        let cases: Vec<(&str, BoxError, bool)> = vec![
+            ("connect", connect.into(), true),
+            ("closed before the answer", closed.into(), true),
+            ("reqwest timeout", timeout.into(), true),
+            ("body cut after the head", body.into(), false),
+            ("decode", decode.into(), false),
+            ("builder", builder.into(), false),
+            (
+                "io reset",
+                io::Error::from(io::ErrorKind::ConnectionReset).into(),
+                true,
+            ),
+            (
+                "io other",
+                io::Error::from(io::ErrorKind::PermissionDenied).into(),
+                false,
+            ),
+            ("certificate", certificate.into(), false),
+            ("elapsed", Elapsed::new().into(), true),
+            ("unknown", "something else".into(), false),
+        ];
+        for (case, error, transient) in cases {
+            let rule = classify_error(&*error) == Retryable::Transient;
+            assert_eq!(
+                rule, transient,
+                "{case}: the case is not what it stands for"
+            );
+            let error = Error::from_service(error, Duration::from_secs(1));
+            assert_eq!(error.is_retryable(), rule, "{case}: {error:?}");
         }
     }
 

@@ -67,7 +67,7 @@ mod transport;
 
 pub use self::builder::{
     DEFAULT_REQUEST_TIMEOUT, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_MODEL,
-    ENV_REDIS_URL, EvolutionInferenceBuilder,
+    EvolutionInferenceBuilder,
 };
 pub use self::chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model,
@@ -84,8 +84,9 @@ pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
 pub use evolution_metrics::{self as metrics, Metrics, Stats};
 pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;
-// The key and IAM variables are named once, in the token crate, which reads them too.
-pub use evolution_token::{ENV_KEY_ID, ENV_SECRET, ENV_TOKEN_URL};
+// The key, IAM and shared-cache variables are named once, in the token crate, which reads
+// them too (`ENV_REDIS_URL` without its `redis` feature as well, so the client can warn).
+pub use evolution_token::{ENV_KEY_ID, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL};
 
 // The README's Rust snippets compile as doctests of this crate.
 #[cfg(doctest)]

@@ -76,5 +76,11 @@ pub use self::response::{
 };
 pub use self::token::AccessToken;
 
+/// Environment variable for the Redis URL of the shared token cache
+/// ([`TokenManagerBuilder::from_env`] reads it with the `redis` feature).
+// Here, not in `store::redis`: without the `redis` feature the name is still read, by the
+// client, to warn that the variable is set but the cache is off.
+pub const ENV_REDIS_URL: &str = "EVOLUTION_REDIS_URL";
+
 /// The error type between tower services (the tower convention).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -66,9 +66,11 @@ use tokio::time::Duration;
 pub(crate) use self::cache::{Refresh, SharedCache};
 pub use self::memory::InMemoryStore;
 #[cfg(feature = "redis")]
-pub use self::redis::{ENV_REDIS_URL, RedisStore};
+pub use self::redis::RedisStore;
 pub use self::seal::store_key;
 use crate::BoxError;
+#[cfg(feature = "redis")]
+pub use crate::ENV_REDIS_URL;
 pub use crate::event::StoreOperation;
 
 /// Limit for one operation on the store. Defaults to 1 second.

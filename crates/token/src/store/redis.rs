@@ -10,9 +10,6 @@ use tokio::time::Duration;
 
 use super::{DEFAULT_STORE_TIMEOUT, LockToken, StoreError, StoredToken, TokenStore};
 
-/// Environment variable for the Redis URL of the shared token cache.
-pub const ENV_REDIS_URL: &str = "EVOLUTION_REDIS_URL";
-
 /// Releases a lock only if it still holds this holder's token.
 const UNLOCK: &str = r"
 if redis.call('get', KEYS[1]) == ARGV[1] then
