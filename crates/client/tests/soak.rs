@@ -58,6 +58,15 @@ fn faults() -> Vec<Fault> {
         Fault::malformed(Malformed::Truncated),
         Fault::malformed(Malformed::NotJson),
         Fault::cut_stream(1),
+        // Fail at once, not retried: an exhausted quota, a wait beyond `max_retry_after`, and
+        // a redirect (on IAM it would carry the secret; never followed).
+        Fault::raw_body(
+            429,
+            "application/json",
+            r#"{"error":{"message":"quota exhausted","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+        ),
+        Fault::status(429).with_header("retry-after", "3600"),
+        Fault::status(308).with_header("location", "http://127.0.0.1:9/sink"),
         // Streams fail midway; other answers are not affected.
         Fault::stream_error_after(
             2,
@@ -73,6 +82,8 @@ fn kind(error: &Error) -> String {
         Error::Transport(_) => "transport".into(),
         Error::Timeout(_) => "timeout".into(),
         Error::Decode(_) => "decode".into(),
+        Error::QuotaExhausted { .. } => "quota_exhausted".into(),
+        Error::RetryAfterTooLong { .. } => "retry_after_too_long".into(),
         Error::KeysRejected(_) => "keys_rejected".into(),
         Error::Config { .. } => "config".into(),
         _ => "other".into(),

@@ -17,7 +17,8 @@ use crate::names::STATUS_NONE;
 pub enum Outcome {
     /// An answer below 400 (`"ok"`).
     Ok,
-    /// A 4xx answer other than 401 and 403 (`"client_error"`).
+    /// A 4xx answer other than 401 and 403, or a 3xx: the stack follows no redirect, so a
+    /// redirect fails the call (its target is a base URL to fix) (`"client_error"`).
     ClientError,
     /// A 401 or 403 answer, or a [`TokenError`] for which [`TokenError::is_auth`] holds: the
     /// key was rejected (`"auth_error"`).
@@ -101,7 +102,7 @@ impl Outcome {
     pub fn from_status(status: StatusCode) -> Self {
         match status.as_u16() {
             401 | 403 => Self::AuthError,
-            400..=499 => Self::ClientError,
+            300..=499 => Self::ClientError,
             500.. => Self::ServerError,
             _ => Self::Ok,
         }
@@ -220,7 +221,8 @@ mod tests {
         let cases = [
             (200, Outcome::Ok),
             (204, Outcome::Ok),
-            (304, Outcome::Ok),
+            (304, Outcome::ClientError),
+            (308, Outcome::ClientError),
             (400, Outcome::ClientError),
             (401, Outcome::AuthError),
             (403, Outcome::AuthError),

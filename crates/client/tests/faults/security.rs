@@ -97,6 +97,9 @@ async fn api_redirect_is_not_followed() {
         (0, 0),
         "the request went to the redirect's target"
     );
+    // Counted as the failure it is, not as a success.
+    let stats = llm.stats();
+    assert_eq!((stats.total_requests, stats.successes), (1, 0), "{stats:?}");
 }
 
 /// IAM over TLS with a certificate from a CA no trust store holds: one handshake, no
