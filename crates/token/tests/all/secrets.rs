@@ -1,12 +1,11 @@
 //! The secret and the tokens never appear in logs, errors or `Debug` output.
 
 use evolution_emulator::{Fault, Route};
-use evolution_testkit::Capture;
+use evolution_testkit::{Capture, transport};
 use evolution_token::{AuthLayer, Credentials, TokenManager};
 use secrecy::ExposeSecret;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::auth_layer::transport;
 use crate::{KEY, SECRET, emulator, manager};
 
 #[tokio::test(start_paused = true)]
