@@ -28,6 +28,7 @@ use evolution_client::Error;
 use evolution_emulator::{Emulator, Fault, Route};
 use evolution_token::TokenError;
 
+// The emulator, its keys and a client for it: the set-up shared with the other test binaries.
 pub(crate) use evolution_testkit::{
     BACKUP, BACKUP_SECRET, KEY, SECRET, builder, client, emulator, emulator_builder, two_keys,
 };
