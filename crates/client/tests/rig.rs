@@ -1,37 +1,15 @@
 //! rig agents on `evolution_client::rig::Client`, against the in-process emulator.
 
+use evolution_client::EvolutionInferenceBuilder;
 use evolution_client::rig::rig_agent::agent::MultiTurnStreamItem;
 use evolution_client::rig::rig_core::completion::CompletionRequest;
 use evolution_client::rig::rig_core::providers::openai::OpenAIConfig;
 use evolution_client::rig::rig_core::streaming::{Item, StreamEvent};
 use evolution_client::rig::{Client, DIALECT};
-use evolution_client::{EvolutionInference, EvolutionInferenceBuilder};
 use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
+use evolution_testkit::{BACKUP, BACKUP_SECRET, KEY, builder, two_keys};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-
-const KEY: &str = "rig-key";
-const SECRET: &str = "rig-secret";
-const BACKUP: &str = "rig-backup-key";
-const BACKUP_SECRET: &str = "rig-backup-secret";
-
-async fn emulator() -> Emulator {
-    Emulator::builder()
-        .key(KEY, SECRET)
-        .key(BACKUP, BACKUP_SECRET)
-        .start()
-        .await
-        .expect("emulator starts")
-}
-
-fn builder(emu: &Emulator) -> EvolutionInferenceBuilder {
-    EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(KEY)
-        .secret(SECRET)
-        .base_url(emu.base_url())
-        .auth_url(emu.auth_url())
-}
 
 fn rig(_emu: &Emulator, builder: EvolutionInferenceBuilder) -> Client {
     Client::new(builder.build().expect("valid configuration"))
@@ -39,7 +17,7 @@ fn rig(_emu: &Emulator, builder: EvolutionInferenceBuilder) -> Client {
 
 #[tokio::test]
 async fn an_agent_prompt_returns_the_answer() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu));
     let agent = client.agent(DEMO_MODEL).preamble("Отвечай кратко.").build();
     let answer = agent.prompt("Привет!").await.unwrap();
@@ -57,7 +35,7 @@ async fn an_agent_prompt_returns_the_answer() {
 
 #[tokio::test]
 async fn a_streamed_prompt_yields_the_answer_in_pieces() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu));
     let agent = client.agent(DEMO_MODEL).build();
     let mut stream = agent.prompt("stream me please").stream();
@@ -84,7 +62,7 @@ async fn a_streamed_prompt_yields_the_answer_in_pieces() {
 
 #[tokio::test]
 async fn a_completion_model_serves_rig_requests_directly() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu));
     let response = client
         .completion_model(DEMO_MODEL)
@@ -96,7 +74,7 @@ async fn a_completion_model_serves_rig_requests_directly() {
 
 #[tokio::test]
 async fn a_cut_stream_ends_in_an_error_not_a_short_answer() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu));
     emu.push_fault(Route::Chat, Fault::cut_stream(2));
     let mut stream = client
@@ -119,7 +97,7 @@ async fn a_cut_stream_ends_in_an_error_not_a_short_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_prompts_make_one_iam_request() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu));
     let agent = client.agent(DEMO_MODEL).build();
     let answers = join_all((0..50).map(|i| {
@@ -140,7 +118,7 @@ async fn fifty_concurrent_prompts_make_one_iam_request() {
 
 #[tokio::test]
 async fn a_token_revoked_mid_run_is_invisible() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu));
     let agent = client.agent(DEMO_MODEL).build();
     agent.prompt("before").await.unwrap();
@@ -160,7 +138,7 @@ async fn a_token_revoked_mid_run_is_invisible() {
 
 #[tokio::test(start_paused = true)]
 async fn a_503_is_retried() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu));
     emu.push_fault(Route::Chat, Fault::status(503));
     let answer = client
@@ -178,7 +156,7 @@ async fn a_503_is_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn with_the_primary_key_disabled_the_backup_answers() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     emu.disable_key(KEY);
     let client = rig(
         &emu,
@@ -195,7 +173,7 @@ async fn with_the_primary_key_disabled_the_backup_answers() {
 
 #[tokio::test]
 async fn an_api_error_reaches_rig_with_its_status() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu).no_retry());
     emu.push_fault(Route::Chat, Fault::status(400));
     let error = client
@@ -212,7 +190,7 @@ async fn an_api_error_reaches_rig_with_its_status() {
 
 #[tokio::test]
 async fn the_token_never_leaves_the_base_url() {
-    let emu = emulator().await;
+    let emu = two_keys().await;
     let client = rig(&emu, builder(&emu));
     // A rig configuration of one's own, pointed elsewhere, on this transport.
     let elsewhere = OpenAIConfig::with_key(&DIALECT, "")

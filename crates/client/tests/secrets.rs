@@ -27,8 +27,7 @@
 //! Tokens are short-lived (one hour) and the secret goes only to IAM over TLS; the plain
 //! copies are freed (not wiped) when the request completes.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use evolution_client::{
@@ -36,6 +35,7 @@ use evolution_client::{
     RetryConfig,
 };
 use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Malformed, Route};
+use evolution_testkit::Capture;
 use evolution_token::{Credentials, TokenManager, parse_token_response};
 use futures_util::StreamExt;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -50,30 +50,15 @@ const ROTATED_SECRET: &str = "ROTATED-s3cr3t-71c9e3";
 const WRONG_SECRET: &str = "WRONG-s3cr3t-0d0d0d";
 const SECRETS: [&str; 4] = [PRIMARY_SECRET, BACKUP_SECRET, ROTATED_SECRET, WRONG_SECRET];
 
-/// Everything the subscriber writes, from every thread.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// The audit's subscriber: global, so that it hears every thread and runtime of the flows.
 fn capture() -> &'static Capture {
     static CAPTURE: OnceLock<Capture> = OnceLock::new();
     CAPTURE.get_or_init(|| {
         let capture = Capture::default();
-        let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+        let subscriber = capture
+            .fmt()
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
             .with_ansi(false)
-            .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
         capture
@@ -138,7 +123,7 @@ fn no_secret_or_token_in_logs_errors_debug_stats_or_metrics() {
         })
         .unwrap();
     printed.0 += &blocking_printed.0;
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     let scrape = scrape.render();
     let issued = emu.issued_tokens();
 

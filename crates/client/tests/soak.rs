@@ -21,12 +21,11 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use evolution_client::{ChatRequest, Error, EvolutionInference};
-use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Malformed, Route};
+use evolution_client::{ChatRequest, Error};
+use evolution_emulator::{Fault, Malformed, Route};
+use evolution_testkit::{builder, emulator_builder};
 use tokio::time::Instant;
 
-const KEY: &str = "soak-key";
-const SECRET: &str = "soak-secret";
 const IN_FLIGHT: u64 = 64;
 const THINK: Duration = Duration::from_millis(640);
 const TTL: Duration = Duration::from_secs(40);
@@ -108,8 +107,7 @@ struct Tally {
 }
 
 async fn soak(total: u64) {
-    let emu = Emulator::builder()
-        .key(KEY, SECRET)
+    let emu = emulator_builder()
         .ttl(TTL)
         .random_faults(faults())
         .fault_probability(
@@ -120,12 +118,7 @@ async fn soak(total: u64) {
         .start()
         .await
         .unwrap();
-    let llm = EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(KEY)
-        .secret(SECRET)
-        .base_url(emu.base_url())
-        .auth_url(emu.auth_url())
+    let llm = builder(&emu)
         .request_timeout(Duration::from_secs(10))
         .build()
         .unwrap();

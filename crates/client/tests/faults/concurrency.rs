@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use evolution_client::{ChatRequest, EvolutionInference};
-use evolution_emulator::{DEMO_MODEL, Emulator, Route};
+use evolution_client::ChatRequest;
+use evolution_emulator::Route;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use tokio::task::JoinSet;
 
-use crate::{KEY, Rng, SECRET, echo};
+use crate::{KEY, Rng, builder, echo, emulator_builder};
 
 const NEW_KEY: &str = "rotated-key";
 const NEW_SECRET: &str = "rotated-secret-never-printed";
@@ -21,8 +21,7 @@ const NEW_SECRET: &str = "rotated-secret-never-printed";
 /// with the new key, and each key made exactly one IAM request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_rotated_while_64_calls_run() {
-    let emu = Emulator::builder()
-        .key(KEY, SECRET)
+    let emu = emulator_builder()
         .key(NEW_KEY, NEW_SECRET)
         .latency(Route::Chat, Duration::from_millis(2))
         .start()
@@ -92,21 +91,13 @@ async fn credentials_rotated_while_64_calls_run() {
 /// accounted for in `Stats`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_futures_dropped_at_random_points_while_1000_calls_run() {
-    let emu = Emulator::builder()
-        .key(KEY, SECRET)
+    let emu = emulator_builder()
         .latency(Route::Iam, Duration::from_millis(15))
         .latency(Route::Chat, Duration::from_millis(3))
         .start()
         .await
         .unwrap();
-    let llm = EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(KEY)
-        .secret(SECRET)
-        .base_url(emu.base_url())
-        .auth_url(emu.auth_url())
-        .build()
-        .unwrap();
+    let llm = builder(&emu).build().unwrap();
     let finished = Arc::new(AtomicU64::new(0));
     let mut rng = Rng::new(0x5eed);
     let mut tasks = JoinSet::new();

@@ -24,38 +24,19 @@ mod transport;
 
 use std::time::Duration;
 
-use evolution_client::{Error, EvolutionInference, EvolutionInferenceBuilder};
-use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
+use evolution_client::Error;
+use evolution_emulator::{Emulator, Fault, Route};
 use evolution_token::TokenError;
 
-pub(crate) const KEY: &str = "fault-key";
-pub(crate) const SECRET: &str = "fault-secret-never-printed";
+// The emulator, its keys and a client for it: the set-up shared with the other test binaries.
+pub(crate) use evolution_testkit::{
+    BACKUP, BACKUP_SECRET, KEY, SECRET, builder, client, emulator, emulator_builder, two_keys,
+};
 
 /// Client attempts per call with the default retry configuration.
 pub(crate) const ATTEMPTS: u64 = 3;
 /// IAM requests per refresh on transient IAM failures (`DEFAULT_FETCH_ATTEMPTS`).
 pub(crate) const FETCH_ATTEMPTS: u64 = evolution_token::DEFAULT_FETCH_ATTEMPTS as u64;
-
-pub(crate) async fn emulator() -> Emulator {
-    Emulator::builder()
-        .key(KEY, SECRET)
-        .start()
-        .await
-        .expect("emulator starts")
-}
-
-pub(crate) fn builder(emu: &Emulator) -> EvolutionInferenceBuilder {
-    EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(KEY)
-        .secret(SECRET)
-        .base_url(emu.base_url())
-        .auth_url(emu.auth_url())
-}
-
-pub(crate) fn client(emu: &Emulator) -> EvolutionInference {
-    builder(emu).build().expect("valid configuration")
-}
 
 /// Every request to `route` gets `fault` until [`heal`] (a probability-1 random fault).
 pub(crate) fn break_route(emu: &Emulator, route: Route, fault: Fault) {

@@ -3,24 +3,23 @@
 
 use std::time::Duration;
 
-use evolution_client::{EvolutionInference, Metrics};
-use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
+use evolution_client::Metrics;
+use evolution_emulator::{Fault, Route};
 use evolution_token::{AbortReason, Credentials, TokenError};
 use futures_util::future::join_all;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio::time::Instant;
 
-use crate::{FETCH_ATTEMPTS, KEY, SECRET, break_route, client, echo, emulator, heal, says, seen};
-
-const BACKUP: &str = "backup-key";
+use crate::{
+    BACKUP, BACKUP_SECRET, FETCH_ATTEMPTS, KEY, break_route, builder, client, echo, emulator, heal,
+    says, seen, two_keys,
+};
 
 /// Sleeps past the longest failure backoff of the token manager (30 s), after which the
 /// next call may start a refresh again.
 pub(crate) async fn wait_out_the_token_backoff() {
     tokio::time::sleep(evolution_token::FAILED_REFRESH_BACKOFF_CAP).await;
 }
-const BACKUP_SECRET: &str = "backup-secret-never-printed";
-
 /// 64 callers calling in a loop through 10 s of IAM answering 503, with no token cached:
 /// IAM sees only the refreshes the manager's failure backoff lets through (1, 2, 4, 8 s …,
 /// jittered over the later half, after refreshes of 0.3..0.6 s: 4 or 5 in 10 s), 3 requests
@@ -158,19 +157,9 @@ async fn the_backups_invalidation_leaves_the_primarys_expiry_gauge() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _local = metrics::set_default_local_recorder(&recorder);
-    let emu = Emulator::builder()
-        .key(KEY, SECRET)
-        .key(BACKUP, BACKUP_SECRET)
-        .start()
-        .await
-        .unwrap();
-    let llm = EvolutionInference::builder()
-        .model(DEMO_MODEL)
-        .key_id(KEY)
-        .secret(SECRET)
+    let emu = two_keys().await;
+    let llm = builder(&emu)
         .backup_credentials(BACKUP, BACKUP_SECRET)
-        .base_url(emu.base_url())
-        .auth_url(emu.auth_url())
         .metrics(Metrics::new())
         .build()
         .unwrap();

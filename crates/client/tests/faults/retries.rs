@@ -8,28 +8,16 @@ use bytes::Bytes;
 use evolution_client::fallback::{EndpointFailure, FallbackLayer};
 use evolution_client::retry::{LongRetryAfter, RetryConfig, RetryLayer};
 use evolution_client::{Error, stack};
-use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
+use evolution_emulator::{DEMO_MODEL, Fault, Route};
 use evolution_token::{Credentials, TokenError, TokenManager};
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::manager::wait_out_the_token_backoff;
 use crate::{
-    ATTEMPTS, FETCH_ATTEMPTS, KEY, SECRET, break_route, builder, client, closed_port, echo,
-    emulator, heal, says, seen, token_error,
+    ATTEMPTS, BACKUP, BACKUP_SECRET, FETCH_ATTEMPTS, KEY, SECRET, break_route, builder, client,
+    closed_port, echo, emulator, heal, says, seen, token_error, two_keys,
 };
-
-const BACKUP: &str = "fault-backup-key";
-const BACKUP_SECRET: &str = "fault-backup-secret";
-
-async fn two_keys() -> Emulator {
-    Emulator::builder()
-        .key(KEY, SECRET)
-        .key(BACKUP, BACKUP_SECRET)
-        .start()
-        .await
-        .expect("emulator starts")
-}
 
 /// The call failed with IAM's 503 after one refresh of `FETCH_ATTEMPTS` IAM requests.
 #[track_caller]

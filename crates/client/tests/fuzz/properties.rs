@@ -4,14 +4,12 @@
 
 use std::time::Duration;
 
-use evolution_client::{EvolutionInference, RetryConfig};
-use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
+use evolution_client::RetryConfig;
+use evolution_emulator::{Fault, Route};
+use evolution_testkit::{KEY, SECRET, builder, emulator_builder};
 use evolution_token::{Credentials, TokenManager};
 use futures_util::future::join_all;
 use proptest::prelude::*;
-
-const KEY: &str = "property-key";
-const SECRET: &str = "property-secret";
 
 fn paused_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -81,8 +79,7 @@ proptest! {
         let lifetime = Duration::from_secs(ttl.as_secs().max(1));
         let floor = if lifetime > buffer { buffer } else { lifetime / 2 };
         paused_runtime().block_on(async {
-            let emu = Emulator::builder()
-                .key(KEY, SECRET)
+            let emu = emulator_builder()
                 .ttl(lifetime)
                 .latency(Route::Iam, Duration::from_millis(latency_ms))
                 .start()
@@ -150,15 +147,10 @@ proptest! {
             .unwrap();
         let bound = (calls * u64::from(attempts)).min(calls + config.budget_retries(calls));
         let made = paused_runtime().block_on(async {
-            let emu = Emulator::builder().key(KEY, SECRET).start().await.unwrap();
+            let emu = emulator_builder().start().await.unwrap();
             emu.set_random_faults(vec![Fault::status(503)]);
             emu.set_fault_probability(1.0, 1, &[Route::Chat]);
-            let llm = EvolutionInference::builder()
-                .model(DEMO_MODEL)
-                .key_id(KEY)
-                .secret(SECRET)
-                .base_url(emu.base_url())
-                .auth_url(emu.auth_url())
+            let llm = builder(&emu)
                 .retry(config)
                 .build()
                 .unwrap();

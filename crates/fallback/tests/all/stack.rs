@@ -8,10 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
 use evolution_fallback::{BothKeysRejected, EndpointFailure, Failback, Fallback, SwitchPolicy};
+use evolution_testkit::transport;
 use evolution_token::{AuthLayer, BoxError, Credentials, TokenManager};
 use http::{Request, Response, StatusCode};
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceExt};
 
 type Side = BoxCloneSyncService<Request<Bytes>, Response<Bytes>, BoxError>;
 
@@ -67,27 +68,6 @@ impl Setup {
 /// One key's stack.
 fn side(tokens: &TokenManager) -> Side {
     BoxCloneSyncService::new(AuthLayer::new(tokens.clone()).layer(transport()))
-}
-
-/// reqwest as a `Service<Request<Bytes>>`.
-fn transport()
--> impl Service<Request<Bytes>, Response = Response<Bytes>, Error = BoxError, Future = impl Send>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    let client = reqwest::Client::new();
-    service_fn(move |request: Request<Bytes>| {
-        let client = client.clone();
-        async move {
-            let response = client.execute(reqwest::Request::try_from(request)?).await?;
-            let status = response.status();
-            let body = response.bytes().await?;
-            let mut answer = Response::new(body);
-            *answer.status_mut() = status;
-            Ok::<_, BoxError>(answer)
-        }
-    })
 }
 
 /// Sends one chat request; the answer's content, e.g. `"[backup-key] echo: hi"`.

@@ -6,23 +6,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
 use evolution_retry::{BoxError, RetryConfig, RetryLayer};
+use evolution_testkit::transport;
 use evolution_token::{AuthLayer, Credentials, TokenManager};
 use http::{Request, Response};
 use tokio::time::Instant;
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
-pub(crate) const KEY: &str = "retry-key";
-pub(crate) const SECRET: &str = "retry-secret";
+// The emulator and its key: the set-up shared with the other crates' tests.
+pub(crate) use evolution_testkit::{KEY, SECRET, emulator};
+
 /// Concurrent calls in the storm scenarios.
 pub(crate) const STORM: u64 = 100;
-
-pub(crate) async fn emulator() -> Emulator {
-    Emulator::builder()
-        .key(KEY, SECRET)
-        .start()
-        .await
-        .expect("emulator starts")
-}
 
 pub(crate) fn tokens(emu: &Emulator) -> TokenManager {
     TokenManager::builder(Credentials::new(KEY, SECRET))
@@ -56,29 +50,6 @@ impl Attempts {
     }
 }
 
-/// reqwest as a `Service<Request<Bytes>>`, recording when each attempt starts.
-fn transport(
-    attempts: Attempts,
-) -> impl Service<Request<Bytes>, Response = Response<Bytes>, Error = BoxError, Future = impl Send> + Clone
-{
-    let client = reqwest::Client::new();
-    service_fn(move |request: Request<Bytes>| {
-        attempts.record();
-        let client = client.clone();
-        async move {
-            let response = client.execute(reqwest::Request::try_from(request)?).await?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            let mut answer = Response::new(body);
-            *answer.status_mut() = status;
-            // The retry layer reads `Retry-After` from the head.
-            *answer.headers_mut() = headers;
-            Ok::<_, BoxError>(answer)
-        }
-    })
-}
-
 fn stack(
     emu: &Emulator,
     config: RetryConfig,
@@ -90,7 +61,12 @@ fn stack(
     ServiceBuilder::new()
         .layer(RetryLayer::new(config))
         .layer(AuthLayer::new(tokens(emu)))
-        .service(transport(attempts))
+        // Each attempt's start, as the transport sees it.
+        .map_request(move |request: Request<Bytes>| {
+            attempts.record();
+            request
+        })
+        .service(transport())
 }
 
 fn chat_request(emu: &Emulator) -> Request<Bytes> {

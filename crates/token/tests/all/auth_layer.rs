@@ -3,31 +3,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use evolution_emulator::{Emulator, Fault, Route};
-use evolution_token::{AuthLayer, AuthMiddleware, BoxError, DeadlineLayer, TokenError};
+use evolution_testkit::transport;
+use evolution_token::{AuthLayer, AuthMiddleware, DeadlineLayer, TokenError};
 use http::{Request, Response, StatusCode};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 use crate::{emulator, manager};
-
-/// The simplest transport: reqwest as a `Service<Request<Bytes>>`.
-pub(crate) fn transport()
--> impl Service<Request<Bytes>, Response = Response<Bytes>, Error = BoxError, Future = impl Send> + Clone
-{
-    let client = reqwest::Client::new();
-    service_fn(move |request: Request<Bytes>| {
-        let client = client.clone();
-        async move {
-            let response = client.execute(reqwest::Request::try_from(request)?).await?;
-            let status = response.status();
-            let body = response.bytes().await?;
-            let mut answer = Response::new(body);
-            *answer.status_mut() = status;
-            Ok::<_, BoxError>(answer)
-        }
-    })
-}
 
 fn chat_request(emu: &Emulator) -> Request<Bytes> {
     Request::post(format!("{}/chat/completions", emu.base_url()))

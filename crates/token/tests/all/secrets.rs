@@ -1,43 +1,18 @@
 //! The secret and the tokens never appear in logs, errors or `Debug` output.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use evolution_emulator::{Fault, Route};
+use evolution_testkit::{Capture, transport};
 use evolution_token::{AuthLayer, Credentials, TokenManager};
 use secrecy::ExposeSecret;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::auth_layer::transport;
 use crate::{KEY, SECRET, emulator, manager};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn no_secret_or_token_in_trace_logs_errors_or_debug() {
-    // With one scoped dispatcher in the process, tracing decides whether a log line is
-    // wanted by asking the default of whichever thread meets it first: a test running on
-    // another thread (no subscriber) would switch our lines off. With two registered, it
-    // asks every one.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    // Scoped to this test, heard on every thread (see `Capture::set_default`).
     let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture.set_default();
     let mut printed = String::new();
 
     let emu = emulator().await;
@@ -86,7 +61,7 @@ async fn no_secret_or_token_in_trace_logs_errors_or_debug() {
     let error = tokens.get_token().await.unwrap_err();
     printed += &format!("{error} {error:?}");
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("token refresh"), "the capture works: {logs}");
     let issued = emu.issued_tokens();
     assert!(issued.len() >= 3);

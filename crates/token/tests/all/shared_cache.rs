@@ -1,11 +1,11 @@
 //! The shared token cache's protocol, against `InMemoryStore` and stores that fail.
 //! `tests/redis.rs` runs the same scenarios against a real redis-server.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use evolution_testkit::Capture;
 use evolution_token::store::{InMemoryStore, LockToken, StoreError, StoredToken, TokenStore};
 use evolution_token::{Credentials, StoreOperation, TokenErrorKind, TokenManager};
 use futures_util::future::join_all;
@@ -259,32 +259,12 @@ async fn fleet_of_16_makes_one_iam_request_per_token_lifetime() {
     assert!(alone[1..].iter().all(|&n| n >= 16), "{alone:?}");
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Hits, saves, store failures and rejected values log no secret and no token.
 #[tokio::test(start_paused = true)]
 async fn no_secret_or_token_in_shared_cache_logs() {
-    // With one scoped dispatcher in the process, tracing decides whether a log line is
-    // wanted by asking the default of whichever thread meets it first (see `secrets.rs`).
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    // Scoped to this test, heard on every thread (see `Capture::set_default`).
     let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture.set_default();
 
     let fleet = Fleet::start().await;
     // Tests on other threads (without this subscriber) may have met these log lines
@@ -312,7 +292,7 @@ async fn no_secret_or_token_in_shared_cache_logs() {
         .await
         .unwrap_err(); // the old secret is rejected now: an error, after the store's warning
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("token taken from the shared cache"), "{logs}");
     assert!(logs.contains("does not open"), "{logs}");
     assert!(logs.contains("shared token cache unavailable"), "{logs}");
