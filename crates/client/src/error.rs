@@ -253,7 +253,8 @@ impl Error {
     }
 
     /// A redirect, which is not followed: its status and where it pointed (`location`
-    /// resolved against `base_url`, without its query, which may carry anything).
+    /// resolved against `base_url`, without its user info, query and fragment, which may
+    /// carry credentials).
     pub(crate) fn redirected(
         status: StatusCode,
         location: Option<&http::HeaderValue>,
@@ -263,6 +264,9 @@ impl Error {
             .and_then(|value| value.to_str().ok())
             .and_then(|location| url::Url::parse(base_url).ok()?.join(location).ok())
             .map(|mut target| {
+                // Both fail only for URLs that cannot have user info: nothing to remove then.
+                let _ = target.set_username("");
+                let _ = target.set_password(None);
                 target.set_query(None);
                 target.set_fragment(None);
                 target
@@ -360,6 +364,12 @@ mod tests {
             "{none}"
         );
         assert!(!none.is_retryable() && !none.is_auth());
+        let with_user = "https://user:pass@foundation-models.api.cloud.ru/v1";
+        let message = Error::redirected(StatusCode::FOUND, Some(&relative), with_user).to_string();
+        assert!(
+            !message.contains("user") && !message.contains("pass"),
+            "{message}"
+        );
     }
 
     fn api(status: StatusCode) -> Error {

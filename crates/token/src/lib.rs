@@ -67,8 +67,8 @@ pub use self::manager::MAX_SHARED_CACHE_LOCK_TTL;
 pub use self::manager::{
     DEFAULT_AUTH_URL, DEFAULT_FETCH_ATTEMPTS, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_AHEAD,
     DEFAULT_REFRESH_BUFFER, ENV_TOKEN_URL, FAILED_REFRESH_BACKOFF_BASE, FAILED_REFRESH_BACKOFF_CAP,
-    MAX_FETCH_RETRY_AFTER, MAX_FETCH_TIMEOUT, MonitorGuard, TokenInfo, TokenManager,
-    TokenManagerBuilder, parse_endpoint_url,
+    MAX_FETCH_RETRY_AFTER, MAX_FETCH_TIMEOUT, MAX_REFRESH_RETRY_AFTER, MonitorGuard, TokenInfo,
+    TokenManager, TokenManagerBuilder, parse_endpoint_url,
 };
 pub use self::middleware::AuthMiddleware;
 pub use self::response::{

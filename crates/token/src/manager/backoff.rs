@@ -20,6 +20,10 @@ pub const FAILED_REFRESH_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// a manager that failed many times in a row recovers within this.
 pub const FAILED_REFRESH_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
+/// The longest IAM `Retry-After` the backoff honours (5 minutes): IAM asking for more is
+/// waited this long, so that a manager still recovers in bounded time.
+pub const MAX_REFRESH_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
 /// When the next refresh may start, as nanoseconds after `origin` (0: no backoff).
 #[derive(Debug)]
 pub(super) struct Backoff {
@@ -49,9 +53,11 @@ impl Backoff {
         }
     }
 
-    /// Starts the backoff after the `failures`-th failure in a row, at `now`.
-    pub(super) fn start(&self, failures: u32, now: Instant) {
-        let until = now + delay(failures);
+    /// Starts the backoff after the `failures`-th failure in a row, at `now`; it lasts at
+    /// least `retry_after` (IAM's own `Retry-After`, up to [`MAX_REFRESH_RETRY_AFTER`]).
+    pub(super) fn start(&self, failures: u32, now: Instant, retry_after: Option<Duration>) {
+        let floor = retry_after.unwrap_or_default().min(MAX_REFRESH_RETRY_AFTER);
+        let until = now + delay(failures).max(floor);
         self.until
             .store(self.nanos(until).max(1), Ordering::Relaxed);
     }
@@ -95,12 +101,25 @@ mod tests {
         let backoff = Backoff::new();
         let now = Instant::now();
         assert!(!backoff.is_running(now) && backoff.until().is_none());
-        backoff.start(1, now);
+        backoff.start(1, now, None);
         let until = backoff.until().unwrap();
         assert!(until >= now + Duration::from_millis(500) && until <= now + Duration::from_secs(1));
         assert!(backoff.is_running(now));
         assert!(!backoff.is_running(until));
         backoff.clear();
         assert!(!backoff.is_running(now) && backoff.until().is_none());
+    }
+
+    #[test]
+    fn lasts_at_least_iams_retry_after_up_to_its_cap() {
+        let backoff = Backoff::new();
+        let now = Instant::now();
+        backoff.start(1, now, Some(Duration::from_secs(60)));
+        assert_eq!(backoff.until(), Some(now + Duration::from_secs(60)));
+        backoff.start(1, now, Some(Duration::from_secs(86_400)));
+        assert_eq!(backoff.until(), Some(now + MAX_REFRESH_RETRY_AFTER));
+        // A short Retry-After does not shorten the backoff.
+        backoff.start(6, now, Some(Duration::from_secs(1)));
+        assert!(backoff.until().unwrap() >= now + FAILED_REFRESH_BACKOFF_CAP / 2);
     }
 }

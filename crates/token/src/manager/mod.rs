@@ -17,7 +17,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::time::{Duration, Instant};
 
 use self::backoff::Backoff;
-pub use self::backoff::{FAILED_REFRESH_BACKOFF_BASE, FAILED_REFRESH_BACKOFF_CAP};
+pub use self::backoff::{
+    FAILED_REFRESH_BACKOFF_BASE, FAILED_REFRESH_BACKOFF_CAP, MAX_REFRESH_RETRY_AFTER,
+};
 #[cfg(feature = "shared-cache")]
 pub use self::builder::MAX_SHARED_CACHE_LOCK_TTL;
 pub use self::builder::{
@@ -163,6 +165,14 @@ impl TokenManager {
         {
             // Refreshed by another caller between the fast path and here.
             return Ok(cached.token.clone());
+        }
+        if let Some(cached) = &seen
+            && !cached.token.is_expired()
+            && shared.backoff.is_running(Instant::now())
+        {
+            // IAM failed a moment ago and no refresh may start yet: serve the
+            // stale-but-valid token without taking the refresh lock.
+            return Ok(shared.serve_stale(&cached.token));
         }
         match shared.join_or_start(Asker::Caller).await {
             Ok(token) => Ok(token),

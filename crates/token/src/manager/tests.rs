@@ -98,7 +98,7 @@ fn the_hot_path_takes_no_lock_while_backing_off() {
     let tokens = manager();
     let token = cache_a_token_due_ahead(&tokens);
     // The tenth failure in a row: 15 to 30 s of backoff.
-    tokens.shared.backoff.start(10, Instant::now());
+    tokens.shared.backoff.start(10, Instant::now(), None);
 
     let held = tokens.shared.lock_refresh();
     let (answer, answered) = mpsc::channel();
@@ -114,5 +114,48 @@ fn the_hot_path_takes_no_lock_while_backing_off() {
         answered,
         Ok(Some(token.key_id().to_owned())),
         "cached() waited for the refresh lock"
+    );
+}
+
+/// Inside the refresh buffer while IAM backs off, `get_token` serves the stale-but-valid
+/// token without taking the refresh lock either (6c13bed did; the backoff rewrite lost it).
+#[test]
+fn a_stale_token_is_served_without_the_lock_while_backing_off() {
+    let tokens = manager();
+    let now = Instant::now();
+    let token = AccessToken::new(
+        SecretString::from("stale-token"),
+        Arc::from("key-id"),
+        now,
+        now + Duration::from_secs(20),
+    )
+    .unwrap();
+    // Past its usable point (inside the 30 s buffer), not yet expired.
+    tokens.shared.cache.store(Some(Arc::new(Cached {
+        token: token.clone(),
+        refresh_at: now,
+        usable_until: now,
+    })));
+    tokens.shared.backoff.start(10, now, None);
+
+    let held = tokens.shared.lock_refresh();
+    let (answer, answered) = mpsc::channel();
+    std::thread::spawn({
+        let tokens = tokens.clone();
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let got = runtime.block_on(tokens.get_token());
+            let _ = answer.send(got.map(|t| t.same_as(&token)).ok());
+        }
+    });
+    let answered = answered.recv_timeout(std::time::Duration::from_secs(5));
+    drop(held);
+    assert_eq!(
+        answered,
+        Ok(Some(true)),
+        "get_token waited for the refresh lock"
     );
 }

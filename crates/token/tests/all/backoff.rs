@@ -168,3 +168,36 @@ async fn invalidation_and_monitor_wait_out_the_backoff() {
     let more = emu.stats().iam_requests - 2;
     assert!((5..=7).contains(&more), "{more} refreshes in a minute");
 }
+
+/// IAM asks (`Retry-After: 60`) for longer than a fetch waits: the fetch stops at once with
+/// `Throttled`, and the manager's backoff lasts those 60 s, whoever asks: no refresh starts
+/// before them, and the first one after them gets a token.
+#[tokio::test(start_paused = true)]
+async fn iams_retry_after_holds_back_every_refresh() {
+    let emu = emulator().await;
+    emu.push_fault(
+        Route::Iam,
+        Fault::status(429).with_header("retry-after", "60"),
+    );
+    let tokens = builder(&emu).build().unwrap();
+    let started = Instant::now();
+    let error = tokens.get_token().await.unwrap_err();
+    assert!(matches!(error, TokenError::Throttled { .. }), "{error:?}");
+    assert_eq!(emu.stats().iam_requests, 1);
+
+    // Every 5 s for most of a minute: the last error at once, no IAM request.
+    while started.elapsed() < Duration::from_secs(58) {
+        let again = tokens.get_token().await.unwrap_err();
+        assert!(matches!(again, TokenError::Throttled { .. }), "{again:?}");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    assert_eq!(
+        emu.stats().iam_requests,
+        1,
+        "a refresh started inside IAM's Retry-After"
+    );
+
+    tokio::time::sleep_until(started + Duration::from_secs(61)).await;
+    tokens.get_token().await.unwrap();
+    assert_eq!(emu.stats().iam_requests, 2);
+}

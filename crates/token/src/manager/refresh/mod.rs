@@ -220,7 +220,7 @@ impl Shared {
                 if ours {
                     state.failures = state.failures.saturating_add(1);
                     state.last_error = Some(error.clone());
-                    self.backoff.start(state.failures, now);
+                    self.backoff.start(state.failures, now, error.retry_after());
                 }
                 Err(error)
             }
