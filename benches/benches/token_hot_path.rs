@@ -12,12 +12,12 @@
 //! slower thread, so perfect scaling gives the same figure as 1 thread.
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use evolution_benches::{
-    Bench, ThreadWork, criterion_estimate_ns, demo_manager, machine, on_threads,
+    Bench, criterion_estimate_ns, demo_manager, machine, on_threads, on_threads_at,
 };
 use evolution_emulator::{Emulator, Fault, Route};
 use evolution_token::{AccessToken, DEFAULT_REFRESH_BUFFER as BUFFER, TokenManager};
@@ -52,7 +52,7 @@ fn hot_path(c: &mut Criterion) {
             |b| {
                 b.iter_custom(|iters| {
                     let tokens = tokens.clone();
-                    on_paused_threads(threads, iters, at, move |iters| {
+                    on_threads_at(threads, iters, Some(at), move |iters| {
                         let tokens = tokens.clone();
                         Box::pin(async move {
                             for _ in 0..iters {
@@ -151,40 +151,6 @@ fn backing_off_manager(bench: &Bench) -> (TokenManager, Duration, Emulator) {
         start.elapsed()
     });
     (tokens, at, emulator)
-}
-
-/// [`on_threads`] on runtimes whose clock is paused and set `at` past now, so that a
-/// token fetched now looks that old.
-fn on_paused_threads<F>(threads: usize, iters: u64, at: Duration, per_thread: F) -> Duration
-where
-    F: Fn(u64) -> ThreadWork + Send + Sync + 'static,
-{
-    let per_thread = Arc::new(per_thread);
-    let barrier = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let per_thread = per_thread.clone();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .start_paused(true)
-                    .build()
-                    .expect("a tokio runtime");
-                runtime.block_on(tokio::time::advance(at));
-                barrier.wait();
-                #[allow(clippy::disallowed_methods)]
-                let start = std::time::Instant::now();
-                runtime.block_on(per_thread(iters));
-                start.elapsed()
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("no bench thread panics"))
-        .max()
-        .expect("at least one thread")
 }
 
 criterion_group!(benches, hot_path);

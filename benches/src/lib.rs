@@ -80,6 +80,15 @@ pub fn on_threads<F>(threads: usize, iters: u64, per_thread: F) -> Duration
 where
     F: Fn(u64) -> ThreadWork + Send + Sync + 'static,
 {
+    on_threads_at(threads, iters, None, per_thread)
+}
+
+/// [`on_threads`], on runtimes whose clock is paused and moved `at` ahead before the loop
+/// when `at` is given, so that a token fetched before looks that old.
+pub fn on_threads_at<F>(threads: usize, iters: u64, at: Option<Duration>, per_thread: F) -> Duration
+where
+    F: Fn(u64) -> ThreadWork + Send + Sync + 'static,
+{
     let per_thread = Arc::new(per_thread);
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
@@ -89,8 +98,12 @@ where
             std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .start_paused(at.is_some())
                     .build()
                     .expect("a tokio runtime");
+                if let Some(at) = at {
+                    runtime.block_on(tokio::time::advance(at));
+                }
                 barrier.wait();
                 let start = Instant::now();
                 runtime.block_on(per_thread(iters));
