@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::authorize;
 use crate::exchange::{Answer, Exchange, read_body};
+use crate::models::ModelSpec;
 use crate::route::Route;
 use crate::state::Shared;
 use crate::stats::Counters;
@@ -37,7 +38,7 @@ pub(crate) async fn completions(State(shared): State<Arc<Shared>>, request: Requ
     let (parts, body) = request.into_parts();
     let body = read_body(body).await;
     if let Ok(body) = &body {
-        shared.record_chat_body(body);
+        shared.record_body(Route::Chat, body);
     }
     exchange
         .serve(|| answer(&shared, &parts.headers, body))
@@ -191,17 +192,8 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         Err(answer) => return answer,
     };
     let reasoning = match shared.model(&request.model) {
-        Ok(model) => model.is_some_and(|model| model.reasoning),
-        Err(()) => {
-            return Answer::error(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "The model `{}` does not exist or you do not have access to it.",
-                    request.model
-                ),
-                Some("model_not_found"),
-            );
-        }
+        Ok(model) => model.is_some_and(ModelSpec::reasoning),
+        Err(()) => return crate::models::not_found(&request.model),
     };
     let last_user = request
         .messages
@@ -244,7 +236,7 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
 }
 
 /// Whether the request says its body is JSON, as an OpenAI-compatible server requires.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

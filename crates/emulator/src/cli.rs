@@ -46,7 +46,13 @@ pub struct Args {
     #[arg(long = "reasoning-model", value_name = "MODEL")]
     pub reasoning_models: Vec<String>,
 
-    /// Latency added to every request, in milliseconds.
+    /// A model id served as an embedding model (repeatable), e.g.
+    /// ai-sage/Giga-Embeddings-instruct-3B. Joins the --model list.
+    #[arg(long = "embedding-model", value_name = "MODEL")]
+    pub embedding_models: Vec<String>,
+
+    /// Latency added to every request (chat, embeddings, models, and IAM unless
+    /// --iam-latency-ms), in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
 
@@ -110,12 +116,16 @@ impl Args {
         for model in &self.reasoning_models {
             builder = builder.reasoning_model(model);
         }
+        for model in &self.embedding_models {
+            builder = builder.embedding_model(model);
+        }
         let latency = Duration::from_millis(self.latency_ms);
         let iam_latency = self.iam_latency_ms.map_or(latency, Duration::from_millis);
         builder = builder
             .latency(Route::Iam, iam_latency)
             .latency(Route::Chat, latency)
-            .latency(Route::Models, latency);
+            .latency(Route::Models, latency)
+            .latency(Route::Embeddings, latency);
         if self.fault_probability > 0.0 {
             builder =
                 builder.fault_probability(self.fault_probability, self.fault_seed, &[Route::Chat]);

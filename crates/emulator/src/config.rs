@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::emulator::Emulator;
 use crate::fault::Fault;
-use crate::models::ModelSpec;
+use crate::models::{ModelKind, ModelSpec};
 use crate::route::Route;
 
 /// The key id of the demo key, used when no key is configured.
@@ -15,6 +15,12 @@ pub const DEMO_KEY_ID: &str = "demo-key-id";
 pub const DEMO_SECRET: &str = "demo-secret";
 /// The model served when no model is configured.
 pub const DEMO_MODEL: &str = "demo-model";
+/// An embedding model the real API serves (`ai-sage/Giga-Embeddings-instruct-3B`), for
+/// [`EmulatorBuilder::embedding_model`]. Not served unless configured: the default model list is
+/// [`DEMO_MODEL`] alone.
+pub const DEMO_EMBEDDING_MODEL: &str = "ai-sage/Giga-Embeddings-instruct-3B";
+/// Length of an embedding vector when the request does not ask for `dimensions`.
+pub const DEFAULT_EMBEDDING_DIMENSIONS: usize = 1024;
 /// Lifetime of issued tokens unless configured: one hour, like Cloud.ru IAM.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
@@ -76,7 +82,7 @@ impl EmulatorBuilder {
     /// given (this or [`reasoning_model`](Self::reasoning_model)), a chat request for a model
     /// not on it answers 404 with code `model_not_found`, as OpenAI does.
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.models.push(ModelSpec::new(model, false));
+        self.models.push(ModelSpec::new(model, ModelKind::Chat));
         self
     }
 
@@ -85,7 +91,20 @@ impl EmulatorBuilder {
     /// the content, as a vLLM reasoning model's do. Its `/v1/models` entry has
     /// `metadata.reasoning: true`.
     pub fn reasoning_model(mut self, model: impl Into<String>) -> Self {
-        self.models.push(ModelSpec::new(model, true));
+        self.models
+            .push(ModelSpec::new(model, ModelKind::Reasoning));
+        self
+    }
+
+    /// Serve this model id as an embedding model: like [`model`](Self::model) (it joins the
+    /// model list, which then restricts what chat and embeddings requests may name), with
+    /// `metadata.type: "embedder"` in its `/v1/models` entry.
+    /// [`DEMO_EMBEDDING_MODEL`] is the id of one the real API serves.
+    ///
+    /// Without any configured model, `POST /v1/embeddings` answers any model name, as chat does.
+    pub fn embedding_model(mut self, model: impl Into<String>) -> Self {
+        self.models
+            .push(ModelSpec::new(model, ModelKind::Embedding));
         self
     }
 

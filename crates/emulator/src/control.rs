@@ -13,7 +13,7 @@
 //! | `revoke_key` | `key_id` | every token issued so far for the key answers 401 |
 //! | `disable_key` / `enable_key` | `key_id` | IAM refuses (401) / accepts the key again |
 //! | `add_key` | `key_id`, `secret` | a new key, or a new secret for an existing one |
-//! | `push_fault` | `route`, `fault` | queue a fault (format below) on `iam`, `chat` or `models` |
+//! | `push_fault` | `route`, `fault` | queue a fault (format below) on `iam`, `chat`, `models` or `embeddings` |
 //! | `clear_faults` | `route` (optional) | drop queued faults of a route, or of all |
 //! | `set_latency` | `route`, `ms` | latency added to every request of the route |
 //! | `set_fault_probability` | `probability`, `seed`, `routes` | seeded random faults (0 stops them) |

@@ -12,14 +12,14 @@ use tokio::task::JoinHandle;
 
 use crate::config::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, EmulatorBuilder};
 use crate::fault::Fault;
-use crate::models::ModelSpec;
+use crate::models::{ModelKind, ModelSpec};
 use crate::route::Route;
 use crate::server;
 use crate::state::Shared;
 use crate::stats::Stats;
 use crate::sync::lock;
 
-/// A running Evolution emulator: IAM, chat completions and models on 127.0.0.1, with fault
+/// A running Evolution emulator: IAM, chat completions, embeddings and models on 127.0.0.1, with fault
 /// injection and counters.
 ///
 /// Cheap to clone; every clone steers the same server. The server stops gracefully on
@@ -92,7 +92,7 @@ impl Emulator {
     pub(crate) async fn start(config: EmulatorBuilder) -> io::Result<Emulator> {
         // Only a model list given by the user restricts what chat requests may name.
         let (models, restricted) = if config.models.is_empty() {
-            (vec![ModelSpec::new(DEMO_MODEL, false)], false)
+            (vec![ModelSpec::new(DEMO_MODEL, ModelKind::Chat)], false)
         } else {
             (config.models, true)
         };
@@ -249,7 +249,17 @@ impl Emulator {
     /// outcome), so a test can check exactly what a client sent. `None` before the
     /// first request, or if that body was not JSON.
     pub fn last_chat_request(&self) -> Option<serde_json::Value> {
-        let body = self.shared().last_chat_body()?;
+        self.last_request(Route::Chat)
+    }
+
+    /// The JSON body of the last embeddings request received, as
+    /// [`last_chat_request`](Self::last_chat_request) for chat.
+    pub fn last_embeddings_request(&self) -> Option<serde_json::Value> {
+        self.last_request(Route::Embeddings)
+    }
+
+    fn last_request(&self, route: Route) -> Option<serde_json::Value> {
+        let body = self.shared().last_body(route)?;
         serde_json::from_slice(&body).ok()
     }
 

@@ -252,6 +252,12 @@ fn malformed(route: Route, kind: Malformed) -> Bytes {
             r#"{"id":"chatcmpl-0","object":"chat.completion","created":0,"model":"demo-model","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
         }
         (Malformed::MissingField, Route::Models) => r#"{"object":"list"}"#,
+        (Malformed::Truncated, Route::Embeddings) => {
+            r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.0123,-0.04"#
+        }
+        (Malformed::MissingField, Route::Embeddings) => {
+            r#"{"object":"list","model":"demo-model","usage":{"prompt_tokens":1,"total_tokens":1}}"#
+        }
     };
     Bytes::from_static(body.as_bytes())
 }

@@ -10,6 +10,8 @@
 //!   OpenAI's array of parts, whose text parts are read); a
 //!   [reasoning model](EmulatorBuilder::reasoning_model) also answers `reasoning_content`;
 //!   with a configured model list, another model answers 404 `model_not_found`;
+//! - `POST /v1/embeddings` — OpenAI-compatible embeddings: one deterministic unit vector per
+//!   input (a string, an array of strings, or token arrays), as floats or base64;
 //! - `GET /v1/models` — the configured models, with `owned_by` and `metadata` as the real API
 //!   sends them;
 //! - `GET /_emulator/stats` and `POST /_emulator/control` — counters and run-time control
@@ -58,6 +60,7 @@ pub mod cli;
 mod config;
 mod conn;
 pub mod control;
+mod embeddings;
 mod emulator;
 mod error;
 mod exchange;
@@ -73,7 +76,10 @@ mod stats;
 mod sync;
 mod tokens;
 
-pub use config::{DEFAULT_TTL, DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, EmulatorBuilder};
+pub use config::{
+    DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_TTL, DEMO_EMBEDDING_MODEL, DEMO_KEY_ID, DEMO_MODEL,
+    DEMO_SECRET, EmulatorBuilder,
+};
 pub use emulator::Emulator;
 pub use fault::{Fault, Malformed};
 pub use route::Route;

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 
 use crate::state::Shared;
-use crate::{chat, conn, control, error, iam, models};
+use crate::{chat, conn, control, embeddings, error, iam, models};
 
 /// How long shutdown waits for in-flight requests before cutting them off.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,6 +23,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/auth/token", post(iam::token))
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
         .route("/_emulator/stats", get(control::stats))
         .route("/_emulator/control", post(control::control))

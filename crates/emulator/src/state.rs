@@ -10,6 +10,7 @@ use crate::keys::KeyRing;
 use crate::models::ModelSpec;
 use crate::route::Route;
 use crate::stats::{Counters, Stats};
+use crate::sync::lock;
 use crate::tokens::TokenStore;
 
 #[derive(Debug)]
@@ -25,10 +26,10 @@ pub(crate) struct Shared {
     /// The `GET /v1/models` answer, built once.
     pub(crate) models_body: Bytes,
     ttl_nanos: AtomicU64,
-    latency_nanos: [AtomicU64; 3],
+    latency_nanos: [AtomicU64; Route::COUNT],
     completions: AtomicU64,
-    /// The body of the last chat request, for tests that check what a client sent.
-    last_chat_body: std::sync::Mutex<Option<Bytes>>,
+    /// The body of the last request per route, for tests that check what a client sent.
+    last_bodies: [std::sync::Mutex<Option<Bytes>>; Route::COUNT],
 }
 
 impl Shared {
@@ -45,7 +46,7 @@ impl Shared {
             ttl_nanos: AtomicU64::new(nanos(ttl)),
             latency_nanos: Default::default(),
             completions: AtomicU64::new(0),
-            last_chat_body: std::sync::Mutex::new(None),
+            last_bodies: Default::default(),
         }
     }
 
@@ -64,18 +65,12 @@ impl Shared {
         }
     }
 
-    pub(crate) fn record_chat_body(&self, body: &Bytes) {
-        *self
-            .last_chat_body
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(body.clone());
+    pub(crate) fn record_body(&self, route: Route, body: &Bytes) {
+        *lock(&self.last_bodies[route.index()]) = Some(body.clone());
     }
 
-    pub(crate) fn last_chat_body(&self) -> Option<Bytes> {
-        self.last_chat_body
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    pub(crate) fn last_body(&self, route: Route) -> Option<Bytes> {
+        lock(&self.last_bodies[route.index()]).clone()
     }
 
     pub(crate) fn ttl(&self) -> Duration {

@@ -43,6 +43,14 @@ pub struct Stats {
     pub models_requests: u64,
     /// Model list answers by HTTP status.
     pub models_by_status: BTreeMap<u16, u64>,
+    /// Embeddings requests received.
+    pub embeddings_requests: u64,
+    /// Embeddings answers by HTTP status.
+    pub embeddings_by_status: BTreeMap<u16, u64>,
+    /// Inputs embedded: the `data` entries of successful embeddings answers.
+    pub embeddings_inputs: u64,
+    /// Most embeddings requests being handled at once (until the answer's head is ready).
+    pub embeddings_in_flight_max: u64,
     /// Faults injected, scripted or random.
     pub faults_injected: u64,
     /// Connections dropped on purpose (close and cut-stream faults).
@@ -63,6 +71,11 @@ impl Stats {
     /// Chat answers with this status.
     pub fn chat_status(&self, status: u16) -> u64 {
         self.chat_by_status.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Embeddings answers with this status.
+    pub fn embeddings_status(&self, status: u16) -> u64 {
+        self.embeddings_by_status.get(&status).copied().unwrap_or(0)
     }
 
     /// IAM answers with this status.
@@ -144,10 +157,11 @@ impl Drop for InFlight<'_> {
 /// Every counter of the emulator except the per-key chat counts, which live on [`Key`].
 #[derive(Debug)]
 pub(crate) struct Counters {
-    routes: [RouteCounters; 3],
+    routes: [RouteCounters; Route::COUNT],
     iam_by_key: Mutex<BTreeMap<String, u64>>,
     pub(crate) tokens_issued: AtomicU64,
     pub(crate) chat_streams: AtomicU64,
+    pub(crate) embeddings_inputs: AtomicU64,
     pub(crate) faults_injected: AtomicU64,
     pub(crate) connections_dropped: AtomicU64,
 }
@@ -155,14 +169,11 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn new() -> Self {
         Counters {
-            routes: [
-                RouteCounters::new(),
-                RouteCounters::new(),
-                RouteCounters::new(),
-            ],
+            routes: std::array::from_fn(|_| RouteCounters::new()),
             iam_by_key: Mutex::default(),
             tokens_issued: AtomicU64::new(0),
             chat_streams: AtomicU64::new(0),
+            embeddings_inputs: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
             connections_dropped: AtomicU64::new(0),
         }
@@ -183,13 +194,18 @@ impl Counters {
     }
 
     pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Self::add(counter, 1);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self, keys: &[std::sync::Arc<Key>]) -> Stats {
         let iam = self.route(Route::Iam);
         let chat = self.route(Route::Chat);
         let models = self.route(Route::Models);
+        let embeddings = self.route(Route::Embeddings);
         Stats {
             iam_requests: iam.requests.load(Ordering::Relaxed),
             iam_requests_by_key: lock(&self.iam_by_key).clone(),
@@ -209,6 +225,10 @@ impl Counters {
             chat_in_flight_max: chat.in_flight_max.load(Ordering::Acquire),
             models_requests: models.requests.load(Ordering::Relaxed),
             models_by_status: models.statuses(),
+            embeddings_requests: embeddings.requests.load(Ordering::Relaxed),
+            embeddings_by_status: embeddings.statuses(),
+            embeddings_inputs: self.embeddings_inputs.load(Ordering::Relaxed),
+            embeddings_in_flight_max: embeddings.in_flight_max.load(Ordering::Acquire),
             faults_injected: self.faults_injected.load(Ordering::Relaxed),
             connections_dropped: self.connections_dropped.load(Ordering::Relaxed),
         }
@@ -222,6 +242,7 @@ impl Counters {
         for counter in [
             &self.tokens_issued,
             &self.chat_streams,
+            &self.embeddings_inputs,
             &self.faults_injected,
             &self.connections_dropped,
         ] {

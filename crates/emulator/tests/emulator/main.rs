@@ -2,6 +2,7 @@
 
 mod chat;
 mod control;
+mod embeddings;
 mod faults;
 mod fidelity;
 mod iam;
