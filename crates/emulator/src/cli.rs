@@ -67,6 +67,11 @@ pub struct Args {
     /// Seed of the random faults.
     #[arg(long, value_name = "SEED", default_value_t = 0)]
     pub fault_seed: u64,
+
+    /// Also serve HTTP/2 cleartext with prior knowledge (h2c) on the same port, beside
+    /// HTTP/1.1.
+    #[arg(long)]
+    pub http2: bool,
 }
 
 /// A `--key ID:SECRET` argument. The secret is kept out of `Debug`.
@@ -106,6 +111,7 @@ impl Args {
     pub fn builder(&self) -> EmulatorBuilder {
         let mut builder = Emulator::builder()
             .port(self.port)
+            .http2(self.http2)
             .ttl(Duration::from_secs(self.ttl));
         for key in &self.keys {
             builder = builder.key(&key.id, &key.secret);

@@ -35,6 +35,7 @@ pub struct EmulatorBuilder {
     pub(crate) faults: Vec<(Route, Fault)>,
     pub(crate) random: Option<(f64, u64, Vec<Route>)>,
     pub(crate) random_faults: Option<Vec<Fault>>,
+    pub(crate) http2: bool,
 }
 
 impl fmt::Debug for EmulatorBuilder {
@@ -49,6 +50,7 @@ impl fmt::Debug for EmulatorBuilder {
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("random", &self.random)
+            .field("http2", &self.http2)
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +66,7 @@ impl Default for EmulatorBuilder {
             faults: Vec::new(),
             random: None,
             random_faults: None,
+            http2: false,
         }
     }
 }
@@ -141,6 +144,20 @@ impl EmulatorBuilder {
     /// The set random faults are drawn from, as [`Emulator::set_random_faults`] does.
     pub fn random_faults(mut self, faults: Vec<Fault>) -> Self {
         self.random_faults = Some(faults);
+        self
+    }
+
+    /// Also serve HTTP/2 in cleartext with prior knowledge (h2c) on the same port: a
+    /// connection whose first bytes are HTTP/2's preface speaks HTTP/2, any other HTTP/1.1.
+    /// Defaults to false (HTTP/1.1 only).
+    ///
+    /// For tests and benches of an HTTP/2 upstream, as the real API is over TLS with ALPN: a
+    /// client such as reqwest with `http2_prior_knowledge()` multiplexes its requests over one
+    /// connection. There is no limit on concurrent streams per connection. A
+    /// [`Fault::close`] or [`Fault::cut_stream`] drops the whole connection, every stream on it
+    /// included.
+    pub fn http2(mut self, enabled: bool) -> Self {
+        self.http2 = enabled;
         self
     }
 

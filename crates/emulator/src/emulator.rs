@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, EmulatorBuilder};
+use crate::conn::Protocol;
 use crate::fault::Fault;
 use crate::models::{ModelKind, ModelSpec};
 use crate::route::Route;
@@ -120,7 +121,12 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let (shutdown, stop) = watch::channel(false);
         let router = server::router(shared.clone());
-        let server = tokio::spawn(server::serve(listener, router, stop));
+        let protocol = if config.http2 {
+            Protocol::Auto
+        } else {
+            Protocol::Http1
+        };
+        let server = tokio::spawn(server::serve(listener, router, stop, protocol));
         tracing::debug!(%addr, "evolution emulator started");
         Ok(Emulator {
             inner: Arc::new(Inner {

@@ -1,6 +1,7 @@
 //! A local server that speaks Cloud.ru Evolution's protocol, with fault injection.
 //!
-//! It serves, on 127.0.0.1:
+//! It serves, on 127.0.0.1, over HTTP/1.1 (and h2c beside it, behind
+//! [`EmulatorBuilder::http2`]):
 //!
 //! - `POST /api/v1/auth/token` — IAM: exactly `{"keyId", "secret"}` (JSON) for
 //!   `{"access_token", "expires_in", "token_type", "refresh_token", "id_token", "scope",

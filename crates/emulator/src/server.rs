@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 
+use crate::conn::Protocol;
 use crate::state::Shared;
 use crate::{chat, conn, control, embeddings, error, iam, models};
 
@@ -34,14 +35,19 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 /// Accept connections until `shutdown` says stop (or its sender is dropped), then let in-flight
 /// requests finish for up to [`DRAIN_TIMEOUT`].
-pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+    protocol: Protocol,
+) {
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(conn::serve(stream, router.clone(), shutdown.clone()));
+                    connections.spawn(conn::serve(stream, router.clone(), shutdown.clone(), protocol));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.

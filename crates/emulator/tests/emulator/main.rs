@@ -5,6 +5,7 @@ mod control;
 mod embeddings;
 mod faults;
 mod fidelity;
+mod http2;
 mod iam;
 mod lifecycle;
 mod routing;
