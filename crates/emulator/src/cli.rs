@@ -68,6 +68,15 @@ pub struct Args {
     #[arg(long, value_name = "SEED", default_value_t = 0)]
     pub fault_seed: u64,
 
+    /// The gap between two events of a streamed chat answer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub stream_interval_ms: u64,
+
+    /// Content pieces (delta.content events) per streamed chat answer. Without it, one per
+    /// word of the answer.
+    #[arg(long, value_name = "N")]
+    pub stream_chunks: Option<usize>,
+
     /// Also serve HTTP/2 cleartext with prior knowledge (h2c) on the same port, beside
     /// HTTP/1.1.
     #[arg(long)]
@@ -112,6 +121,8 @@ impl Args {
         let mut builder = Emulator::builder()
             .port(self.port)
             .http2(self.http2)
+            .stream_interval(Duration::from_millis(self.stream_interval_ms))
+            .stream_chunks(self.stream_chunks.unwrap_or(0))
             .ttl(Duration::from_secs(self.ttl));
         for key in &self.keys {
             builder = builder.key(&key.id, &key.secret);

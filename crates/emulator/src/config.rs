@@ -36,6 +36,9 @@ pub struct EmulatorBuilder {
     pub(crate) random: Option<(f64, u64, Vec<Route>)>,
     pub(crate) random_faults: Option<Vec<Fault>>,
     pub(crate) http2: bool,
+    pub(crate) stream_interval: Duration,
+    /// 0: one content piece per word.
+    pub(crate) stream_chunks: usize,
 }
 
 impl fmt::Debug for EmulatorBuilder {
@@ -51,6 +54,8 @@ impl fmt::Debug for EmulatorBuilder {
             .field("faults", &self.faults)
             .field("random", &self.random)
             .field("http2", &self.http2)
+            .field("stream_interval", &self.stream_interval)
+            .field("stream_chunks", &self.stream_chunks)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +72,8 @@ impl Default for EmulatorBuilder {
             random: None,
             random_faults: None,
             http2: false,
+            stream_interval: Duration::ZERO,
+            stream_chunks: 0,
         }
     }
 }
@@ -144,6 +151,29 @@ impl EmulatorBuilder {
     /// The set random faults are drawn from, as [`Emulator::set_random_faults`] does.
     pub fn random_faults(mut self, faults: Vec<Fault>) -> Self {
         self.random_faults = Some(faults);
+        self
+    }
+
+    /// The gap between two events of a streamed (`stream: true`) chat answer, as
+    /// [`Emulator::set_stream_interval`] sets it. Defaults to none: a stream's events leave
+    /// together.
+    ///
+    /// With [`stream_chunks`](Self::stream_chunks), this makes streams that stay open a known
+    /// time, for memory and drain tests: 30 chunks 1 second apart hold each stream about 32
+    /// seconds (the role and finish events, then `[DONE]`, count as chunks too).
+    pub fn stream_interval(mut self, interval: Duration) -> Self {
+        self.stream_interval = interval;
+        self
+    }
+
+    /// How many content pieces (`delta.content` events) each choice of a streamed chat answer
+    /// has, as [`Emulator::set_stream_chunks`] sets it. Defaults to one piece per word.
+    ///
+    /// The pieces are cut at about even character counts and still concatenate to the answer's
+    /// content; when it has fewer characters than `chunks`, some pieces are empty strings. A
+    /// reasoning model's `reasoning_content` pieces stay one per word. 0 restores the default.
+    pub fn stream_chunks(mut self, chunks: usize) -> Self {
+        self.stream_chunks = chunks;
         self
     }
 

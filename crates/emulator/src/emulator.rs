@@ -107,6 +107,8 @@ impl Emulator {
         for (route, latency) in config.latency {
             shared.set_latency(route, latency);
         }
+        shared.set_stream_interval(config.stream_interval);
+        shared.set_stream_chunks(config.stream_chunks);
         for (route, fault) in config.faults {
             shared.faults.push(route, fault);
         }
@@ -194,6 +196,18 @@ impl Emulator {
     /// Add this latency to every request of `route` (zero removes it).
     pub fn set_latency(&self, route: Route, latency: Duration) {
         self.shared().set_latency(route, latency);
+    }
+
+    /// The gap between two events of a streamed chat answer, for streams answered from now on
+    /// (zero: none). See [`EmulatorBuilder::stream_interval`].
+    pub fn set_stream_interval(&self, interval: Duration) {
+        self.shared().set_stream_interval(interval);
+    }
+
+    /// Content pieces per choice of streamed chat answers from now on (0: one per word). See
+    /// [`EmulatorBuilder::stream_chunks`].
+    pub fn set_stream_chunks(&self, chunks: usize) {
+        self.shared().set_stream_chunks(chunks);
     }
 
     /// Lifetime of tokens issued from now on; tokens already issued keep theirs.

@@ -1,6 +1,8 @@
 //! The life of one request on an emulated route: count it, add latency, apply the next fault,
 //! answer.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
@@ -59,15 +61,21 @@ impl Answer {
         }
     }
 
-    fn into_response(self) -> Response {
+    /// The response; a stream's events go out `interval` apart.
+    fn into_response(self, interval: Duration) -> Response {
         match self {
             Answer::Json { status, body } => error::json(status, body),
-            Answer::Events(events) => event_stream(Chunks::new(events)),
+            Answer::Events(events) => event_stream(Chunks::new(events).with_interval(interval)),
         }
     }
 
     /// Send part of the answer, then drop the connection.
-    fn into_cut_response(self, events: usize, closer: ConnectionCloser) -> Response {
+    fn into_cut_response(
+        self,
+        events: usize,
+        closer: ConnectionCloser,
+        interval: Duration,
+    ) -> Response {
         match self {
             Answer::Json { status, body } => {
                 let length = body.len();
@@ -82,7 +90,7 @@ impl Answer {
             Answer::Events(all) => {
                 // Never as far as the last event, `data: [DONE]`.
                 let sent = events.min(all.len().saturating_sub(1));
-                event_stream(Chunks::cut_after(all, sent, closer))
+                event_stream(Chunks::cut_after(all, sent, closer).with_interval(interval))
             }
         }
     }
@@ -131,18 +139,19 @@ impl<'a> Exchange<'a> {
     /// unless the fault replaces it.
     pub(crate) async fn serve(self, normal: impl FnOnce() -> Answer) -> Response {
         let latency = self.shared.latency(self.route);
+        let interval = self.shared.stream_interval();
         if !latency.is_zero() {
             sleep(latency).await;
         }
         let Some(fault) = self.shared.faults.next(self.route) else {
-            return self.finish(normal().into_response());
+            return self.finish(normal().into_response(interval));
         };
         Counters::bump(&self.shared.counters.faults_injected);
         if !fault.delay.is_zero() {
             sleep(fault.delay).await;
         }
         let mut response = match fault.action {
-            Action::Pass => normal().into_response(),
+            Action::Pass => normal().into_response(interval),
             Action::Status { status, message } => {
                 let message = message.unwrap_or_else(|| format!("injected fault: {status}"));
                 error::respond(status, &message, Some("injected_fault"))
@@ -159,18 +168,18 @@ impl<'a> Exchange<'a> {
                 response
             }
             Action::Json(value) => error::json(StatusCode::OK, to_bytes(&value)),
-            Action::Patch(fields) => patch(normal(), fields).into_response(),
+            Action::Patch(fields) => patch(normal(), fields).into_response(interval),
             Action::Malformed(kind) => error::json(StatusCode::OK, malformed(self.route, kind)),
             Action::Close => return self.drop_connection().await,
-            Action::StreamError { after, event } => {
-                normal().with_stream_error(after, event).into_response()
-            }
+            Action::StreamError { after, event } => normal()
+                .with_stream_error(after, event)
+                .into_response(interval),
             Action::Cut(events) => match self.closer.clone() {
                 Some(closer) => {
                     Counters::bump(&self.shared.counters.connections_dropped);
-                    normal().into_cut_response(events, closer)
+                    normal().into_cut_response(events, closer, interval)
                 }
-                None => normal().into_response(),
+                None => normal().into_response(interval),
             },
         };
         let headers = response.headers_mut();

@@ -9,6 +9,7 @@ mod http2;
 mod iam;
 mod lifecycle;
 mod routing;
+mod slow_streams;
 mod stats;
 mod support;
 mod tokens;
