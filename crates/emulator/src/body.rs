@@ -11,6 +11,7 @@ use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
 use crate::conn::ConnectionCloser;
+use crate::stats::OpenStream;
 
 /// Yields its chunks in order, `interval` apart; with a cut, yields only the first `n` and then
 /// drops the connection instead of ending.
@@ -26,6 +27,8 @@ pub(crate) struct Chunks {
     /// stream, reset for every gap.
     pause: Option<Pin<Box<Sleep>>>,
     paused: bool,
+    /// Counts the stream as open while the body lives.
+    _open: Option<OpenStream>,
 }
 
 impl Chunks {
@@ -36,6 +39,7 @@ impl Chunks {
             interval: Duration::ZERO,
             pause: None,
             paused: false,
+            _open: None,
         }
     }
 
@@ -49,6 +53,12 @@ impl Chunks {
     /// Wait `interval` between two chunks (not before the first nor after the last).
     pub(crate) fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self
+    }
+
+    /// Count the stream as open in its gauge until the body is dropped.
+    pub(crate) fn counted(mut self, open: OpenStream) -> Self {
+        self._open = Some(open);
         self
     }
 

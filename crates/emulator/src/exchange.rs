@@ -1,6 +1,7 @@
 //! The life of one request on an emulated route: count it, add latency, apply the next fault,
 //! answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,7 +18,7 @@ use crate::error;
 use crate::fault::{Action, Malformed};
 use crate::route::Route;
 use crate::state::Shared;
-use crate::stats::{Counters, InFlight};
+use crate::stats::{Counters, InFlight, StreamGauge};
 
 /// Largest request body read; anything longer is a 400.
 const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -61,11 +62,11 @@ impl Answer {
         }
     }
 
-    /// The response; a stream's events go out `interval` apart.
-    fn into_response(self, interval: Duration) -> Response {
+    /// The response; a stream's events go out paced by `pace`.
+    fn into_response(self, pace: &Pace<'_>) -> Response {
         match self {
             Answer::Json { status, body } => error::json(status, body),
-            Answer::Events(events) => event_stream(Chunks::new(events).with_interval(interval)),
+            Answer::Events(events) => event_stream(pace.apply(Chunks::new(events))),
         }
     }
 
@@ -74,7 +75,7 @@ impl Answer {
         self,
         events: usize,
         closer: ConnectionCloser,
-        interval: Duration,
+        pace: &Pace<'_>,
     ) -> Response {
         match self {
             Answer::Json { status, body } => {
@@ -90,9 +91,23 @@ impl Answer {
             Answer::Events(all) => {
                 // Never as far as the last event, `data: [DONE]`.
                 let sent = events.min(all.len().saturating_sub(1));
-                event_stream(Chunks::cut_after(all, sent, closer).with_interval(interval))
+                event_stream(pace.apply(Chunks::cut_after(all, sent, closer)))
             }
         }
+    }
+}
+
+/// How a stream's events are sent: the gap between two, and the gauge of open streams.
+struct Pace<'a> {
+    interval: Duration,
+    gauge: &'a Arc<StreamGauge>,
+}
+
+impl Pace<'_> {
+    fn apply(&self, chunks: Chunks) -> Chunks {
+        chunks
+            .with_interval(self.interval)
+            .counted(self.gauge.open())
     }
 }
 
@@ -139,19 +154,22 @@ impl<'a> Exchange<'a> {
     /// unless the fault replaces it.
     pub(crate) async fn serve(self, normal: impl FnOnce() -> Answer) -> Response {
         let latency = self.shared.latency(self.route);
-        let interval = self.shared.stream_interval();
+        let pace = Pace {
+            interval: self.shared.stream_interval(),
+            gauge: &self.shared.counters.open_streams,
+        };
         if !latency.is_zero() {
             sleep(latency).await;
         }
         let Some(fault) = self.shared.faults.next(self.route) else {
-            return self.finish(normal().into_response(interval));
+            return self.finish(normal().into_response(&pace));
         };
         Counters::bump(&self.shared.counters.faults_injected);
         if !fault.delay.is_zero() {
             sleep(fault.delay).await;
         }
         let mut response = match fault.action {
-            Action::Pass => normal().into_response(interval),
+            Action::Pass => normal().into_response(&pace),
             Action::Status { status, message } => {
                 let message = message.unwrap_or_else(|| format!("injected fault: {status}"));
                 error::respond(status, &message, Some("injected_fault"))
@@ -168,18 +186,18 @@ impl<'a> Exchange<'a> {
                 response
             }
             Action::Json(value) => error::json(StatusCode::OK, to_bytes(&value)),
-            Action::Patch(fields) => patch(normal(), fields).into_response(interval),
+            Action::Patch(fields) => patch(normal(), fields).into_response(&pace),
             Action::Malformed(kind) => error::json(StatusCode::OK, malformed(self.route, kind)),
             Action::Close => return self.drop_connection().await,
             Action::StreamError { after, event } => normal()
                 .with_stream_error(after, event)
-                .into_response(interval),
+                .into_response(&pace),
             Action::Cut(events) => match self.closer.clone() {
                 Some(closer) => {
                     Counters::bump(&self.shared.counters.connections_dropped);
-                    normal().into_cut_response(events, closer, interval)
+                    normal().into_cut_response(events, closer, &pace)
                 }
-                None => normal().into_response(interval),
+                None => normal().into_response(&pace),
             },
         };
         let headers = response.headers_mut();

@@ -114,7 +114,37 @@ async fn hundreds_of_slow_streams_share_one_thread() {
         elapsed >= Duration::from_secs(12) && elapsed < Duration::from_secs(14),
         "{elapsed:?}"
     );
-    assert_eq!(emu.stats().chat_streams, 500);
+    let stats = emu.stats();
+    assert_eq!(stats.chat_streams, 500);
+    assert_eq!(stats.chat_streams_open_max, 500);
+    assert_eq!(stats.chat_streams_open, 0);
+}
+
+/// A client that goes away mid-stream closes the stream: the open-stream gauge says so.
+#[tokio::test(start_paused = true)]
+async fn a_stream_the_client_leaves_is_closed() {
+    let emu = Emulator::builder()
+        .stream_interval(Duration::from_secs(1))
+        .stream_chunks(30)
+        .start()
+        .await
+        .unwrap();
+    let http = http();
+    let token = demo_token(&http, &emu).await;
+    let response = chat(&http, &emu, &token, &stream_body("hi")).await;
+    let mut body = response.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    assert_eq!(emu.stats().chat_streams_open, 1);
+    drop(body);
+    let left = Instant::now();
+    while emu.stats().chat_streams_open > 0 {
+        assert!(
+            left.elapsed() < Duration::from_secs(10),
+            "the stream stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(emu.stats().chat_streams_open_max, 1);
 }
 
 #[tokio::test(start_paused = true)]
