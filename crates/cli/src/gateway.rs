@@ -45,13 +45,14 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), Failure> {
     let address = listener
         .local_addr()
         .map_err(|error| Failure::Other(format!("cannot read the bound address: {error}")))?;
-    warn_about_exposure(&gateway, address);
     let scheme = if gateway.is_tls() { "https" } else { "http" };
-    // The first line on stdout, for scripts to wait for.
+    // The first line on stdout, for scripts to wait for; printed before any warning, so it
+    // stays first when a script reads both streams as one.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {scheme}://{address}");
     let _ = stdout.flush();
     drop(stdout);
+    warn_about_exposure(&gateway, address);
     tracing::info!(
         upstream = target.client.base_url(),
         keys = gateway.config().keys.len(),
