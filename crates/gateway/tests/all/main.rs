@@ -5,5 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod auth;
 mod chat;
+mod request_id;
 mod stream;
