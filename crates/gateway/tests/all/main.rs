@@ -7,5 +7,6 @@ mod support;
 
 mod auth;
 mod chat;
+mod errors;
 mod request_id;
 mod stream;
