@@ -9,4 +9,7 @@ mod auth;
 mod chat;
 mod errors;
 mod request_id;
+mod shed;
+mod shutdown;
+mod slowloris;
 mod stream;
