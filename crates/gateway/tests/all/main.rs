@@ -13,3 +13,4 @@ mod shed;
 mod shutdown;
 mod slowloris;
 mod stream;
+mod tls;
