@@ -130,13 +130,19 @@ impl Drop for Served {
     }
 }
 
-/// A reqwest client that goes straight to loopback (no proxy from the environment).
-pub(crate) fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+thread_local! {
+    /// One client per test (libtest runs each test on a thread of its own): building one
+    /// loads the TLS roots, tens of milliseconds in a debug build.
+    static HTTP: reqwest::Client = reqwest::Client::builder()
         .no_proxy()
         .timeout(LIMIT)
         .build()
-        .expect("a reqwest client")
+        .expect("a reqwest client");
+}
+
+/// A reqwest client that goes straight to loopback (no proxy from the environment).
+pub(crate) fn http() -> reqwest::Client {
+    HTTP.with(reqwest::Client::clone)
 }
 
 /// A chat request naming [`MODEL`].
