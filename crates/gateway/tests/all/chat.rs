@@ -5,7 +5,10 @@ use evolution_gateway::GatewayConfig;
 use evolution_testkit::{KEY, emulator};
 use serde_json::json;
 
-use crate::support::{Answer, MODEL, Served, chat_body, client_builder, config, http};
+use crate::support::upstream::EMBEDDINGS;
+use crate::support::{
+    Answer, MODEL, Served, Upstream, chat_body, client_builder, client_for, config, http,
+};
 
 #[tokio::test]
 async fn a_chat_request_is_answered_through_the_stack() {
@@ -135,4 +138,48 @@ async fn models_are_forwarded() {
         "{value}"
     );
     assert_eq!(emu.stats().models_requests, 1);
+}
+
+#[tokio::test]
+async fn embeddings_are_forwarded_and_only_known_upstream_headers_come_back() {
+    let emu = emulator().await;
+    let upstream = Upstream::start().await;
+    let gateway = Served::with(client_for(&emu, &upstream.base_url()), config()).await;
+    let sent = r#"{"input": ["first", "second"], "encoding_format": "float", "x_extra": 1.50}"#;
+
+    let answer = Answer::of(
+        http()
+            .post(gateway.at("/v1/embeddings"))
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer client-key-not-forwarded")
+            .header("cookie", "client=not-forwarded")
+            .body(sent)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, EMBEDDINGS);
+    assert_eq!(answer.header("x-ratelimit-remaining-requests"), Some("99"));
+    assert_eq!(answer.header("set-cookie"), None, "{answer:?}");
+    assert_eq!(answer.header("x-upstream-internal"), None, "{answer:?}");
+
+    let received = upstream.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path, "/v1/embeddings");
+    // The model filled in as the first member, every other byte as sent.
+    assert_eq!(
+        std::str::from_utf8(&received[0].body).unwrap(),
+        format!(
+            r#"{{"model":"{MODEL}","input": ["first", "second"], "encoding_format": "float", "x_extra": 1.50}}"#
+        )
+    );
+    assert_eq!(received[0].headers["content-type"], "application/json");
+    assert!(received[0].headers.get("cookie").is_none());
+    assert_ne!(
+        received[0].headers["authorization"],
+        "Bearer client-key-not-forwarded"
+    );
 }

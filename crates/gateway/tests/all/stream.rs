@@ -106,3 +106,63 @@ async fn a_client_that_goes_away_mid_stream_stops_the_upstream_stream() {
         "the upstream's stream runs on after the client went away"
     );
 }
+
+#[tokio::test]
+async fn a_generated_request_id_is_the_one_sent_upstream() {
+    let emu = emulator().await;
+    let upstream = Upstream::start().await;
+    upstream.release();
+    let gateway = Served::with(client_for(&emu, &upstream.base_url()), keyed_config()).await;
+
+    let response = http()
+        .post(gateway.at("/v1/chat/completions"))
+        .bearer_auth(GATEWAY_KEY)
+        .json(&stream_body())
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-request-id"].clone();
+    assert!(!id.is_empty());
+    assert_eq!(upstream.headers()[0]["x-request-id"], id);
+}
+
+/// HTTP/2 without TLS (prior knowledge): the same passthrough, and a client that resets
+/// its stream stops the upstream's.
+#[tokio::test]
+async fn h2c_clients_stream_too_and_a_reset_stops_the_upstream() {
+    let emu = emulator().await;
+    let upstream = Upstream::start().await;
+    let gateway = Served::with(client_for(&emu, &upstream.base_url()), keyed_config()).await;
+    let h2c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .timeout(LIMIT)
+        .build()
+        .unwrap();
+    let open = || {
+        h2c.post(gateway.at("/v1/chat/completions"))
+            .bearer_auth(GATEWAY_KEY)
+            .json(&stream_body())
+            .send()
+    };
+
+    let mut dropped = open().await.unwrap();
+    assert_eq!(dropped.version(), reqwest::Version::HTTP_2);
+    assert_eq!(next_chunk(&mut dropped).await.unwrap(), FIRST.as_bytes());
+    drop(dropped);
+    assert_eq!(
+        upstream.next_ended(Duration::from_secs(5)).await,
+        Some(Ended::Dropped)
+    );
+
+    let mut response = open().await.unwrap();
+    assert_eq!(next_chunk(&mut response).await.unwrap(), FIRST.as_bytes());
+    upstream.release();
+    let mut rest = Vec::new();
+    while let Some(chunk) = next_chunk(&mut response).await {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(String::from_utf8(rest).unwrap(), REST.concat());
+}

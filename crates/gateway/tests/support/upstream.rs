@@ -1,7 +1,8 @@
-//! An API of the tests' own for `POST /v1/chat/completions`: every answer is an SSE stream
+//! An API of the tests' own. `POST /v1/chat/completions`: every answer is an SSE stream
 //! that sends [`FIRST`], then waits until the test calls [`Upstream::release`] before it
-//! sends [`REST`]. It records the headers of every request, and says how each of its body
-//! streams ended (sent in full, or dropped before its end).
+//! sends [`REST`]. `POST /v1/embeddings`: [`EMBEDDINGS`] with a `set-cookie` and an
+//! `x-ratelimit-remaining-requests` header. It records the path, headers and body of every
+//! request, and says how each chat stream ended (sent in full, or dropped before its end).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,17 @@ pub(crate) const FIRST: &str = "data: {\"n\":1}\n\n";
 /// The events sent after [`Upstream::release`].
 pub(crate) const REST: [&str; 2] = ["data: {\"n\":2}\n\n", "data: [DONE]\n\n"];
 
+/// The embeddings answer.
+pub(crate) const EMBEDDINGS: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25]}],"model":"m"}"#;
+
+/// A request as the upstream got it.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
 /// How one of the upstream's body streams ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ended {
@@ -36,7 +48,7 @@ pub(crate) enum Ended {
 struct Shared {
     release: watch::Receiver<bool>,
     ended: mpsc::UnboundedSender<Ended>,
-    headers: Arc<Mutex<Vec<HeaderMap>>>,
+    received: Arc<Mutex<Vec<Received>>>,
 }
 
 /// The running upstream; it stops when dropped.
@@ -44,7 +56,7 @@ pub(crate) struct Upstream {
     addr: SocketAddr,
     release: watch::Sender<bool>,
     ended: tokio::sync::Mutex<mpsc::UnboundedReceiver<Ended>>,
-    headers: Arc<Mutex<Vec<HeaderMap>>>,
+    received: Arc<Mutex<Vec<Received>>>,
     task: JoinHandle<()>,
 }
 
@@ -52,14 +64,15 @@ impl Upstream {
     pub(crate) async fn start() -> Self {
         let (release, released) = watch::channel(false);
         let (ended_tx, ended) = mpsc::unbounded_channel();
-        let headers = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             release: released,
             ended: ended_tx,
-            headers: Arc::clone(&headers),
+            received: Arc::clone(&received),
         };
         let router = Router::new()
             .route("/v1/chat/completions", post(stream))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(shared);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
@@ -70,7 +83,7 @@ impl Upstream {
             addr,
             release,
             ended: tokio::sync::Mutex::new(ended),
-            headers,
+            received,
             task,
         }
     }
@@ -96,7 +109,15 @@ impl Upstream {
 
     /// The headers of every request so far, oldest first.
     pub(crate) fn headers(&self) -> Vec<HeaderMap> {
-        self.headers.lock().expect("not poisoned").clone()
+        self.received()
+            .into_iter()
+            .map(|request| request.headers)
+            .collect()
+    }
+
+    /// Every request so far, oldest first.
+    pub(crate) fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("not poisoned").clone()
     }
 }
 
@@ -135,12 +156,35 @@ struct Step {
     guard: Guard,
 }
 
-async fn stream(State(shared): State<Shared>, request: Request) -> Response {
+async fn record(shared: &Shared, request: Request) {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .expect("a request body");
     shared
-        .headers
+        .received
         .lock()
         .expect("not poisoned")
-        .push(request.headers().clone());
+        .push(Received {
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            body,
+        });
+}
+
+async fn embeddings(State(shared): State<Shared>, request: Request) -> Response {
+    record(&shared, request).await;
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("x-ratelimit-remaining-requests", "99")
+        .header("set-cookie", "upstream-session=never-forwarded")
+        .header("x-upstream-internal", "never-forwarded")
+        .body(Body::from(EMBEDDINGS))
+        .expect("a valid response")
+}
+
+async fn stream(State(shared): State<Shared>, request: Request) -> Response {
+    record(&shared, request).await;
     let start = Step {
         next: 0,
         release: shared.release.clone(),
