@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use evolution_emulator::Route;
 use evolution_gateway::{Gateway, GatewayConfig, telemetry};
 use evolution_testkit::emulator;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -167,6 +168,38 @@ async fn metrics_count_the_gateways_requests_and_the_client_stacks_calls() {
         Some(4.0),
         "the stream, counted when it was dropped: {text}"
     );
+
+    // A client that gives up before the answer's head: counted with status "none".
+    let slow = emulator().await;
+    slow.set_latency(Route::Chat, Duration::from_secs(3));
+    let waiting = Gateway::new(
+        client_builder(&slow).build().unwrap(),
+        GatewayConfig::default(),
+    )
+    .unwrap()
+    .with_prometheus(handle.clone());
+    let waiting = Served::start(waiting).await;
+    let gave_up = http()
+        .post(waiting.at("/v1/chat/completions"))
+        .timeout(Duration::from_millis(200))
+        .json(&chat_body("hi"))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|error| error.is_timeout()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let text = handle.render();
+        if requests_of(&text, "chat_completions", "none") == Some(1.0)
+            && in_flight(&text) == Some(0.0)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not counted as gone: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// `evolution_gateway_requests_total{route, status}`.

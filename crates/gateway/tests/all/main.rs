@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod chat;
+mod config;
 mod errors;
 mod request_id;
 mod shed;
