@@ -430,3 +430,33 @@ async fn iams_retry_after_reaches_the_client() {
     assert_eq!(emu.stats().iam_requests, 1, "IAM's wait is not hammered");
     assert_eq!(emu.stats().chat_requests, 0);
 }
+
+/// A probe's own timeout is a few seconds: `/readyz` answers within 5 s even when IAM takes
+/// longer (paused clock: IAM's latency and the gateway's limit are tokio timers).
+#[tokio::test(start_paused = true)]
+async fn readyz_answers_within_5_seconds_when_iam_hangs() {
+    let emu = emulator().await;
+    emu.set_latency(Route::Iam, Duration::from_secs(60));
+    let client = client_builder(&emu)
+        .fetch_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let gateway = Served::with(client, config()).await;
+
+    let started = tokio::time::Instant::now();
+    let ready = Answer::of(
+        http()
+            .get(gateway.at("/readyz"))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    let reason = ready.assert_error(503, "upstream_unavailable");
+    assert!(reason.contains("5s"), "{reason}");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(5), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+}
