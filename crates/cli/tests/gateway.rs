@@ -122,15 +122,22 @@ impl Reap {
 
 /// `http://127.0.0.1:PORT` from `listening on http://127.0.0.1:PORT\n`.
 fn origin(first_line: &str) -> String {
-    let origin = first_line
+    format!("http://127.0.0.1:{}", port(first_line, "http://127.0.0.1:"))
+}
+
+/// The port of `listening on {prefix}PORT\n`.
+fn port(first_line: &str, prefix: &str) -> u16 {
+    let url = first_line
         .strip_prefix("listening on ")
         .and_then(|rest| rest.strip_suffix('\n'))
         .unwrap_or_else(|| panic!("not `listening on URL`: {first_line:?}"));
-    let port = origin
-        .strip_prefix("http://127.0.0.1:")
-        .unwrap_or_else(|| panic!("not an http loopback URL: {origin}"));
-    assert!(port.parse::<u16>().is_ok_and(|port| port != 0), "{origin}");
-    origin.to_owned()
+    let port = url
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("not {prefix}PORT: {url}"));
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 => port,
+        _ => panic!("not a port: {url}"),
+    }
 }
 
 #[test]
@@ -145,6 +152,80 @@ fn a_public_address_without_keys_exits_2_naming_evolution_gateway_keys() {
     assert!(stderr.contains("EVOLUTION_GATEWAY_KEYS"), "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert_eq!(String::from_utf8(output.stdout).unwrap(), "");
+}
+
+#[test]
+fn tls_flags_come_in_pairs_and_unusable_files_are_named() {
+    let scratch = Scratch::new();
+    let alone = gateway(&["--emulator", "--tls-cert", "cert.pem"], &scratch)
+        .output()
+        .expect("the evolution binary runs");
+    assert_eq!(alone.status.code(), Some(2), "{alone:?}");
+    assert!(
+        String::from_utf8_lossy(&alone.stderr).contains("--tls-key"),
+        "{alone:?}"
+    );
+
+    let missing = gateway(
+        &[
+            "--emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "missing-cert.pem",
+            "--tls-key",
+            "missing-key.pem",
+        ],
+        &scratch,
+    )
+    .output()
+    .expect("the evolution binary runs");
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    let stderr = String::from_utf8(missing.stderr).unwrap();
+    assert!(stderr.contains("--tls-cert"), "{stderr}");
+    assert!(stderr.contains("missing-cert.pem"), "{stderr}");
+    assert_eq!(String::from_utf8(missing.stdout).unwrap(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_the_environment_and_a_file_open_a_public_address() {
+    let scratch = Scratch::new();
+    let keys_file = scratch.0.join("keys");
+    std::fs::write(&keys_file, "# the ops team\nfile-key-31f2\n\n").unwrap();
+    let mut command = gateway(
+        &["--emulator", "--listen", "0.0.0.0:0", "--keys-file"],
+        &scratch,
+    );
+    command
+        .arg(&keys_file)
+        .env("EVOLUTION_GATEWAY_KEYS", "env-key-a41c, env-key-b7d9");
+    let (mut child, first) = Reap::start(command).await;
+    let origin = format!("http://127.0.0.1:{}", port(&first, "http://0.0.0.0:"));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(LIMIT)
+        .build()
+        .unwrap();
+    let models = |key: Option<&str>| {
+        let request = http.get(format!("{origin}/v1/models"));
+        match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+        .send()
+    };
+
+    assert_eq!(models(None).await.unwrap().status(), 401);
+    assert_eq!(models(Some("# the ops team")).await.unwrap().status(), 401);
+    for key in ["file-key-31f2", "env-key-a41c", "env-key-b7d9"] {
+        assert_eq!(models(Some(key)).await.unwrap().status(), 200, "{key}");
+    }
+    let health = http.get(format!("{origin}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    child.sigterm();
+    let status = child.exit_status(LIMIT).await;
+    assert!(status.success(), "exit after SIGTERM: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
