@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions` as JSON, and `GET /v1/models`: answered through the client
 //! stack, the request body forwarded as the client sent it.
 
+use evolution_emulator::{Fault, Route};
 use evolution_gateway::GatewayConfig;
 use evolution_testkit::{KEY, emulator};
 use serde_json::json;
@@ -182,4 +183,59 @@ async fn embeddings_are_forwarded_and_only_known_upstream_headers_come_back() {
         received[0].headers["authorization"],
         "Bearer client-key-not-forwarded"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_share_one_token() {
+    let emu = emulator().await;
+    let gateway = Served::with(client_builder(&emu).build().unwrap(), config()).await;
+
+    let calls = (0..16).map(|n| {
+        let request = http()
+            .post(gateway.at("/v1/chat/completions"))
+            .json(&chat_body(&format!("call {n}")));
+        tokio::spawn(async move { request.send().await.unwrap().status() })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+
+    let stats = emu.stats();
+    assert_eq!(stats.chat_requests, 16);
+    assert_eq!(
+        stats.iam_requests, 1,
+        "one token for every client of the gateway"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_stream_cut_midway_is_an_error_for_the_client_not_a_clean_end() {
+    let emu = emulator().await;
+    let gateway = Served::with(client_builder(&emu).build().unwrap(), config()).await;
+    emu.push_fault(Route::Chat, Fault::cut_stream(2));
+
+    let response = http()
+        .post(gateway.at("/v1/chat/completions"))
+        .json(&json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await;
+
+    assert!(body.is_err(), "a cut stream read as complete: {body:?}");
+    assert_eq!(emu.stats().connections_dropped, 1);
+
+    // The same for a JSON answer cut in its middle.
+    emu.push_fault(Route::Chat, Fault::cut_stream(1));
+    let response = http()
+        .post(gateway.at("/v1/chat/completions"))
+        .json(&chat_body("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await;
+    assert!(body.is_err(), "a cut answer read as complete: {body:?}");
+    assert_eq!(emu.stats().connections_dropped, 2);
 }
