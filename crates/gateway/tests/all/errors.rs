@@ -247,6 +247,30 @@ async fn an_upstream_429_within_the_stacks_wait_is_retried_first() {
     assert_eq!(emu.stats().chat_requests, 3, "three attempts");
 }
 
+/// OpenAI's SDKs read `retry-after-ms` before `Retry-After`; an upstream that sends only
+/// the former must not leave the client without a wait.
+#[tokio::test]
+#[ignore = "bug: proxy.rs copy_headers (and relay's error branch) pass Retry-After but drop retry-after-ms, so a 429 with only retry-after-ms reaches the client with no wait at all"]
+async fn an_upstream_429_keeps_its_retry_after_ms() {
+    let emu = emulator().await;
+    let gateway = served(&emu).await;
+    // 120 s: longer than the stack waits, handed back at once.
+    emu.push_fault(
+        Route::Chat,
+        Fault::status(429).with_header("retry-after-ms", "120000"),
+    );
+
+    let answer = chat(&gateway).await;
+
+    assert_eq!(answer.status, 429, "{answer:?}");
+    assert_eq!(emu.stats().chat_requests, 1);
+    assert_eq!(
+        answer.header("retry-after-ms"),
+        Some("120000"),
+        "{answer:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_upstream_401_after_the_refresh_is_502_not_the_clients_401() {
     let emu = emulator().await;
