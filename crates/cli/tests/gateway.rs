@@ -310,7 +310,6 @@ async fn sigterm_with_no_traffic_exits_0_at_once() {
 /// The signal is sent by a shell started beforehand (`kill` is its builtin), the moment the
 /// line is read: a `kill` process started then would come a millisecond late.
 #[test]
-#[ignore = "bug: cli/src/gateway.rs prints `listening on` before serve() first polls shutdown_signal(), which only then installs the SIGTERM handler"]
 fn sigterm_right_after_the_first_line_exits_0() {
     use std::io::Write;
     // The race is lost most of the time, not every time: a few rounds make it show.

@@ -250,7 +250,6 @@ async fn an_upstream_429_within_the_stacks_wait_is_retried_first() {
 /// OpenAI's SDKs read `retry-after-ms` before `Retry-After`; an upstream that sends only
 /// the former must not leave the client without a wait.
 #[tokio::test]
-#[ignore = "bug: proxy.rs copy_headers (and relay's error branch) pass Retry-After but drop retry-after-ms, so a 429 with only retry-after-ms reaches the client with no wait at all"]
 async fn an_upstream_429_keeps_its_retry_after_ms() {
     let emu = emulator().await;
     let gateway = served(&emu).await;

@@ -89,7 +89,6 @@ async fn the_header_read_timeout_is_exact_on_a_paused_clock() {
 /// HTTP/2's preface from HTTP/1: nothing, one byte, or a part of the preface leaves it
 /// waiting for more, and the header timer has not started yet.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: server.rs serves with hyper-util's auto::Builder, whose HTTP/1-or-2 sniff (read_version) has no timer: a connection sending 0 bytes, \"P\" or part of the h2 preface is held forever"]
 async fn a_connection_that_sends_nothing_or_a_prefix_is_closed_after_the_header_read_timeout() {
     let emu = emulator().await;
     let timeout = Duration::from_secs(7);
