@@ -39,6 +39,10 @@ pub(crate) struct Server {
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) drain_timeout: Duration,
+    /// Streams one HTTP/2 client may open at once: as many as may be in flight, so that
+    /// multiplexing clients meet the same limit (and the same 503) as everyone else rather
+    /// than hyper's default of 200, past which their requests would queue unseen.
+    pub(crate) max_streams_per_connection: u32,
 }
 
 impl Server {
@@ -53,7 +57,10 @@ impl Server {
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
             .keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.max_streams_per_connection);
         let graceful = GracefulShutdown::new();
         // Owned here, not detached: at the drain deadline what is still open is cut.
         let mut connections = JoinSet::new();
