@@ -1,5 +1,8 @@
 //! Command-line arguments.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 /// Resilient client for Cloud.ru Evolution inference.
@@ -25,6 +28,9 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// Run the Evolution emulator in the foreground.
     Emulator(evolution_emulator::cli::Args),
+    /// Serve an OpenAI-compatible gateway: any OpenAI SDK, pointed at it, calls Evolution
+    /// with no token code.
+    Gateway(GatewayArgs),
 }
 
 /// Where requests go.
@@ -99,4 +105,55 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object on the last line instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+
+    /// Address to listen on. Without gateway keys, only a loopback address is allowed.
+    #[arg(long, value_name = "ADDR", default_value = evolution_gateway::DEFAULT_LISTEN)]
+    pub(crate) listen: SocketAddr,
+
+    /// A file of gateway keys, one per line (adds to EVOLUTION_GATEWAY_KEYS, comma-separated).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) keys_file: Option<PathBuf>,
+
+    /// Largest request body, in bytes.
+    #[arg(long, value_name = "N", default_value_t = evolution_gateway::DEFAULT_MAX_BODY_BYTES)]
+    pub(crate) max_body_bytes: usize,
+
+    /// Most requests in flight (open streams count); more are answered 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = evolution_gateway::DEFAULT_MAX_IN_FLIGHT)]
+    pub(crate) max_in_flight: usize,
+
+    /// After SIGTERM or SIGINT, how long calls and streams in flight may run on.
+    #[arg(long, value_name = "SECS", default_value_t = evolution_gateway::DEFAULT_DRAIN_TIMEOUT.as_secs_f64())]
+    pub(crate) drain_timeout: f64,
+
+    /// How long a client may take to send a request's headers.
+    #[arg(long, value_name = "SECS", default_value_t = evolution_gateway::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
+    pub(crate) header_read_timeout: f64,
+
+    /// Upstream: the limit of each attempt (default: the client's, 60 s).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) request_timeout: Option<f64>,
+
+    /// Upstream: the limit of a whole call, retries included (default: none).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) total_timeout: Option<f64>,
+
+    /// Upstream: speak HTTP/2 to an http:// base URL without asking first (h2c prior
+    /// knowledge), as an https one negotiates it.
+    #[arg(long)]
+    pub(crate) upstream_h2c: bool,
+
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
 }

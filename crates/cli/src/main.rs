@@ -9,6 +9,7 @@ mod args;
 mod bench;
 mod chat;
 mod failure;
+mod gateway;
 mod target;
 mod token;
 
@@ -23,11 +24,15 @@ use crate::failure::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Silent unless asked: errors reach the user as one `error:` line; RUST_LOG=debug shows
+    // token acquisition and refresh. A server says what it does: the gateway logs at info.
+    let default_filter = match cli.command {
+        Command::Gateway(_) => "info",
+        _ => "off",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            // Silent unless asked: errors reach the user as one `error:` line;
-            // RUST_LOG=debug shows token acquisition and refresh.
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
             Command::Chat(args) => chat::run(args).await,
             Command::Token(args) => token::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Gateway(args) => gateway::run(args).await,
             Command::Emulator(args) => evolution_emulator::cli::run(args)
                 .await
                 .map_err(|error| Failure::Other(format!("the emulator failed: {error}"))),

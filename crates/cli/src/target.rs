@@ -13,6 +13,13 @@ const REQUIRED: [&str; 4] = [
     "EVOLUTION_MODEL",
 ];
 
+/// The client's model when none is configured and none is needed.
+pub(crate) const NO_MODEL: &str = "(none)";
+
+fn model_is_set() -> bool {
+    std::env::var("EVOLUTION_MODEL").is_ok_and(|value| !value.trim().is_empty())
+}
+
 /// A configured client, and the emulator it talks to when embedded.
 pub(crate) struct Target {
     pub(crate) client: EvolutionInference,
@@ -24,6 +31,17 @@ impl Target {
     /// Builds the client the arguments describe; `tune` adjusts the builder.
     pub(crate) async fn build(
         args: &TargetArgs,
+        tune: impl FnOnce(EvolutionInferenceBuilder, Option<&Emulator>) -> EvolutionInferenceBuilder,
+    ) -> Result<Self, Failure> {
+        Self::build_with(args, true, tune).await
+    }
+
+    /// As [`build`](Self::build); without `needs_model`, a missing EVOLUTION_MODEL is no
+    /// error (the gateway forwards the model each request names) and the client's own model
+    /// is [`NO_MODEL`], which no request of the caller's uses.
+    pub(crate) async fn build_with(
+        args: &TargetArgs,
+        needs_model: bool,
         tune: impl FnOnce(EvolutionInferenceBuilder, Option<&Emulator>) -> EvolutionInferenceBuilder,
     ) -> Result<Self, Failure> {
         let (builder, emulator) = if args.emulator {
@@ -43,7 +61,9 @@ impl Target {
                 .iter()
                 .copied()
                 .filter(|name| std::env::var(name).map_or(true, |v| v.trim().is_empty()))
-                .filter(|name| !(*name == "EVOLUTION_MODEL" && args.model.is_some()))
+                .filter(|name| {
+                    !(*name == "EVOLUTION_MODEL" && (args.model.is_some() || !needs_model))
+                })
                 .collect();
             if !missing.is_empty() {
                 return Err(Failure::Config(format!(
@@ -51,6 +71,11 @@ impl Target {
                     missing.join(", ")
                 )));
             }
+            let builder = if needs_model || model_is_set() {
+                builder
+            } else {
+                builder.model(NO_MODEL)
+            };
             (builder, None)
         };
         let mut builder = tune(builder, emulator.as_ref());

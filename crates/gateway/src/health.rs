@@ -1,0 +1,67 @@
+//! `GET /healthz` (the process answers), `GET /readyz` (it can call upstream), `GET /metrics`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::HeaderValue;
+use http::header::CONTENT_TYPE;
+use serde_json::json;
+
+use crate::Gateway;
+use crate::error::ApiError;
+
+/// How long `/readyz` waits for a token before saying not ready (a probe's own timeout is
+/// usually a few seconds).
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// 200 when a token for the key in use is held or can be obtained; else 503 and why.
+pub(crate) async fn readyz(State(gateway): State<Gateway>) -> Response {
+    let client = &gateway.inner.client;
+    let manager = match client.backup_token_manager() {
+        Some(backup) if !client.using_primary() => backup,
+        _ => client.token_manager(),
+    };
+    let key_id = manager.key_id();
+    match tokio::time::timeout(READY_TIMEOUT, manager.get_token()).await {
+        Ok(Ok(token)) => Json(json!({
+            "status": "ready",
+            "key_id": &*key_id,
+            "token_expires_in_secs": token.expires_in().as_secs(),
+        }))
+        .into_response(),
+        Ok(Err(error)) => {
+            ApiError::unavailable(format!("no Evolution token for key `{key_id}`: {error}"))
+                .into_response()
+        }
+        Err(_) => ApiError::unavailable(format!(
+            "no Evolution token for key `{key_id}` within {READY_TIMEOUT:?}: IAM is slow or unreachable"
+        ))
+        .into_response(),
+    }
+}
+
+pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
+    match &gateway.inner.prometheus {
+        Some(handle) => {
+            let mut answer = handle.render().into_response();
+            answer.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            answer
+        }
+        None => ApiError::new(
+            http::StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_route",
+            "this gateway was built without a Prometheus exporter",
+        )
+        .into_response(),
+    }
+}
