@@ -25,7 +25,10 @@ use std::sync::mpsc;
 use futures_util::FutureExt;
 use tokio::runtime::{Handle, Runtime};
 
-use crate::{ChatRequest, ChatResponse, Error, EvolutionInferenceBuilder, Model, Result};
+use crate::{
+    ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Error,
+    EvolutionInferenceBuilder, Model, Result,
+};
 
 /// Worker threads of the client's runtime.
 const WORKER_THREADS: usize = 2;
@@ -101,6 +104,18 @@ impl EvolutionInference {
     pub fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
         let client = self.client.clone();
         self.runtime.run(async move { client.chat(request).await })
+    }
+
+    /// See [`crate::EvolutionInference::embeddings`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`].
+    pub fn embeddings(&self, request: impl Into<EmbeddingsRequest>) -> Result<EmbeddingsResponse> {
+        let client = self.client.clone();
+        let request = request.into();
+        self.runtime
+            .run(async move { client.embeddings(request).await })
     }
 
     /// See [`crate::EvolutionInference::models`].

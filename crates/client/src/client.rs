@@ -15,7 +15,8 @@ use crate::params::{Params, validate_generation};
 use crate::stack::{Built, EvolutionService, StackConfig};
 use crate::thread_stacks::Stacks;
 use crate::{
-    Body, ChatRequest, ChatResponse, ChatStream, Error, EvolutionInferenceBuilder, Model, Result,
+    Body, ChatRequest, ChatResponse, ChatStream, EmbeddingsRequest, EmbeddingsResponse, Error,
+    EvolutionInferenceBuilder, Model, Result,
 };
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{Metrics, PendingCall, Stats, capture};
@@ -59,6 +60,7 @@ pub(crate) struct Inner {
     fallback: Option<FallbackHandle>,
     backup_tokens: Option<TokenManager>,
     chat_url: Uri,
+    embeddings_url: Uri,
     models_url: Uri,
     params: Params,
     tokens: TokenManager,
@@ -103,6 +105,7 @@ impl EvolutionInference {
             inner: Arc::new(Inner {
                 chat_url: uri("chat/completions")?,
                 base_url: base.to_owned(),
+                embeddings_url: uri("embeddings")?,
                 models_url: uri("models")?,
                 stacks: Stacks::new(built.stack),
                 fallback: built.fallback,
@@ -173,6 +176,47 @@ impl EvolutionInference {
             self.inner.config.request_timeout,
             call,
         ))
+    }
+
+    /// Embeddings of one or more texts (`POST {base_url}/embeddings`), through the same
+    /// stack as [`chat`](Self::chat): token, 401 resend, retries, fallback, timeouts and
+    /// metrics apply.
+    ///
+    /// The request's model defaults to the client's [`model`](Self::model), which is usually
+    /// a chat model: name the embedding model on the request.
+    ///
+    /// ```no_run
+    /// use evolution_client::{EmbeddingsRequest, EvolutionInference};
+    ///
+    /// # async fn run() -> evolution_client::Result<()> {
+    /// let llm = EvolutionInference::from_env()?;
+    /// let answer = llm
+    ///     .embeddings(
+    ///         EmbeddingsRequest::many(["Rust is fast.", "Python is popular."])
+    ///             .model("ai-sage/Giga-Embeddings-instruct-3B"),
+    ///     )
+    ///     .await?;
+    /// for vector in answer.vectors() {
+    ///     println!("{} dimensions", vector.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`]; [`Error::Config`] for a request without any text.
+    pub async fn embeddings(
+        &self,
+        request: impl Into<EmbeddingsRequest>,
+    ) -> Result<EmbeddingsResponse> {
+        let body = request.into().to_body(&self.inner.params.model)?;
+        let mut request = Request::new(body);
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.inner.embeddings_url.clone();
+        let (response, call) = self
+            .answer::<EmbeddingsResponse>(request, "the embeddings answer")
+            .await?;
+        verdict(call, Ok(response.in_input_order()))
     }
 
     /// The models the endpoint serves.

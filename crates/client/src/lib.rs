@@ -2,7 +2,8 @@
 //!
 //! [`EvolutionInference`] is the typed, async chat API of the reference Python SDK
 //! (`invoke`, `generate`, `chat`, `stream`, `models`), built as a tower stack around
-//! `reqwest` so that token management, retries, key fallback and metrics are layers.
+//! `reqwest` so that token management, retries, key fallback and metrics are layers;
+//! [`EvolutionInference::embeddings`] serves `POST /embeddings` through the same stack.
 //! [`blocking::EvolutionInference`] serves synchronous code.
 //!
 //! ```no_run
@@ -52,6 +53,7 @@ mod builder;
 mod chat;
 mod client;
 mod counted_body;
+mod embeddings;
 mod error;
 mod error_body;
 mod params;
@@ -74,6 +76,7 @@ pub use self::chat::{
     ModelMetadata, Overrides, Role, Usage,
 };
 pub use self::client::{EvolutionInference, MAX_RESPONSE_BYTES};
+pub use self::embeddings::{Embedding, EmbeddingsRequest, EmbeddingsResponse};
 pub use self::error::{Error, Result};
 pub use self::params::{
     DEFAULT_MAX_TOKENS, DEFAULT_N, DEFAULT_PENALTY, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,

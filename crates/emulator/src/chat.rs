@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::authorize;
 use crate::exchange::{Answer, Exchange, read_body};
+use crate::models::ModelSpec;
 use crate::route::Route;
 use crate::state::Shared;
 use crate::stats::Counters;
@@ -37,7 +38,7 @@ pub(crate) async fn completions(State(shared): State<Arc<Shared>>, request: Requ
     let (parts, body) = request.into_parts();
     let body = read_body(body).await;
     if let Ok(body) = &body {
-        shared.record_chat_body(body);
+        shared.record_body(Route::Chat, body);
     }
     exchange
         .serve(|| answer(&shared, &parts.headers, body))
@@ -191,17 +192,8 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         Err(answer) => return answer,
     };
     let reasoning = match shared.model(&request.model) {
-        Ok(model) => model.is_some_and(|model| model.reasoning),
-        Err(()) => {
-            return Answer::error(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "The model `{}` does not exist or you do not have access to it.",
-                    request.model
-                ),
-                Some("model_not_found"),
-            );
-        }
+        Ok(model) => model.is_some_and(ModelSpec::reasoning),
+        Err(()) => return crate::models::not_found(&request.model),
     };
     let last_user = request
         .messages
@@ -230,6 +222,7 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         reasoning: reasoning.as_deref(),
         n,
         usage,
+        content_chunks: shared.stream_chunks(),
     };
     if request.stream.unwrap_or(false) {
         Counters::bump(&shared.counters.chat_streams);
@@ -244,7 +237,7 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
 }
 
 /// Whether the request says its body is JSON, as an OpenAI-compatible server requires.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -286,6 +279,8 @@ struct Reply<'a> {
     reasoning: Option<&'a str>,
     n: u32,
     usage: Usage,
+    /// Content pieces per streamed choice: `None` for one per word.
+    content_chunks: Option<usize>,
 }
 
 impl Reply<'_> {
@@ -333,7 +328,11 @@ impl Reply<'_> {
                 };
                 events.push(self.chunk(index, delta, None));
             }
-            for piece in pieces(self.content) {
+            let content: Box<dyn Iterator<Item = &str>> = match self.content_chunks {
+                Some(n) => Box::new(even_pieces(self.content, n)),
+                None => Box::new(pieces(self.content)),
+            };
+            for piece in content {
                 let delta = Delta {
                     content: Some(piece),
                     ..Delta::default()
@@ -408,6 +407,15 @@ fn pieces(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Split into exactly `n` pieces of about as many characters each (empty ones when `text` has
+/// fewer than `n` characters); they concatenate back to `text` exactly.
+fn even_pieces(text: &str, n: usize) -> impl Iterator<Item = &str> {
+    let mut bounds: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
+    bounds.push(text.len());
+    let chars = bounds.len() - 1;
+    (0..n).map(move |i| &text[bounds[i * chars / n]..bounds[(i + 1) * chars / n]])
+}
+
 fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
@@ -422,7 +430,7 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::pieces;
+    use super::{even_pieces, pieces};
 
     #[test]
     fn pieces_concatenate_to_the_text() {
@@ -442,6 +450,21 @@ mod tests {
         assert_eq!(
             pieces("[k] echo: hi there").collect::<Vec<_>>(),
             ["[k] ", "echo: ", "hi ", "there"]
+        );
+    }
+
+    #[test]
+    fn even_pieces_are_exactly_n_and_concatenate_to_the_text() {
+        for text in ["", "a", "[k1] echo: hello world", "é ü ß"] {
+            for n in [1, 2, 3, 7, 30] {
+                let parts: Vec<&str> = even_pieces(text, n).collect();
+                assert_eq!(parts.len(), n);
+                assert_eq!(parts.concat(), text);
+            }
+        }
+        assert_eq!(
+            even_pieces("abcdef", 3).collect::<Vec<_>>(),
+            ["ab", "cd", "ef"]
         );
     }
 }

@@ -46,7 +46,13 @@ pub struct Args {
     #[arg(long = "reasoning-model", value_name = "MODEL")]
     pub reasoning_models: Vec<String>,
 
-    /// Latency added to every request, in milliseconds.
+    /// A model id served as an embedding model (repeatable), e.g.
+    /// ai-sage/Giga-Embeddings-instruct-3B. Joins the --model list.
+    #[arg(long = "embedding-model", value_name = "MODEL")]
+    pub embedding_models: Vec<String>,
+
+    /// Latency added to every request (chat, embeddings, models, and IAM unless
+    /// --iam-latency-ms), in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
 
@@ -61,6 +67,20 @@ pub struct Args {
     /// Seed of the random faults.
     #[arg(long, value_name = "SEED", default_value_t = 0)]
     pub fault_seed: u64,
+
+    /// The gap between two events of a streamed chat answer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub stream_interval_ms: u64,
+
+    /// Content pieces (delta.content events) per streamed chat answer. Without it, one per
+    /// word of the answer.
+    #[arg(long, value_name = "N")]
+    pub stream_chunks: Option<usize>,
+
+    /// Also serve HTTP/2 cleartext with prior knowledge (h2c) on the same port, beside
+    /// HTTP/1.1.
+    #[arg(long)]
+    pub http2: bool,
 }
 
 /// A `--key ID:SECRET` argument. The secret is kept out of `Debug`.
@@ -100,6 +120,9 @@ impl Args {
     pub fn builder(&self) -> EmulatorBuilder {
         let mut builder = Emulator::builder()
             .port(self.port)
+            .http2(self.http2)
+            .stream_interval(Duration::from_millis(self.stream_interval_ms))
+            .stream_chunks(self.stream_chunks.unwrap_or(0))
             .ttl(Duration::from_secs(self.ttl));
         for key in &self.keys {
             builder = builder.key(&key.id, &key.secret);
@@ -110,12 +133,16 @@ impl Args {
         for model in &self.reasoning_models {
             builder = builder.reasoning_model(model);
         }
+        for model in &self.embedding_models {
+            builder = builder.embedding_model(model);
+        }
         let latency = Duration::from_millis(self.latency_ms);
         let iam_latency = self.iam_latency_ms.map_or(latency, Duration::from_millis);
         builder = builder
             .latency(Route::Iam, iam_latency)
             .latency(Route::Chat, latency)
-            .latency(Route::Models, latency);
+            .latency(Route::Models, latency)
+            .latency(Route::Embeddings, latency);
         if self.fault_probability > 0.0 {
             builder =
                 builder.fault_probability(self.fault_probability, self.fault_seed, &[Route::Chat]);

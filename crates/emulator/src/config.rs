@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::emulator::Emulator;
 use crate::fault::Fault;
-use crate::models::ModelSpec;
+use crate::models::{ModelKind, ModelSpec};
 use crate::route::Route;
 
 /// The key id of the demo key, used when no key is configured.
@@ -15,6 +15,12 @@ pub const DEMO_KEY_ID: &str = "demo-key-id";
 pub const DEMO_SECRET: &str = "demo-secret";
 /// The model served when no model is configured.
 pub const DEMO_MODEL: &str = "demo-model";
+/// An embedding model the real API serves (`ai-sage/Giga-Embeddings-instruct-3B`), for
+/// [`EmulatorBuilder::embedding_model`]. Not served unless configured: the default model list is
+/// [`DEMO_MODEL`] alone.
+pub const DEMO_EMBEDDING_MODEL: &str = "ai-sage/Giga-Embeddings-instruct-3B";
+/// Length of an embedding vector when the request does not ask for `dimensions`.
+pub const DEFAULT_EMBEDDING_DIMENSIONS: usize = 1024;
 /// Lifetime of issued tokens unless configured: one hour, like Cloud.ru IAM.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
@@ -29,6 +35,10 @@ pub struct EmulatorBuilder {
     pub(crate) faults: Vec<(Route, Fault)>,
     pub(crate) random: Option<(f64, u64, Vec<Route>)>,
     pub(crate) random_faults: Option<Vec<Fault>>,
+    pub(crate) http2: bool,
+    pub(crate) stream_interval: Duration,
+    /// 0: one content piece per word.
+    pub(crate) stream_chunks: usize,
 }
 
 impl fmt::Debug for EmulatorBuilder {
@@ -43,6 +53,9 @@ impl fmt::Debug for EmulatorBuilder {
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("random", &self.random)
+            .field("http2", &self.http2)
+            .field("stream_interval", &self.stream_interval)
+            .field("stream_chunks", &self.stream_chunks)
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +71,9 @@ impl Default for EmulatorBuilder {
             faults: Vec::new(),
             random: None,
             random_faults: None,
+            http2: false,
+            stream_interval: Duration::ZERO,
+            stream_chunks: 0,
         }
     }
 }
@@ -76,7 +92,7 @@ impl EmulatorBuilder {
     /// given (this or [`reasoning_model`](Self::reasoning_model)), a chat request for a model
     /// not on it answers 404 with code `model_not_found`, as OpenAI does.
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.models.push(ModelSpec::new(model, false));
+        self.models.push(ModelSpec::new(model, ModelKind::Chat));
         self
     }
 
@@ -85,7 +101,20 @@ impl EmulatorBuilder {
     /// the content, as a vLLM reasoning model's do. Its `/v1/models` entry has
     /// `metadata.reasoning: true`.
     pub fn reasoning_model(mut self, model: impl Into<String>) -> Self {
-        self.models.push(ModelSpec::new(model, true));
+        self.models
+            .push(ModelSpec::new(model, ModelKind::Reasoning));
+        self
+    }
+
+    /// Serve this model id as an embedding model: like [`model`](Self::model) (it joins the
+    /// model list, which then restricts what chat and embeddings requests may name), with
+    /// `metadata.type: "embedder"` in its `/v1/models` entry.
+    /// [`DEMO_EMBEDDING_MODEL`] is the id of one the real API serves.
+    ///
+    /// Without any configured model, `POST /v1/embeddings` answers any model name, as chat does.
+    pub fn embedding_model(mut self, model: impl Into<String>) -> Self {
+        self.models
+            .push(ModelSpec::new(model, ModelKind::Embedding));
         self
     }
 
@@ -122,6 +151,43 @@ impl EmulatorBuilder {
     /// The set random faults are drawn from, as [`Emulator::set_random_faults`] does.
     pub fn random_faults(mut self, faults: Vec<Fault>) -> Self {
         self.random_faults = Some(faults);
+        self
+    }
+
+    /// The gap between two events of a streamed (`stream: true`) chat answer, as
+    /// [`Emulator::set_stream_interval`] sets it. Defaults to none: a stream's events leave
+    /// together.
+    ///
+    /// With [`stream_chunks`](Self::stream_chunks), this makes streams that stay open a known
+    /// time, for memory and drain tests: 30 chunks 1 second apart hold each stream about 32
+    /// seconds (the role and finish events, then `[DONE]`, count as chunks too).
+    pub fn stream_interval(mut self, interval: Duration) -> Self {
+        self.stream_interval = interval;
+        self
+    }
+
+    /// How many content pieces (`delta.content` events) each choice of a streamed chat answer
+    /// has, as [`Emulator::set_stream_chunks`] sets it. Defaults to one piece per word.
+    ///
+    /// The pieces are cut at about even character counts and still concatenate to the answer's
+    /// content; when it has fewer characters than `chunks`, some pieces are empty strings. A
+    /// reasoning model's `reasoning_content` pieces stay one per word. 0 restores the default.
+    pub fn stream_chunks(mut self, chunks: usize) -> Self {
+        self.stream_chunks = chunks;
+        self
+    }
+
+    /// Also serve HTTP/2 in cleartext with prior knowledge (h2c) on the same port: a
+    /// connection whose first bytes are HTTP/2's preface speaks HTTP/2, any other HTTP/1.1.
+    /// Defaults to false (HTTP/1.1 only).
+    ///
+    /// For tests and benches of an HTTP/2 upstream, as the real API is over TLS with ALPN: a
+    /// client such as reqwest with `http2_prior_knowledge()` multiplexes its requests over one
+    /// connection. There is no limit on concurrent streams per connection. A
+    /// [`Fault::close`] or [`Fault::cut_stream`] drops the whole connection, every stream on it
+    /// included.
+    pub fn http2(mut self, enabled: bool) -> Self {
+        self.http2 = enabled;
         self
     }
 

@@ -1,4 +1,7 @@
-//! One HTTP/1 connection, and the switch a handler pulls to drop it without answering.
+//! One connection (HTTP/1.1, or also h2c behind [`EmulatorBuilder::http2`]), and the switch a
+//! handler pulls to drop it without answering.
+//!
+//! [`EmulatorBuilder::http2`]: crate::EmulatorBuilder::http2
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,7 +12,8 @@ use axum::Router;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -18,7 +22,7 @@ use tower::Service as _;
 /// Drops the connection a request arrived on. Every request carries one in its extensions.
 ///
 /// A handler cannot close its own connection: it can only answer. Pulling this switch makes the
-/// task driving the connection drop it — the TCP socket closes with no (or only part of an)
+/// task driving the connection drop it (on HTTP/2, with every stream it carries) — the TCP socket closes with no (or only part of an)
 /// answer sent — which also drops the handler's future.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ConnectionCloser {
@@ -36,9 +40,25 @@ impl ConnectionCloser {
     }
 }
 
+/// Which protocols a connection speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// HTTP/1.1 only.
+    #[default]
+    Http1,
+    /// HTTP/1.1 or HTTP/2 cleartext with prior knowledge (h2c), told apart by the first bytes
+    /// the client sends.
+    Auto,
+}
+
 /// Serve `stream` until the client closes it, a handler pulls the [`ConnectionCloser`], or
 /// `shutdown` fires (then in-flight requests finish and the connection closes).
-pub(crate) async fn serve(stream: TcpStream, router: Router, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    stream: TcpStream,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+    protocol: Protocol,
+) {
     // Small answers and SSE events must leave at once.
     let _ = stream.set_nodelay(true);
     let closer = ConnectionCloser::default();
@@ -46,10 +66,52 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, mut shutdown: watch
         router,
         closer: closer.clone(),
     };
-    let mut builder = http1::Builder::new();
-    // No timers on idle connections: a paused-clock test would see them fire as time jumps.
-    builder.header_read_timeout(None).keep_alive(true);
-    let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let io = TokioIo::new(stream);
+    match protocol {
+        Protocol::Http1 => {
+            let mut builder = http1::Builder::new();
+            // No timers on idle connections: a paused-clock test would see them fire as time
+            // jumps.
+            builder.header_read_timeout(None).keep_alive(true);
+            let connection = pin!(builder.serve_connection(io, service));
+            drive(
+                connection,
+                http1::Connection::graceful_shutdown,
+                &closer,
+                shutdown,
+            )
+            .await;
+        }
+        Protocol::Auto => {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().header_read_timeout(None).keep_alive(true);
+            // hyper's default of 200 streams per connection would queue a client's 201st
+            // request: benches hold thousands of slow streams open on one connection. No
+            // keep-alive pings, for the same paused-clock reason as above.
+            builder.http2().max_concurrent_streams(None);
+            let connection = pin!(builder.serve_connection(io, service));
+            drive(
+                connection,
+                auto::Connection::graceful_shutdown,
+                &closer,
+                shutdown,
+            )
+            .await;
+        }
+    }
+}
+
+/// Poll `connection` to its end, dropping it when `closer` is pulled and starting its graceful
+/// shutdown (`graceful`) when `shutdown` fires.
+async fn drive<C, E>(
+    mut connection: Pin<&mut C>,
+    graceful: impl Fn(Pin<&mut C>),
+    closer: &ConnectionCloser,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut draining = false;
     loop {
         tokio::select! {
@@ -65,7 +127,7 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, mut shutdown: watch
                 return;
             }
             () = crate::server::stopped(&mut shutdown), if !draining => {
-                connection.as_mut().graceful_shutdown();
+                graceful(connection.as_mut());
                 draining = true;
             }
         }

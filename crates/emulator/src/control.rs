@@ -13,9 +13,11 @@
 //! | `revoke_key` | `key_id` | every token issued so far for the key answers 401 |
 //! | `disable_key` / `enable_key` | `key_id` | IAM refuses (401) / accepts the key again |
 //! | `add_key` | `key_id`, `secret` | a new key, or a new secret for an existing one |
-//! | `push_fault` | `route`, `fault` | queue a fault (format below) on `iam`, `chat` or `models` |
+//! | `push_fault` | `route`, `fault` | queue a fault (format below) on `iam`, `chat`, `models` or `embeddings` |
 //! | `clear_faults` | `route` (optional) | drop queued faults of a route, or of all |
 //! | `set_latency` | `route`, `ms` | latency added to every request of the route |
+//! | `set_stream_interval` | `ms` | gap between two events of streamed chat answers from now on |
+//! | `set_stream_chunks` | `chunks` | content pieces per streamed chat answer (0: one per word) |
 //! | `set_fault_probability` | `probability`, `seed`, `routes` | seeded random faults (0 stops them) |
 //! | `reset_stats` | | zero the counters |
 //!
@@ -124,6 +126,12 @@ enum Command {
         route: Route,
         ms: u64,
     },
+    SetStreamInterval {
+        ms: u64,
+    },
+    SetStreamChunks {
+        chunks: usize,
+    },
     SetFaultProbability {
         probability: f64,
         seed: u64,
@@ -170,6 +178,12 @@ impl Command {
             }
             Command::SetLatency { route, ms } => {
                 shared.set_latency(route, Duration::from_millis(ms));
+            }
+            Command::SetStreamInterval { ms } => {
+                shared.set_stream_interval(Duration::from_millis(ms));
+            }
+            Command::SetStreamChunks { chunks } => {
+                shared.set_stream_chunks(chunks);
             }
             Command::SetFaultProbability {
                 probability,

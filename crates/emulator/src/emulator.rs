@@ -11,15 +11,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, EmulatorBuilder};
+use crate::conn::Protocol;
 use crate::fault::Fault;
-use crate::models::ModelSpec;
+use crate::models::{ModelKind, ModelSpec};
 use crate::route::Route;
 use crate::server;
 use crate::state::Shared;
 use crate::stats::Stats;
 use crate::sync::lock;
 
-/// A running Evolution emulator: IAM, chat completions and models on 127.0.0.1, with fault
+/// A running Evolution emulator: IAM, chat completions, embeddings and models on 127.0.0.1, with fault
 /// injection and counters.
 ///
 /// Cheap to clone; every clone steers the same server. The server stops gracefully on
@@ -92,7 +93,7 @@ impl Emulator {
     pub(crate) async fn start(config: EmulatorBuilder) -> io::Result<Emulator> {
         // Only a model list given by the user restricts what chat requests may name.
         let (models, restricted) = if config.models.is_empty() {
-            (vec![ModelSpec::new(DEMO_MODEL, false)], false)
+            (vec![ModelSpec::new(DEMO_MODEL, ModelKind::Chat)], false)
         } else {
             (config.models, true)
         };
@@ -106,6 +107,8 @@ impl Emulator {
         for (route, latency) in config.latency {
             shared.set_latency(route, latency);
         }
+        shared.set_stream_interval(config.stream_interval);
+        shared.set_stream_chunks(config.stream_chunks);
         for (route, fault) in config.faults {
             shared.faults.push(route, fault);
         }
@@ -120,7 +123,12 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let (shutdown, stop) = watch::channel(false);
         let router = server::router(shared.clone());
-        let server = tokio::spawn(server::serve(listener, router, stop));
+        let protocol = if config.http2 {
+            Protocol::Auto
+        } else {
+            Protocol::Http1
+        };
+        let server = tokio::spawn(server::serve(listener, router, stop, protocol));
         tracing::debug!(%addr, "evolution emulator started");
         Ok(Emulator {
             inner: Arc::new(Inner {
@@ -190,6 +198,18 @@ impl Emulator {
         self.shared().set_latency(route, latency);
     }
 
+    /// The gap between two events of a streamed chat answer, for streams answered from now on
+    /// (zero: none). See [`EmulatorBuilder::stream_interval`].
+    pub fn set_stream_interval(&self, interval: Duration) {
+        self.shared().set_stream_interval(interval);
+    }
+
+    /// Content pieces per choice of streamed chat answers from now on (0: one per word). See
+    /// [`EmulatorBuilder::stream_chunks`].
+    pub fn set_stream_chunks(&self, chunks: usize) {
+        self.shared().set_stream_chunks(chunks);
+    }
+
     /// Lifetime of tokens issued from now on; tokens already issued keep theirs.
     pub fn set_ttl(&self, ttl: Duration) {
         self.shared().set_ttl(ttl);
@@ -249,7 +269,17 @@ impl Emulator {
     /// outcome), so a test can check exactly what a client sent. `None` before the
     /// first request, or if that body was not JSON.
     pub fn last_chat_request(&self) -> Option<serde_json::Value> {
-        let body = self.shared().last_chat_body()?;
+        self.last_request(Route::Chat)
+    }
+
+    /// The JSON body of the last embeddings request received, as
+    /// [`last_chat_request`](Self::last_chat_request) for chat.
+    pub fn last_embeddings_request(&self) -> Option<serde_json::Value> {
+        self.last_request(Route::Embeddings)
+    }
+
+    fn last_request(&self, route: Route) -> Option<serde_json::Value> {
+        let body = self.shared().last_body(route)?;
         serde_json::from_slice(&body).ok()
     }
 

@@ -1,6 +1,9 @@
 //! The life of one request on an emulated route: count it, add latency, apply the next fault,
 //! answer.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
@@ -15,7 +18,7 @@ use crate::error;
 use crate::fault::{Action, Malformed};
 use crate::route::Route;
 use crate::state::Shared;
-use crate::stats::{Counters, InFlight};
+use crate::stats::{Counters, InFlight, StreamGauge};
 
 /// Largest request body read; anything longer is a 400.
 const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -59,15 +62,21 @@ impl Answer {
         }
     }
 
-    fn into_response(self) -> Response {
+    /// The response; a stream's events go out paced by `pace`.
+    fn into_response(self, pace: &Pace<'_>) -> Response {
         match self {
             Answer::Json { status, body } => error::json(status, body),
-            Answer::Events(events) => event_stream(Chunks::new(events)),
+            Answer::Events(events) => event_stream(pace.apply(Chunks::new(events))),
         }
     }
 
     /// Send part of the answer, then drop the connection.
-    fn into_cut_response(self, events: usize, closer: ConnectionCloser) -> Response {
+    fn into_cut_response(
+        self,
+        events: usize,
+        closer: ConnectionCloser,
+        pace: &Pace<'_>,
+    ) -> Response {
         match self {
             Answer::Json { status, body } => {
                 let length = body.len();
@@ -82,9 +91,23 @@ impl Answer {
             Answer::Events(all) => {
                 // Never as far as the last event, `data: [DONE]`.
                 let sent = events.min(all.len().saturating_sub(1));
-                event_stream(Chunks::cut_after(all, sent, closer))
+                event_stream(pace.apply(Chunks::cut_after(all, sent, closer)))
             }
         }
+    }
+}
+
+/// How a stream's events are sent: the gap between two, and the gauge of open streams.
+struct Pace<'a> {
+    interval: Duration,
+    gauge: &'a Arc<StreamGauge>,
+}
+
+impl Pace<'_> {
+    fn apply(&self, chunks: Chunks) -> Chunks {
+        chunks
+            .with_interval(self.interval)
+            .counted(self.gauge.open())
     }
 }
 
@@ -131,18 +154,22 @@ impl<'a> Exchange<'a> {
     /// unless the fault replaces it.
     pub(crate) async fn serve(self, normal: impl FnOnce() -> Answer) -> Response {
         let latency = self.shared.latency(self.route);
+        let pace = Pace {
+            interval: self.shared.stream_interval(),
+            gauge: &self.shared.counters.open_streams,
+        };
         if !latency.is_zero() {
             sleep(latency).await;
         }
         let Some(fault) = self.shared.faults.next(self.route) else {
-            return self.finish(normal().into_response());
+            return self.finish(normal().into_response(&pace));
         };
         Counters::bump(&self.shared.counters.faults_injected);
         if !fault.delay.is_zero() {
             sleep(fault.delay).await;
         }
         let mut response = match fault.action {
-            Action::Pass => normal().into_response(),
+            Action::Pass => normal().into_response(&pace),
             Action::Status { status, message } => {
                 let message = message.unwrap_or_else(|| format!("injected fault: {status}"));
                 error::respond(status, &message, Some("injected_fault"))
@@ -159,18 +186,18 @@ impl<'a> Exchange<'a> {
                 response
             }
             Action::Json(value) => error::json(StatusCode::OK, to_bytes(&value)),
-            Action::Patch(fields) => patch(normal(), fields).into_response(),
+            Action::Patch(fields) => patch(normal(), fields).into_response(&pace),
             Action::Malformed(kind) => error::json(StatusCode::OK, malformed(self.route, kind)),
             Action::Close => return self.drop_connection().await,
-            Action::StreamError { after, event } => {
-                normal().with_stream_error(after, event).into_response()
-            }
+            Action::StreamError { after, event } => normal()
+                .with_stream_error(after, event)
+                .into_response(&pace),
             Action::Cut(events) => match self.closer.clone() {
                 Some(closer) => {
                     Counters::bump(&self.shared.counters.connections_dropped);
-                    normal().into_cut_response(events, closer)
+                    normal().into_cut_response(events, closer, &pace)
                 }
-                None => normal().into_response(),
+                None => normal().into_response(&pace),
             },
         };
         let headers = response.headers_mut();
@@ -252,6 +279,12 @@ fn malformed(route: Route, kind: Malformed) -> Bytes {
             r#"{"id":"chatcmpl-0","object":"chat.completion","created":0,"model":"demo-model","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
         }
         (Malformed::MissingField, Route::Models) => r#"{"object":"list"}"#,
+        (Malformed::Truncated, Route::Embeddings) => {
+            r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.0123,-0.04"#
+        }
+        (Malformed::MissingField, Route::Embeddings) => {
+            r#"{"object":"list","model":"demo-model","usage":{"prompt_tokens":1,"total_tokens":1}}"#
+        }
     };
     Bytes::from_static(body.as_bytes())
 }

@@ -77,7 +77,7 @@ pub enum Malformed {
     /// The start of a plausible answer, cut off mid-JSON.
     Truncated,
     /// Valid JSON without the field a client needs: `access_token` (IAM), `choices` (chat) or
-    /// `data` (models).
+    /// `data` (models, embeddings).
     MissingField,
 }
 

@@ -17,9 +17,9 @@ use crate::sync::lock;
 /// The hot path (no fault queued, no random faults) is two relaxed atomic loads.
 #[derive(Debug)]
 pub(crate) struct Injector {
-    queues: [Mutex<VecDeque<Fault>>; 3],
-    queued: [AtomicUsize; 3],
-    random_on: [AtomicBool; 3],
+    queues: [Mutex<VecDeque<Fault>>; Route::COUNT],
+    queued: [AtomicUsize; Route::COUNT],
+    random_on: [AtomicBool; Route::COUNT],
     random: Mutex<Random>,
 }
 

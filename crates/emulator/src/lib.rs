@@ -1,6 +1,7 @@
 //! A local server that speaks Cloud.ru Evolution's protocol, with fault injection.
 //!
-//! It serves, on 127.0.0.1:
+//! It serves, on 127.0.0.1, over HTTP/1.1 (and h2c beside it, behind
+//! [`EmulatorBuilder::http2`]):
 //!
 //! - `POST /api/v1/auth/token` — IAM: exactly `{"keyId", "secret"}` (JSON) for
 //!   `{"access_token", "expires_in", "token_type", "refresh_token", "id_token", "scope",
@@ -10,6 +11,8 @@
 //!   OpenAI's array of parts, whose text parts are read); a
 //!   [reasoning model](EmulatorBuilder::reasoning_model) also answers `reasoning_content`;
 //!   with a configured model list, another model answers 404 `model_not_found`;
+//! - `POST /v1/embeddings` — OpenAI-compatible embeddings: one deterministic unit vector per
+//!   input (a string, an array of strings, or token arrays), as floats or base64;
 //! - `GET /v1/models` — the configured models, with `owned_by` and `metadata` as the real API
 //!   sends them;
 //! - `GET /_emulator/stats` and `POST /_emulator/control` — counters and run-time control
@@ -58,6 +61,7 @@ pub mod cli;
 mod config;
 mod conn;
 pub mod control;
+mod embeddings;
 mod emulator;
 mod error;
 mod exchange;
@@ -73,7 +77,10 @@ mod stats;
 mod sync;
 mod tokens;
 
-pub use config::{DEFAULT_TTL, DEMO_KEY_ID, DEMO_MODEL, DEMO_SECRET, EmulatorBuilder};
+pub use config::{
+    DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_TTL, DEMO_EMBEDDING_MODEL, DEMO_KEY_ID, DEMO_MODEL,
+    DEMO_SECRET, EmulatorBuilder,
+};
 pub use emulator::Emulator;
 pub use fault::{Fault, Malformed};
 pub use route::Route;

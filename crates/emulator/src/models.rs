@@ -2,8 +2,10 @@
 //!
 //! Each entry carries `owned_by` (the organisation before the slash of an id such as
 //! `openai/gpt-oss-120b`, else `evolution-emulator`) and a `metadata` object like the real
-//! API's: `type`, `is_billable`, `function_calling`, `structure_output`, plus `reasoning`,
-//! which says whether the emulator answers that model with `reasoning_content`.
+//! API's: `type` (`llm`, or `embedder` for an
+//! [embedding model](crate::EmulatorBuilder::embedding_model)), `is_billable`,
+//! `function_calling`, `structure_output`, plus `reasoning`, which says whether the emulator
+//! answers that model with `reasoning_content`.
 
 use std::sync::Arc;
 
@@ -27,17 +29,32 @@ const OWNER: &str = "evolution-emulator";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ModelSpec {
     pub(crate) id: String,
-    /// Whether its answers and stream deltas carry `reasoning_content`, as a vLLM reasoning
-    /// model's do.
-    pub(crate) reasoning: bool,
+    pub(crate) kind: ModelKind,
+}
+
+/// What a listed model is, which shapes its `/v1/models` entry and its chat answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ModelKind {
+    /// A chat model.
+    Chat,
+    /// A chat model whose answers and stream deltas carry `reasoning_content`, as a vLLM
+    /// reasoning model's do.
+    Reasoning,
+    /// An embedding model: `metadata.type` is `embedder` in its `/v1/models` entry.
+    Embedding,
 }
 
 impl ModelSpec {
-    pub(crate) fn new(id: impl Into<String>, reasoning: bool) -> Self {
+    pub(crate) fn new(id: impl Into<String>, kind: ModelKind) -> Self {
         ModelSpec {
             id: id.into(),
-            reasoning,
+            kind,
         }
+    }
+
+    /// Whether its chat answers carry `reasoning_content`.
+    pub(crate) fn reasoning(&self) -> bool {
+        self.kind == ModelKind::Reasoning
     }
 
     /// `openai` for `openai/gpt-oss-120b`; [`OWNER`] for an id without a slash.
@@ -59,6 +76,15 @@ pub(crate) async fn list(State(shared): State<Arc<Shared>>, request: Request) ->
     exchange.serve(answer).await
 }
 
+/// The 404 for a model not on a configured list, as OpenAI words it.
+pub(crate) fn not_found(model: &str) -> Answer {
+    Answer::error(
+        http::StatusCode::NOT_FOUND,
+        &format!("The model `{model}` does not exist or you do not have access to it."),
+        Some("model_not_found"),
+    )
+}
+
 /// The list answer for `models`.
 pub(crate) fn list_body(models: &[ModelSpec]) -> Bytes {
     let data: Vec<_> = models
@@ -70,11 +96,11 @@ pub(crate) fn list_body(models: &[ModelSpec]) -> Bytes {
                 "created": CREATED,
                 "owned_by": model.owner(),
                 "metadata": {
-                    "type": "llm",
+                    "type": if model.kind == ModelKind::Embedding { "embedder" } else { "llm" },
                     "is_billable": true,
                     "function_calling": true,
                     "structure_output": true,
-                    "reasoning": model.reasoning,
+                    "reasoning": model.reasoning(),
                 },
             })
         })

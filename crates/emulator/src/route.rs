@@ -16,18 +16,25 @@ pub enum Route {
     Chat,
     /// `GET /v1/models`.
     Models,
+    /// `POST /v1/embeddings`.
+    Embeddings,
 }
 
 impl Route {
     /// Every route, in a fixed order.
-    pub const ALL: [Route; 3] = [Route::Iam, Route::Chat, Route::Models];
+    pub const ALL: [Route; 4] = [Route::Iam, Route::Chat, Route::Models, Route::Embeddings];
 
-    /// The route's name as used by the control endpoint: `iam`, `chat` or `models`.
+    /// How many routes there are, for per-route arrays.
+    pub(crate) const COUNT: usize = Route::ALL.len();
+
+    /// The route's name as used by the control endpoint: `iam`, `chat`, `models` or
+    /// `embeddings`.
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Iam => "iam",
             Route::Chat => "chat",
             Route::Models => "models",
+            Route::Embeddings => "embeddings",
         }
     }
 

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 
+use crate::conn::Protocol;
 use crate::state::Shared;
-use crate::{chat, conn, control, error, iam, models};
+use crate::{chat, conn, control, embeddings, error, iam, models};
 
 /// How long shutdown waits for in-flight requests before cutting them off.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,6 +24,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/auth/token", post(iam::token))
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
         .route("/_emulator/stats", get(control::stats))
         .route("/_emulator/control", post(control::control))
@@ -33,14 +35,19 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 /// Accept connections until `shutdown` says stop (or its sender is dropped), then let in-flight
 /// requests finish for up to [`DRAIN_TIMEOUT`].
-pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+    protocol: Protocol,
+) {
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(conn::serve(stream, router.clone(), shutdown.clone()));
+                    connections.spawn(conn::serve(stream, router.clone(), shutdown.clone(), protocol));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.

@@ -1,6 +1,6 @@
 //! The state shared by the server and every [`Emulator`](crate::Emulator) handle.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use crate::keys::KeyRing;
 use crate::models::ModelSpec;
 use crate::route::Route;
 use crate::stats::{Counters, Stats};
+use crate::sync::lock;
 use crate::tokens::TokenStore;
 
 #[derive(Debug)]
@@ -25,10 +26,14 @@ pub(crate) struct Shared {
     /// The `GET /v1/models` answer, built once.
     pub(crate) models_body: Bytes,
     ttl_nanos: AtomicU64,
-    latency_nanos: [AtomicU64; 3],
+    latency_nanos: [AtomicU64; Route::COUNT],
+    /// The gap between two events of a streamed answer.
+    stream_interval_nanos: AtomicU64,
+    /// Content pieces per streamed answer; 0 for one piece per word.
+    stream_chunks: AtomicUsize,
     completions: AtomicU64,
-    /// The body of the last chat request, for tests that check what a client sent.
-    last_chat_body: std::sync::Mutex<Option<Bytes>>,
+    /// The body of the last request per route, for tests that check what a client sent.
+    last_bodies: [std::sync::Mutex<Option<Bytes>>; Route::COUNT],
 }
 
 impl Shared {
@@ -44,8 +49,10 @@ impl Shared {
             models_body,
             ttl_nanos: AtomicU64::new(nanos(ttl)),
             latency_nanos: Default::default(),
+            stream_interval_nanos: AtomicU64::new(0),
+            stream_chunks: AtomicUsize::new(0),
             completions: AtomicU64::new(0),
-            last_chat_body: std::sync::Mutex::new(None),
+            last_bodies: Default::default(),
         }
     }
 
@@ -64,18 +71,12 @@ impl Shared {
         }
     }
 
-    pub(crate) fn record_chat_body(&self, body: &Bytes) {
-        *self
-            .last_chat_body
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(body.clone());
+    pub(crate) fn record_body(&self, route: Route, body: &Bytes) {
+        *lock(&self.last_bodies[route.index()]) = Some(body.clone());
     }
 
-    pub(crate) fn last_chat_body(&self) -> Option<Bytes> {
-        self.last_chat_body
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    pub(crate) fn last_body(&self, route: Route) -> Option<Bytes> {
+        lock(&self.last_bodies[route.index()]).clone()
     }
 
     pub(crate) fn ttl(&self) -> Duration {
@@ -92,6 +93,28 @@ impl Shared {
 
     pub(crate) fn set_latency(&self, route: Route, latency: Duration) {
         self.latency_nanos[route.index()].store(nanos(latency), Ordering::Relaxed);
+    }
+
+    pub(crate) fn stream_interval(&self) -> Duration {
+        Duration::from_nanos(self.stream_interval_nanos.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_stream_interval(&self, interval: Duration) {
+        self.stream_interval_nanos
+            .store(nanos(interval), Ordering::Relaxed);
+    }
+
+    /// How many content pieces a streamed answer has: `None` for one per word.
+    pub(crate) fn stream_chunks(&self) -> Option<usize> {
+        match self.stream_chunks.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// 0 restores one piece per word.
+    pub(crate) fn set_stream_chunks(&self, chunks: usize) {
+        self.stream_chunks.store(chunks, Ordering::Relaxed);
     }
 
     /// The next `chatcmpl-<n>` number, starting at 1.

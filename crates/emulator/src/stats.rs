@@ -1,8 +1,8 @@
 //! Request counters: atomics on the hot path, a [`Stats`] snapshot for tests and `/_emulator/stats`.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,12 +37,26 @@ pub struct Stats {
     pub chat_by_key: BTreeMap<String, u64>,
     /// Chat requests answered as a stream (`stream: true`).
     pub chat_streams: u64,
+    /// Streamed answers being sent now: from the head until the last event is written, the
+    /// client goes away or the connection is dropped. A proxy that drops its upstream
+    /// request when its own client disconnects brings this back to 0.
+    pub chat_streams_open: u64,
+    /// Most streamed answers being sent at once.
+    pub chat_streams_open_max: u64,
     /// Most chat requests being handled at once (until the answer's head is ready).
     pub chat_in_flight_max: u64,
     /// Model list requests received.
     pub models_requests: u64,
     /// Model list answers by HTTP status.
     pub models_by_status: BTreeMap<u16, u64>,
+    /// Embeddings requests received.
+    pub embeddings_requests: u64,
+    /// Embeddings answers by HTTP status.
+    pub embeddings_by_status: BTreeMap<u16, u64>,
+    /// Inputs embedded: the `data` entries of successful embeddings answers.
+    pub embeddings_inputs: u64,
+    /// Most embeddings requests being handled at once (until the answer's head is ready).
+    pub embeddings_in_flight_max: u64,
     /// Faults injected, scripted or random.
     pub faults_injected: u64,
     /// Connections dropped on purpose (close and cut-stream faults).
@@ -63,6 +77,11 @@ impl Stats {
     /// Chat answers with this status.
     pub fn chat_status(&self, status: u16) -> u64 {
         self.chat_by_status.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Embeddings answers with this status.
+    pub fn embeddings_status(&self, status: u16) -> u64 {
+        self.embeddings_by_status.get(&status).copied().unwrap_or(0)
     }
 
     /// IAM answers with this status.
@@ -141,13 +160,41 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The streamed answers being sent, and the most at once. Each stream's body holds an
+/// [`OpenStream`], so the gauge is shared (`Arc`) rather than borrowed.
+#[derive(Debug, Default)]
+pub(crate) struct StreamGauge {
+    open: AtomicU64,
+    max: AtomicU64,
+}
+
+impl StreamGauge {
+    pub(crate) fn open(self: &Arc<Self>) -> OpenStream {
+        let now = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        self.max.fetch_max(now, Ordering::AcqRel);
+        OpenStream(self.clone())
+    }
+}
+
+/// One open stream in the [`StreamGauge`], until dropped with the stream's body.
+#[derive(Debug)]
+pub(crate) struct OpenStream(Arc<StreamGauge>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Every counter of the emulator except the per-key chat counts, which live on [`Key`].
 #[derive(Debug)]
 pub(crate) struct Counters {
-    routes: [RouteCounters; 3],
+    routes: [RouteCounters; Route::COUNT],
     iam_by_key: Mutex<BTreeMap<String, u64>>,
     pub(crate) tokens_issued: AtomicU64,
     pub(crate) chat_streams: AtomicU64,
+    pub(crate) open_streams: Arc<StreamGauge>,
+    pub(crate) embeddings_inputs: AtomicU64,
     pub(crate) faults_injected: AtomicU64,
     pub(crate) connections_dropped: AtomicU64,
 }
@@ -155,14 +202,12 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn new() -> Self {
         Counters {
-            routes: [
-                RouteCounters::new(),
-                RouteCounters::new(),
-                RouteCounters::new(),
-            ],
+            routes: std::array::from_fn(|_| RouteCounters::new()),
             iam_by_key: Mutex::default(),
             tokens_issued: AtomicU64::new(0),
             chat_streams: AtomicU64::new(0),
+            open_streams: Arc::default(),
+            embeddings_inputs: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
             connections_dropped: AtomicU64::new(0),
         }
@@ -183,13 +228,18 @@ impl Counters {
     }
 
     pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Self::add(counter, 1);
     }
 
-    pub(crate) fn snapshot(&self, keys: &[std::sync::Arc<Key>]) -> Stats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, keys: &[Arc<Key>]) -> Stats {
         let iam = self.route(Route::Iam);
         let chat = self.route(Route::Chat);
         let models = self.route(Route::Models);
+        let embeddings = self.route(Route::Embeddings);
         Stats {
             iam_requests: iam.requests.load(Ordering::Relaxed),
             iam_requests_by_key: lock(&self.iam_by_key).clone(),
@@ -206,22 +256,31 @@ impl Counters {
                 })
                 .collect(),
             chat_streams: self.chat_streams.load(Ordering::Relaxed),
+            chat_streams_open: self.open_streams.open.load(Ordering::Acquire),
+            chat_streams_open_max: self.open_streams.max.load(Ordering::Acquire),
             chat_in_flight_max: chat.in_flight_max.load(Ordering::Acquire),
             models_requests: models.requests.load(Ordering::Relaxed),
             models_by_status: models.statuses(),
+            embeddings_requests: embeddings.requests.load(Ordering::Relaxed),
+            embeddings_by_status: embeddings.statuses(),
+            embeddings_inputs: self.embeddings_inputs.load(Ordering::Relaxed),
+            embeddings_in_flight_max: embeddings.in_flight_max.load(Ordering::Acquire),
             faults_injected: self.faults_injected.load(Ordering::Relaxed),
             connections_dropped: self.connections_dropped.load(Ordering::Relaxed),
         }
     }
 
-    pub(crate) fn reset(&self, keys: &[std::sync::Arc<Key>]) {
+    pub(crate) fn reset(&self, keys: &[Arc<Key>]) {
         for route in &self.routes {
             route.reset();
         }
         lock(&self.iam_by_key).clear();
+        let open = self.open_streams.open.load(Ordering::Acquire);
+        self.open_streams.max.store(open, Ordering::Release);
         for counter in [
             &self.tokens_issued,
             &self.chat_streams,
+            &self.embeddings_inputs,
             &self.faults_injected,
             &self.connections_dropped,
         ] {

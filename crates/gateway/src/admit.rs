@@ -9,6 +9,7 @@ use http::header::AUTHORIZATION;
 
 use crate::Gateway;
 use crate::error::ApiError;
+use crate::proxy::X_REQUEST_ID;
 use crate::telemetry::{InFlight, Tracked, route_of};
 
 pub(crate) async fn admit(
@@ -34,7 +35,15 @@ pub(crate) async fn admit(
             }
         }
     }
-    finish(next.run(request).await, in_flight)
+    let request_id = request.headers().get(X_REQUEST_ID).cloned();
+    let response = next.run(request).await;
+    tracing::debug!(
+        request_id = request_id.as_ref().and_then(|id| id.to_str().ok()),
+        route,
+        status = response.status().as_u16(),
+        "answered"
+    );
+    finish(response, in_flight)
 }
 
 fn authorize(gateway: &Gateway, request: &Request) -> Result<(), ApiError> {

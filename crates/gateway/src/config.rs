@@ -80,6 +80,9 @@ pub enum ConfigError {
     /// The TLS files are unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The client's base URL is not a URI the gateway can send to.
+    #[error("the base URL (EVOLUTION_BASE_URL) is not a valid URI: {0}")]
+    BaseUrl(String),
 }
 
 impl GatewayConfig {

@@ -126,6 +126,13 @@ async fn malformed_body(emu: &Emulator, route: Route, kind: Malformed) -> String
             .send()
             .await
             .unwrap(),
+        Route::Embeddings => http
+            .post(format!("{}/embeddings", emu.base_url()))
+            .bearer_auth(&token)
+            .json(&json!({ "model": "m", "input": "hi" }))
+            .send()
+            .await
+            .unwrap(),
     };
     assert_eq!(response.status(), 200);
     response.text().await.unwrap()
@@ -146,7 +153,7 @@ async fn malformed_faults_answer_200_with_bodies_clients_cannot_use() {
         let field = match route {
             Route::Iam => "access_token",
             Route::Chat => "choices",
-            Route::Models => "data",
+            Route::Models | Route::Embeddings => "data",
         };
         assert!(
             missing.is_object() && missing.get(field).is_none(),

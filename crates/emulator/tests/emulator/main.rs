@@ -2,11 +2,14 @@
 
 mod chat;
 mod control;
+mod embeddings;
 mod faults;
 mod fidelity;
+mod http2;
 mod iam;
 mod lifecycle;
 mod routing;
+mod slow_streams;
 mod stats;
 mod support;
 mod tokens;
