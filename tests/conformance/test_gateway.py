@@ -666,11 +666,15 @@ def load_shed_is_503_with_retry_after() -> None:
 
 
 def refused(host_port: Tuple[str, int]) -> bool:
+    """True once a new connection is refused. A connection the kernel queued just before the
+    listener closed is reset instead: that is the moment of closing, not yet the answer."""
     try:
         with socket.create_connection(host_port, timeout=0.5):
             return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
 
 
 @check
