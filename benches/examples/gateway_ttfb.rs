@@ -1,47 +1,33 @@
-//! Streamed chat calls for the gateway bench (`benches/gateway/run.sh`), which a load
-//! generator like oha cannot measure: it sees the answer's head, not its first chunk.
+//! Time to first chunk of a streamed chat call, direct to an upstream and through the
+//! gateway, for the gateway bench (`benches/gateway/run.sh`). A load generator like oha
+//! cannot measure it: it sees the answer's head, not its first chunk.
 //!
 //! ```text
-//! cargo build --release -p evolution-benches --example gateway_streams
-//! # time to first chunk, N sequential streams to each target, alternating:
-//! gateway_streams ttfb DIRECT_URL DIRECT_BEARER GATEWAY_URL N
-//! # N streams held open at once until HOLD_SECS have passed (or the process is killed):
-//! gateway_streams hold URL N HOLD_SECS
+//! cargo build --release -p evolution-benches --example gateway_ttfb
+//! gateway_ttfb DIRECT_URL DIRECT_BEARER GATEWAY_URL N
 //! ```
 //!
 //! URLs are the full chat completions URL (`http://127.0.0.1:PORT/v1/chat/completions`);
-//! `-` as DIRECT_BEARER sends no Authorization header. The model is `demo-model`, or
-//! `MODEL` from the environment.
+//! `-` as DIRECT_BEARER sends no Authorization header; the gateway gets none (run it
+//! without gateway keys). The model is `demo-model`, or `MODEL` from the environment.
 //!
-//! `ttfb` times each call from just before it is sent to the arrival of the answer's first
-//! body chunk, after 20 unrecorded calls to each target, and prints one JSON line:
-//! `{"direct": {"p50_us", "p99_us", "max_us"}, "gateway": {...}, "added": {...}}`.
-//!
-//! `hold` opens the streams (at most 256 being opened at once, so that the listener's
-//! backlog does not overflow), reads every chunk as it arrives, and prints
-//! `open N failed F` once each stream has its first chunk or has failed, then keeps them
-//! open. The runtime is single-threaded in both modes: the machine it was written for
-//! has 2 cores, shared with the gateway and the upstream.
+//! N sequential streams go to each target, alternating, after 20 unrecorded calls to
+//! each. Each is timed from just before it is sent to the arrival of its first body chunk,
+//! and one JSON line is printed:
+//! `{"direct": {"p50_us", "p99_us", "max_us"}, "gateway": {...}, "added": {...}, "n": N}`.
+//! The runtime is single-threaded: the machine it was written for has 2 cores, shared
+//! with the gateway and the upstream.
 
 // Benchmarks measure real elapsed time.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-
-const USAGE: &str = "usage: gateway_streams ttfb DIRECT_URL DIRECT_BEARER GATEWAY_URL N\n       \
-                     gateway_streams hold URL N HOLD_SECS";
+const USAGE: &str = "usage: gateway_ttfb DIRECT_URL DIRECT_BEARER GATEWAY_URL N";
 
 /// Calls to each target before timing starts: connections made, caches warm.
 const WARM_UP: usize = 20;
-
-/// Streams being opened at once in `hold`.
-const OPENING_AT_ONCE: usize = 256;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,17 +37,13 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("gateway_streams: no runtime: {error}");
+            eprintln!("gateway_ttfb: no runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
     let outcome = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["ttfb", direct, bearer, gateway, n] => match n.parse() {
+        [direct, bearer, gateway, n] => match n.parse() {
             Ok(n) if n > 0 => runtime.block_on(ttfb(direct, bearer, gateway, n)),
-            _ => Err(USAGE.to_owned()),
-        },
-        ["hold", url, n, secs] => match (n.parse(), secs.parse()) {
-            (Ok(n), Ok(secs)) if n > 0 => runtime.block_on(hold(url, n, secs)),
             _ => Err(USAGE.to_owned()),
         },
         _ => Err(USAGE.to_owned()),
@@ -69,7 +51,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("gateway_streams: {message}");
+            eprintln!("gateway_ttfb: {message}");
             ExitCode::FAILURE
         }
     }
@@ -181,53 +163,5 @@ async fn ttfb(direct: &str, bearer: &str, gateway: &str, n: usize) -> Result<(),
         "{}",
         serde_json::json!({"direct": direct, "gateway": gateway, "added": added, "n": n})
     );
-    Ok(())
-}
-
-async fn hold(url: &str, n: usize, hold_secs: u64) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .http1_only()
-        .build()
-        .map_err(|e| format!("client: {e}"))?;
-    let body = Arc::new(stream_body());
-    let opening = Arc::new(Semaphore::new(OPENING_AT_ONCE));
-    let open = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    for _ in 0..n {
-        let (client, url, body) = (client.clone(), url.to_owned(), Arc::clone(&body));
-        let (opening, open, failed) =
-            (Arc::clone(&opening), Arc::clone(&open), Arc::clone(&failed));
-        tokio::spawn(async move {
-            let permit = opening.acquire_owned().await;
-            let first = async {
-                let mut response = request(&client, &url, None, &body)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())?;
-                response.chunk().await.ok().flatten()?;
-                Some(response)
-            };
-            let Some(mut response) = first.await else {
-                failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            open.fetch_add(1, Ordering::Relaxed);
-            drop(permit);
-            // Read as it comes, so that no stream stalls on a full window.
-            while let Ok(Some(_)) = response.chunk().await {}
-        });
-    }
-    let n = n as u64;
-    loop {
-        let (o, f) = (open.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-        if o + f >= n {
-            println!("open {o} failed {f}");
-            let _ = std::io::stdout().flush();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(hold_secs)).await;
     Ok(())
 }
