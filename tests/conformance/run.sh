@@ -30,6 +30,8 @@ TTL=3600 # > 30: both reference clients refresh tokens 30 s before expiry
 
 # shellcheck source=../emulator.sh
 source "$REPO/tests/emulator.sh"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 OUTPUT=""
 TESTS_RAN=0
 CLOSING="" # the suite's "N passed, M failed" line
@@ -57,24 +59,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- venv
-# Reuse the venv only if a previous install completed with the same
-# requirements and interpreter (the stamp is written last).
-stamp_value="$(
-    {
-        cat "$REQS"
-        "$PYTHON" -c 'import sys; print(sys.version)'
-    } | sha256sum | cut -d' ' -f1
-)"
-stamp_file="$VENV/.conformance-stamp"
-if [[ -x "$VENV/bin/python" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_value" ]]; then
-    log "reusing $VENV"
-else
-    log "creating $VENV"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
-    echo "$stamp_value" >"$stamp_file"
-fi
+conformance_venv "$VENV" "$REQS" "$PYTHON"
 
 # ---------------------------------------------------------------- emulator
 log "building evolution-emulator"
@@ -94,26 +79,10 @@ log "emulator pid $EMULATOR_PID at $ROOT"
 # ---------------------------------------------------------------- tests
 TESTS_RAN=1
 OUTPUT="$(mktemp "${TMPDIR:-/tmp}/conformance-output.XXXXXX")"
-set +e
+status=0
 EMULATOR_ROOT="$ROOT" EMULATOR_KEY_ID="$KEY_ID" EMULATOR_SECRET="$SECRET" \
     EMULATOR_MODEL="$MODEL" LOG_LEVEL=WARNING PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    timeout --kill-after=10 "$TEST_TIMEOUT" "$VENV/bin/python" "$HERE/test_conformance.py" |
-    tee "$OUTPUT"
-status=${PIPESTATUS[0]}
-set -e
-CLOSING="$(tail -n 1 "$OUTPUT")"
-if [[ $status -eq 0 ]] && grep -Eq '^[1-9][0-9]* passed, 0 failed$' <<<"$CLOSING"; then
-    CLOSING="" # printed already, and nothing follows it
-    exit 0
-fi
-# A failed run must end on a count that shows a failure: if the suite died
-# (timeout, crash) before or after its own count, count that as one more.
-if ! grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' <<<"$CLOSING"; then
-    if [[ $status -eq 124 ]]; then log "suite timed out after ${TEST_TIMEOUT}s"; fi
-    if [[ $status -ne 0 ]]; then log "suite exited with status $status"; fi
-    passed="$(grep -c '^PASS ' "$OUTPUT" || true)"
-    failed="$(grep -c '^FAIL ' "$OUTPUT" || true)"
-    CLOSING="$passed passed, $((failed + 1)) failed"
-fi
-if [[ $status -eq 0 ]]; then status=1; fi
+    conformance_suite "$OUTPUT" "$TEST_TIMEOUT" "$VENV/bin/python" "$HERE/test_conformance.py" ||
+    status=$?
+CLOSING="$CONFORMANCE_CLOSING"
 exit "$status"
