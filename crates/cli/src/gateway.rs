@@ -18,12 +18,20 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), Failure> {
     let config = config(&args)?;
     // Before the client exists, so that its series are registered with the exporter.
     let prometheus = install_prometheus()?;
+    let request_timeout = args
+        .request_timeout
+        .map(|secs| positive_seconds(secs, "--request-timeout"))
+        .transpose()?;
+    let total_timeout = args
+        .total_timeout
+        .map(|secs| positive_seconds(secs, "--total-timeout"))
+        .transpose()?;
     let target = Target::build_with(&args.target, false, |mut builder, _| {
-        if let Some(secs) = args.request_timeout {
-            builder = builder.request_timeout(Duration::from_secs_f64(secs));
+        if let Some(timeout) = request_timeout {
+            builder = builder.request_timeout(timeout);
         }
-        if let Some(secs) = args.total_timeout {
-            builder = builder.total_timeout(Duration::from_secs_f64(secs));
+        if let Some(timeout) = total_timeout {
+            builder = builder.total_timeout(timeout);
         }
         if args.upstream_h2c {
             builder = builder.http_client(h2c_client());
@@ -72,6 +80,16 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A duration flag that must be more than zero.
+fn positive_seconds(secs: f64, flag: &str) -> Result<Duration, Failure> {
+    match Duration::try_from_secs_f64(secs) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(Failure::Config(format!(
+            "{flag} must be a number of seconds above 0, not {secs}"
+        ))),
+    }
+}
+
 fn config(args: &GatewayArgs) -> Result<GatewayConfig, Failure> {
     let mut keys = match std::env::var(ENV_GATEWAY_KEYS) {
         Ok(list) => GatewayKeys::parse_list(&list),
@@ -92,7 +110,7 @@ fn config(args: &GatewayArgs) -> Result<GatewayConfig, Failure> {
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight,
         drain_timeout: seconds(args.drain_timeout, "--drain-timeout")?,
-        header_read_timeout: seconds(args.header_read_timeout, "--header-read-timeout")?,
+        header_read_timeout: positive_seconds(args.header_read_timeout, "--header-read-timeout")?,
         default_model: None,
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
