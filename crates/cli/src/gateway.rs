@@ -45,20 +45,22 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), Failure> {
     let address = listener
         .local_addr()
         .map_err(|error| Failure::Other(format!("cannot read the bound address: {error}")))?;
-    warn_about_exposure(&gateway, address);
+    let shutdown = shutdown_signal()?;
     let scheme = if gateway.is_tls() { "https" } else { "http" };
-    // The first line on stdout, for scripts to wait for.
+    // The first line on stdout, for scripts to wait for; printed before any warning, so it
+    // stays first when a script reads both streams as one.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {scheme}://{address}");
     let _ = stdout.flush();
     drop(stdout);
+    warn_about_exposure(&gateway, address);
     tracing::info!(
         upstream = target.client.base_url(),
         keys = gateway.config().keys.len(),
         "gateway ready"
     );
     let drained = gateway
-        .serve(listener, shutdown_signal())
+        .serve(listener, shutdown)
         .await
         .map_err(|error| Failure::Other(format!("the gateway's listener failed: {error}")))?;
     if let evolution_gateway::Drained::Cut(open) = drained {
@@ -142,25 +144,31 @@ fn h2c_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
+/// Completes on SIGTERM or SIGINT. The handlers are installed now, not when the future is
+/// first polled: a signal sent right after the listening line must not kill the process.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    let cannot = |error: std::io::Error| {
+        Failure::Other(format!("cannot install the signal handlers: {error}"))
     };
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).map_err(cannot)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(cannot)?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+            tracing::info!("shutdown signal received");
+        })
     }
-    tracing::info!("shutdown signal received");
+    #[cfg(not(unix))]
+    {
+        let _ = cannot;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown signal received");
+        })
+    }
 }

@@ -172,6 +172,8 @@ impl Gateway {
             tls: self.inner.tls.clone(),
             header_read_timeout: self.inner.config.header_read_timeout,
             drain_timeout: self.inner.config.drain_timeout,
+            max_streams_per_connection: u32::try_from(self.inner.config.max_in_flight)
+                .unwrap_or(u32::MAX),
         };
         server.run(listener, shutdown).await
     }

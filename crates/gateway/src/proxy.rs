@@ -151,15 +151,20 @@ async fn relay(
         "upstream error"
     );
     let mut answer = answer.into_response();
-    if let Some(wait) = parts.headers.get(RETRY_AFTER) {
-        answer.headers_mut().insert(RETRY_AFTER, wait.clone());
+    for name in [RETRY_AFTER, RETRY_AFTER_MS] {
+        if let Some(wait) = parts.headers.get(&name) {
+            answer.headers_mut().insert(name, wait.clone());
+        }
     }
     answer
 }
 
+/// OpenAI's millisecond form of `Retry-After`, which its SDKs read first.
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+
 /// The upstream headers a client may see: the body's type, when to retry, rate limits.
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for name in [CONTENT_TYPE, RETRY_AFTER, CACHE_CONTROL] {
+    for name in [CONTENT_TYPE, RETRY_AFTER, RETRY_AFTER_MS, CACHE_CONTROL] {
         if let Some(value) = from.get(&name) {
             to.insert(name, value.clone());
         }

@@ -1,7 +1,7 @@
 //! The shared token cache against a real redis-server: the scenarios `tests/all` runs
 //! against `InMemoryStore`, Redis stopped mid-run, and the store's own contract.
 //!
-//! Runs only with `--features redis`, and then needs `EVOLUTION_TEST_REDIS_URL` (for example
+//! Runs only with `--features test-redis-server`, and then needs `EVOLUTION_TEST_REDIS_URL` (for example
 //! `redis://127.0.0.1:6390/`): without it the tests fail rather than pass unseen. "Redis
 //! stopped mid-run" starts and kills its own `redis-server` (from `PATH`) on a free
 //! loopback port. Every test uses key ids of its own, so runs may share one Redis.
@@ -23,7 +23,7 @@ use scenarios::{Events, Fleet, same_value};
 fn redis_url() -> String {
     std::env::var("EVOLUTION_TEST_REDIS_URL").expect(
         "EVOLUTION_TEST_REDIS_URL must name the redis-server these tests use, for example \
-         redis://127.0.0.1:6390/ (they run only with --features redis)",
+         redis://127.0.0.1:6390/ (they run only with --features test-redis-server)",
     )
 }
 
