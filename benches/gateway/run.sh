@@ -2,7 +2,7 @@
 # The gateway's bench: `evolution gateway` against the emulator directly and against the
 # LiteLLM proxy, in one run, on loopback.
 #
-#   bash benches/gateway/run.sh            # about 7 minutes once built; prints markdown tables
+#   bash benches/gateway/run.sh            # about 9 minutes once built; prints markdown tables
 #
 # 1. oha 1.16.0 (from PATH, or `cargo install --locked` into benches/gateway/.tools), the
 #    LiteLLM proxy venv (benches/gateway/.venv from requirements.txt: litellm[proxy]==1.79.1
@@ -20,8 +20,9 @@
 #    TTFB_N sequential streams each);
 # 6. the gateway's RSS (VmRSS) idle and at its peak with each of STREAMS slow streams open
 #    at once (hold_streams --watch-pid; the emulator paces streams with
-#    --stream-interval-ms), with HTTP/1.1 clients and an HTTP/1.1 or HTTP/2 (h2c,
-#    --upstream-h2c) upstream; a fresh emulator and gateway per row.
+#    --stream-interval-ms): HTTP/1.1 on both sides, an HTTP/2 (h2c, --upstream-h2c)
+#    upstream behind HTTP/1.1 clients, and HTTP/2 on both sides (one client connection);
+#    a fresh emulator and gateway per row.
 #
 # Everything runs on this machine: the load generator, the gateway, the emulator and
 # LiteLLM share its cores (2 on the machine this was written for), which the numbers
@@ -30,7 +31,7 @@
 # Environment knobs: DURATION (seconds per oha run, default 10), RATES (default
 # "500 1000 2000 3000 4000 5000"), PEER_RATES (default "50 100"), TTFB_N (default 200),
 # STREAMS (default "1000 10000"), VARIANTS (memory rows' upstream/client protocols, default
-# "http1/http1 http2/http1"; http2/http2 also runs), SKIP (words: latency, litellm, ttfb,
+# "http1/http1 http2/http1 http2/http2"), SKIP (words: latency, litellm, ttfb,
 # memory), PYTHON (venv interpreter, default python3), RESULTS (directory for the raw
 # results; default a temporary one, removed).
 set -euo pipefail
@@ -45,9 +46,7 @@ DURATION="${DURATION:-10}"
 read -r -a RATES <<<"${RATES:-500 1000 2000 3000 4000 5000}"
 read -r -a PEER_RATES <<<"${PEER_RATES:-50 100}"
 read -r -a STREAMS <<<"${STREAMS:-1000 10000}"
-# http2/http2 is not a default: the gateway's HTTP/2 listener takes 200 streams at once
-# per connection (hyper's default), and hold_streams opens one, so 10,000 streams queue.
-read -r -a VARIANTS <<<"${VARIANTS:-http1/http1 http2/http1}"
+read -r -a VARIANTS <<<"${VARIANTS:-http1/http1 http2/http1 http2/http2}"
 TTFB_N="${TTFB_N:-200}"
 SKIP=" ${SKIP:-} "
 KEY_ID="bench-key"
