@@ -2,7 +2,7 @@
 # The gateway's bench: `evolution gateway` against the emulator directly and against the
 # LiteLLM proxy, in one run, on loopback.
 #
-#   bash benches/gateway/run.sh            # about 8 minutes once built; prints markdown tables
+#   bash benches/gateway/run.sh            # about 9 minutes once built; prints markdown tables
 #
 # 1. oha 1.16.0 (from PATH, or `cargo install --locked` into benches/gateway/.tools), the
 #    LiteLLM proxy venv (benches/gateway/.venv from requirements.txt: litellm[proxy]==1.79.1
@@ -20,8 +20,9 @@
 #    TTFB_N sequential streams each);
 # 6. the gateway's RSS (VmRSS) idle and at its peak with each of STREAMS slow streams open
 #    at once (hold_streams --watch-pid; the emulator paces streams with
-#    --stream-interval-ms): upstream HTTP/1.1, upstream HTTP/2 (h2c, --upstream-h2c) with
-#    HTTP/1.1 clients, and HTTP/2 on both sides; a fresh emulator and gateway per row.
+#    --stream-interval-ms): HTTP/1.1 on both sides, an HTTP/2 (h2c, --upstream-h2c)
+#    upstream behind HTTP/1.1 clients, and HTTP/2 on both sides (one client connection);
+#    a fresh emulator and gateway per row.
 #
 # Everything runs on this machine: the load generator, the gateway, the emulator and
 # LiteLLM share its cores (2 on the machine this was written for), which the numbers
@@ -30,9 +31,9 @@
 # Environment knobs: DURATION (seconds per oha run, default 10), RATES (default
 # "500 1000 2000 3000 4000 5000"), PEER_RATES (default "50 100"), TTFB_N (default 200),
 # STREAMS (default "1000 10000"), VARIANTS (memory rows' upstream/client protocols, default
-# "http1/http1 http2/http1 http2/http2"), SKIP (words: latency, litellm, ttfb, memory), PYTHON (venv
-# interpreter, default python3), RESULTS (directory for the raw oha JSON; default a
-# temporary one, removed).
+# "http1/http1 http2/http1 http2/http2"), SKIP (words: latency, litellm, ttfb,
+# memory), PYTHON (venv interpreter, default python3), RESULTS (directory for the raw
+# results; default a temporary one, removed).
 set -euo pipefail
 
 HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
@@ -312,8 +313,15 @@ if ! skipped memory; then
             # The gateway has no keys: the bearer is only there because the holder sends one.
             timeout $((STREAM_INTERVAL_MS * (STREAM_CHUNKS + 5) / 1000 + 300)) "$HOLDER" \
                 --root "$GATEWAY_URL" --bearer unused --streams "$n" --model "$MODEL" \
-                --watch-pid "$GATEWAY_PID" "${holder_flags[@]}" >"$WORK/holder.out"
-            streams_line="$(grep -m1 '^streams=' "$WORK/holder.out")"
+                --watch-pid "$GATEWAY_PID" "${holder_flags[@]}" >"$WORK/holder.out" ||
+                log "memory: hold_streams exited with status $?"
+            streams_line="$(grep -m1 '^streams=' "$WORK/holder.out" || true)"
+            if [[ -z "$streams_line" ]]; then
+                log "memory: no result for $n streams ($upstream upstream, $client client)"
+                gateway_stop
+                emulator_stop
+                continue
+            fi
             if grep -q '^error' "$WORK/holder.out"; then
                 log "streams that failed:"
                 grep '^error' "$WORK/holder.out" >&2
@@ -369,23 +377,25 @@ print(f"Gateway bench: {os.cpu_count()} cores ({cpu}), shared by the load genera
       f"the gateway, the emulator and LiteLLM; {duration} s per oha run, open loop with latency "
       f"correction, 50 connections. LiteLLM proxy 1.79.1, one worker, holds a token obtained once "
       f"from the emulator's IAM (it has no IAM exchange). Latencies in ms.")
-print()
-print("| req/s | direct p50 | p99 | max | gateway p50 | p99 | max | added p50 | added p99 | added max | errors |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 best = None
-for rate in rates:
+measured = [r for r in rates if load(f"direct-{r}") and load(f"gateway-{r}")]
+if measured:
+    print()
+    print("| req/s | direct p50 | p99 | max | gateway p50 | p99 | max | added p50 | added p99 "
+          "| added max | errors |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for rate in measured:
     d, g = load(f"direct-{rate}"), load(f"gateway-{rate}")
-    if not d or not g:
-        continue
     added = {k: g[k] - d[k] for k in ("p50", "p99", "max")}
     if added["p99"] <= 1.0 and g["errors"] == 0:
         best = rate if best is None else max(best, rate)
     print(f"| {rate:,} | {ms(d['p50'])} | {ms(d['p99'])} | {ms(d['max'])} | {ms(g['p50'])} | "
           f"{ms(g['p99'])} | {ms(g['max'])} | {added_ms(added['p50'])} | {added_ms(added['p99'])} | "
           f"{added_ms(added['max'])} | {d['errors'] + g['errors']} |")
-print()
-print(f"Highest rate with p99 added ≤ 1 ms: {best if best is not None else 'none'} req/s "
-      f"(of {', '.join(f'{r:,}' for r in rates)}).")
+if measured:
+    print()
+    print(f"Highest rate with p99 added ≤ 1 ms: {best if best is not None else 'none'} req/s "
+          f"(of {', '.join(f'{r:,}' for r in measured)}).")
 
 if any(load(f"litellm-{r}") for r in peer_rates):
     print()
