@@ -108,6 +108,42 @@ async fn a_client_that_goes_away_mid_stream_stops_the_upstream_stream() {
 }
 
 #[tokio::test]
+async fn a_client_that_goes_away_before_the_answer_stops_the_upstream_request() {
+    use tokio::io::AsyncWriteExt;
+
+    let emu = emulator().await;
+    let upstream = Upstream::start().await;
+    let gateway = Served::with(client_for(&emu, &upstream.base_url()), keyed_config()).await;
+
+    let mut client = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let request = format!(
+        "GET /v1/models HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {GATEWAY_KEY}\r\n\r\n"
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    // The upstream has the request (it answers nothing until released)...
+    for _ in 0..500 {
+        if !upstream.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        upstream.received().len(),
+        1,
+        "the request never reached the upstream"
+    );
+
+    // ...when the client hangs up.
+    drop(client);
+
+    assert_eq!(
+        upstream.next_ended(Duration::from_secs(5)).await,
+        Some(Ended::Dropped),
+        "the upstream request outlived the client that made it"
+    );
+}
+
+#[tokio::test]
 async fn a_generated_request_id_is_the_one_sent_upstream() {
     let emu = emulator().await;
     let upstream = Upstream::start().await;

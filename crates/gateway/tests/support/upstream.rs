@@ -1,7 +1,8 @@
 //! An API of the tests' own. `POST /v1/chat/completions`: every answer is an SSE stream
 //! that sends [`FIRST`], then waits until the test calls [`Upstream::release`] before it
 //! sends [`REST`]. `POST /v1/embeddings`: [`EMBEDDINGS`] with a `set-cookie` and an
-//! `x-ratelimit-remaining-requests` header. It records the path, headers and body of every
+//! `x-ratelimit-remaining-requests` header. `GET /v1/models`: no answer at all until
+//! [`Upstream::release`] (then an empty list). It records the path, headers and body of every
 //! request, and says how each chat stream ended (sent in full, or dropped before its end).
 
 use std::net::SocketAddr;
@@ -73,6 +74,7 @@ impl Upstream {
         let router = Router::new()
             .route("/v1/chat/completions", post(stream))
             .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", axum::routing::get(held_models))
             .with_state(shared);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
@@ -180,6 +182,23 @@ async fn embeddings(State(shared): State<Shared>, request: Request) -> Response 
         .header("set-cookie", "upstream-session=never-forwarded")
         .header("x-upstream-internal", "never-forwarded")
         .body(Body::from(EMBEDDINGS))
+        .expect("a valid response")
+}
+
+/// Answers nothing until released; says whether it got there or was dropped first (the
+/// gateway's request went away before the head).
+async fn held_models(State(shared): State<Shared>, request: Request) -> Response {
+    record(&shared, request).await;
+    let mut guard = Guard {
+        ended: shared.ended.clone(),
+        complete: false,
+    };
+    let mut release = shared.release.clone();
+    let _ = release.wait_for(|released| *released).await;
+    guard.finish();
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"object":"list","data":[]}"#))
         .expect("a valid response")
 }
 
