@@ -265,9 +265,16 @@ impl TokenManager {
         Ok(())
     }
 
-    /// The key id currently in use.
+    /// The key id currently in use; for a static API key, its non-secret label
+    /// (see [`Credentials::api_key`]).
     pub fn key_id(&self) -> Arc<str> {
         self.shared.credentials.load().shared_key_id()
+    }
+
+    /// Whether the credentials in use are a static API key, which is handed out as the
+    /// token without an IAM request, rather than a key id and secret.
+    pub fn is_api_key(&self) -> bool {
+        self.shared.credentials.load().is_api_key()
     }
 
     /// The IAM token endpoint.
