@@ -89,7 +89,7 @@ pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;
 // The key, IAM and shared-cache variables are named once, in the token crate, which reads
 // them too (`ENV_REDIS_URL` without its `redis` feature as well, so the client can warn).
-pub use evolution_token::{ENV_KEY_ID, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL};
+pub use evolution_token::{ENV_API_KEY, ENV_KEY_ID, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL};
 
 // The README's Rust snippets compile as doctests of this crate.
 #[cfg(doctest)]
