@@ -111,8 +111,9 @@ impl TokenManager {
         TokenManagerBuilder::new(credentials)
     }
 
-    /// A manager for `EVOLUTION_KEY_ID` / `EVOLUTION_SECRET`, with the auth URL from
-    /// `EVOLUTION_TOKEN_URL` when it is set, and every other setting at its default.
+    /// A manager for `EVOLUTION_API_KEY`, or else `EVOLUTION_KEY_ID` / `EVOLUTION_SECRET`,
+    /// with the auth URL from `EVOLUTION_TOKEN_URL` when it is set, and every other setting
+    /// at its default (see [`TokenManagerBuilder::from_env`]).
     ///
     /// # Errors
     ///
