@@ -7,6 +7,8 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use http::StatusCode;
 
+use evolution_testkit::{BACKUP, BACKUP_SECRET};
+
 use crate::KEY;
 
 /// The key the emulator accepts; no output may show it.
@@ -196,4 +198,29 @@ fn the_auth_url_is_not_used() {
         .auth_url("http://iam.example.com/token")
         .build()
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_revoked_key_fails_over_to_the_backup() {
+    let emu = evolution_testkit::emulator_builder()
+        .key(BACKUP, BACKUP_SECRET)
+        .api_key(API_KEY)
+        .start()
+        .await
+        .unwrap();
+    let llm = builder(&emu)
+        .auth_url(emu.auth_url())
+        .backup_credentials(BACKUP, BACKUP_SECRET)
+        .build()
+        .unwrap();
+    llm.invoke("on the key").await.unwrap();
+    assert!(llm.using_primary());
+    assert_eq!(emu.stats().iam_requests, 0);
+
+    assert!(emu.revoke_token(API_KEY));
+    llm.invoke("on the backup").await.unwrap();
+    assert!(!llm.using_primary());
+    let stats = emu.stats();
+    assert_eq!(stats.iam_requests_for(BACKUP), 1);
+    assert_eq!(stats.iam_requests, 1, "only the backup asks IAM");
 }
