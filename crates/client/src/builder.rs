@@ -540,8 +540,11 @@ impl EvolutionInferenceBuilder {
         let has_backup = self.backup.is_some();
         let token_manager = |credentials: Credentials, field: &'static str| {
             // A static key makes no IAM request: an auth URL it would never use must not
-            // fail its build.
-            let uses_iam = !credentials.is_api_key();
+            // fail its build. A valid one is still kept, for a later `set_credentials`.
+            let uses_iam = !credentials.is_api_key()
+                || self.auth_url.as_deref().is_some_and(|url| {
+                    parse_endpoint_url("auth URL", url, self.allow_insecure_http).is_ok()
+                });
             let mut tokens = TokenManager::builder(credentials)
                 .http_client(http.clone())
                 .allow_insecure_http(self.allow_insecure_http);

@@ -293,6 +293,37 @@ impl EvolutionInference {
         Ok(())
     }
 
+    /// Replaces the primary key with a static API key while requests run (rotation of a key
+    /// that expires, or a move between a key id and an API key), as
+    /// [`set_credentials`](Self::set_credentials) does. See
+    /// [`EvolutionInferenceBuilder::api_key`](crate::EvolutionInferenceBuilder::api_key).
+    ///
+    /// ```
+    /// use evolution_client::EvolutionInference;
+    ///
+    /// let llm = EvolutionInference::builder()
+    ///     .model("your-model")
+    ///     .api_key("this-years-key")
+    ///     .base_url("https://your-api-endpoint.com/v1")
+    ///     .build()?;
+    /// llm.set_api_key("next-years-key")?;
+    /// # Ok::<(), evolution_client::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the key is empty or holds whitespace; the old key stays in use.
+    pub fn set_api_key(&self, api_key: impl Into<String>) -> Result<()> {
+        self.inner
+            .tokens
+            .set_credentials(Credentials::api_key(api_key))
+            .map_err(|error| Error::from_token(error, None))?;
+        if let Some(fallback) = &self.inner.fallback {
+            fallback.probe_now();
+        }
+        Ok(())
+    }
+
     /// Replaces the backup key while requests run.
     ///
     /// # Errors

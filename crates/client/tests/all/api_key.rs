@@ -9,7 +9,7 @@ use http::StatusCode;
 
 use evolution_testkit::{BACKUP, BACKUP_SECRET};
 
-use crate::KEY;
+use crate::{KEY, SECRET};
 
 /// The key the emulator accepts; no output may show it.
 const API_KEY: &str = "static-api-key-never-printed";
@@ -223,4 +223,39 @@ async fn a_revoked_key_fails_over_to_the_backup() {
     let stats = emu.stats();
     assert_eq!(stats.iam_requests_for(BACKUP), 1);
     assert_eq!(stats.iam_requests, 1, "only the backup asks IAM");
+}
+
+#[tokio::test]
+async fn keys_rotate_between_kinds() {
+    let emu = emulator().await;
+    emu.add_api_key("next-api-key");
+    let llm = builder(&emu).auth_url(emu.auth_url()).build().unwrap();
+    llm.invoke("api key").await.unwrap();
+
+    // To a key id: IAM at the configured auth URL.
+    llm.set_credentials(KEY, SECRET).unwrap();
+    llm.invoke("key id").await.unwrap();
+    assert!(!llm.token_manager().is_api_key());
+    assert_eq!(emu.stats().iam_requests_for(KEY), 1);
+
+    // Back to another API key: no more IAM requests.
+    llm.set_api_key("next-api-key").unwrap();
+    llm.invoke("next api key").await.unwrap();
+    assert!(llm.token_manager().is_api_key());
+    let stats = emu.stats();
+    assert_eq!(stats.iam_requests, 1);
+    assert_eq!(stats.api_key_requests, 2);
+
+    let error = llm.set_api_key("").unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "api_key",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    llm.invoke("still the next api key").await.unwrap();
 }
