@@ -74,8 +74,8 @@ impl EvolutionInference {
     }
 
     /// A client configured from `EVOLUTION_MODEL`, `EVOLUTION_KEY_ID`,
-    /// `EVOLUTION_SECRET`, `EVOLUTION_BASE_URL` and (optionally) `EVOLUTION_TOKEN_URL`,
-    /// read from the environment and a `.env` file.
+    /// `EVOLUTION_SECRET` (or instead of both `EVOLUTION_API_KEY`), `EVOLUTION_BASE_URL`
+    /// and (optionally) `EVOLUTION_TOKEN_URL`, read from the environment and a `.env` file.
     ///
     /// # Errors
     ///

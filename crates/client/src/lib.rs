@@ -10,7 +10,8 @@
 //! use evolution_client::{ChatRequest, EvolutionInference};
 //!
 //! # async fn run() -> evolution_client::Result<()> {
-//! let llm = EvolutionInference::from_env()?; // EVOLUTION_KEY_ID, _SECRET, _BASE_URL, _MODEL
+//! // EVOLUTION_KEY_ID and _SECRET (or EVOLUTION_API_KEY), _BASE_URL, _MODEL
+//! let llm = EvolutionInference::from_env()?;
 //! println!("{}", llm.invoke("Привет!").await?);
 //!
 //! let answer = llm
