@@ -22,7 +22,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Ask a question and print the answer.
     Chat(ChatArgs),
-    /// Check the credentials: obtain a token and print its key id, auth URL and expiry.
+    /// Check the credentials: obtain a token and print its key id, auth URL and expiry (for
+    /// a static API key, from EVOLUTION_API_KEY, its label api-key-<8 hex digits>).
     Token(TokenArgs),
     /// Load the full client stack and report throughput, latency, refreshes, retries.
     Bench(BenchArgs),

@@ -13,11 +13,18 @@ const REQUIRED: [&str; 4] = [
     "EVOLUTION_MODEL",
 ];
 
+/// A static API key, which stands in for `EVOLUTION_KEY_ID` and `EVOLUTION_SECRET`.
+const API_KEY: &str = evolution_client::ENV_API_KEY;
+
+fn is_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
+}
+
 /// The client's model when none is configured and none is needed.
 pub(crate) const NO_MODEL: &str = "(none)";
 
 fn model_is_set() -> bool {
-    std::env::var("EVOLUTION_MODEL").is_ok_and(|value| !value.trim().is_empty())
+    is_set("EVOLUTION_MODEL")
 }
 
 /// A configured client, and the emulator it talks to when embedded.
@@ -57,17 +64,26 @@ impl Target {
             (builder, Some(emulator))
         } else {
             let builder = EvolutionInferenceBuilder::from_env();
+            let api_key = is_set(API_KEY);
             let missing: Vec<&str> = REQUIRED
                 .iter()
                 .copied()
-                .filter(|name| std::env::var(name).map_or(true, |v| v.trim().is_empty()))
+                .filter(|name| !is_set(name))
+                .filter(|name| {
+                    !(api_key && (*name == "EVOLUTION_KEY_ID" || *name == "EVOLUTION_SECRET"))
+                })
                 .filter(|name| {
                     !(*name == "EVOLUTION_MODEL" && (args.model.is_some() || !needs_model))
                 })
                 .collect();
             if !missing.is_empty() {
+                let or_api_key = if missing.contains(&"EVOLUTION_KEY_ID") {
+                    format!(" ({API_KEY} may replace the key id and secret)")
+                } else {
+                    String::new()
+                };
                 return Err(Failure::Config(format!(
-                    "set {} (in the environment or a .env file), or add --emulator to try the embedded emulator",
+                    "set {}{or_api_key} (in the environment or a .env file), or add --emulator to try the embedded emulator",
                     missing.join(", ")
                 )));
             }

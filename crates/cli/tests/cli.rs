@@ -28,9 +28,10 @@ const BACKUP_SECRET: &str = "cli-backup-secret-5be07a13-never-printed";
 const WRONG_SECRET: &str = "cli-wrong-secret-c81d22e0-never-printed";
 
 /// Every variable the binary (or `.env`) configures itself from.
-const ENV_VARS: [&str; 9] = [
+const ENV_VARS: [&str; 10] = [
     "EVOLUTION_KEY_ID",
     "EVOLUTION_SECRET",
+    "EVOLUTION_API_KEY",
     "EVOLUTION_BASE_URL",
     "EVOLUTION_MODEL",
     "EVOLUTION_TOKEN_URL",
@@ -379,6 +380,63 @@ async fn token_prints_key_id_auth_url_and_expiry_but_not_the_token() {
     let issued = emu.issued_tokens();
     assert_eq!(issued.len(), 1);
     assert!(!run.all().contains(&issued[0]), "the token was printed");
+}
+
+/// A static API key the emulator accepts as a bearer token.
+const API_KEY: &str = "cli-api-key-never-printed";
+
+/// `cmd` pointed at `emu` with [`API_KEY`] in `EVOLUTION_API_KEY`, and no key id or secret.
+fn with_api_key(args: &[&str], emu: &Emulator) -> Cli {
+    Cli::new(args)
+        .env("EVOLUTION_API_KEY", API_KEY)
+        .env("EVOLUTION_BASE_URL", emu.base_url())
+        .env("EVOLUTION_MODEL", "demo-model")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_with_an_api_key_prints_its_label_not_the_key() {
+    let emu = emulator().await;
+    emu.add_api_key(API_KEY);
+    let run = with_api_key(&["token"], &emu).run().await;
+    run.success();
+    let report: Map<String, Value> = serde_json::from_str(&run.stdout).expect("JSON on stdout");
+    assert_eq!(keys(&report), BTreeSet::from(["key_id", "api_key"]));
+    let label = report["key_id"].as_str().unwrap_or_default();
+    assert!(
+        label.starts_with("api-key-") && label.len() == 16,
+        "{label}"
+    );
+    assert!(!run.all().contains(API_KEY), "the API key was printed");
+    assert_eq!(emu.stats().iam_requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_with_evolution_api_key_asks_no_iam() {
+    let emu = emulator().await;
+    emu.add_api_key(API_KEY);
+    let run = with_api_key(&["chat", "hi"], &emu).run().await;
+    run.success();
+    assert!(!run.stdout.trim().is_empty());
+    assert!(!run.all().contains(API_KEY), "the API key was printed");
+    let stats = emu.stats();
+    assert_eq!(stats.iam_requests, 0);
+    assert_eq!(stats.api_key_requests, 1);
+}
+
+#[test]
+fn api_key_beside_a_key_id_is_a_configuration_error() {
+    let run = Cli::new(&["chat", "hi"])
+        .env("EVOLUTION_API_KEY", API_KEY)
+        .env("EVOLUTION_KEY_ID", KEY)
+        .env("EVOLUTION_BASE_URL", "https://example.invalid/v1")
+        .env("EVOLUTION_MODEL", "demo-model")
+        .run_blocking();
+    let message = run.one_line_error(2);
+    assert!(
+        message.contains("EVOLUTION_API_KEY") && message.contains("EVOLUTION_KEY_ID"),
+        "{message}"
+    );
+    assert!(!message.contains(API_KEY), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use evolution_retry::RetryConfig;
 #[cfg(feature = "redis")]
 use evolution_token::store::{RedisStore, TokenStore};
 use evolution_token::{
-    Credentials, ENV_KEY_ID, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL, TokenManager,
+    Credentials, ENV_API_KEY, ENV_KEY_ID, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL, TokenManager,
     parse_endpoint_url,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -55,6 +55,7 @@ pub struct EvolutionInferenceBuilder {
     model: Option<String>,
     key_id: Option<String>,
     secret: Option<SecretString>,
+    api_key: Option<SecretString>,
     base_url: Option<String>,
     auth_url: Option<String>,
     params: Params,
@@ -80,6 +81,7 @@ impl Default for EvolutionInferenceBuilder {
             model: None,
             key_id: None,
             secret: None,
+            api_key: None,
             base_url: None,
             auth_url: None,
             params: Params::default(),
@@ -123,6 +125,7 @@ impl EvolutionInferenceBuilder {
         builder.model = var(ENV_MODEL);
         builder.key_id = var(ENV_KEY_ID);
         builder.secret = var(ENV_SECRET).map(SecretString::from);
+        builder.api_key = var(ENV_API_KEY).map(SecretString::from);
         builder.base_url = var(ENV_BASE_URL);
         builder.auth_url = var(ENV_TOKEN_URL);
         builder.shared_cache = var(ENV_REDIS_URL).map(SecretString::from);
@@ -138,13 +141,43 @@ impl EvolutionInferenceBuilder {
         self
     }
 
-    /// The key id. Required (or `EVOLUTION_KEY_ID`).
+    /// The key id. Required (or `EVOLUTION_KEY_ID`) unless an [`api_key`](Self::api_key) is set.
     pub fn key_id(mut self, key_id: impl Into<String>) -> Self {
         self.key_id = Some(key_id.into());
         self
     }
 
-    /// The secret. Required (or `EVOLUTION_SECRET`). Kept in a [`SecretString`].
+    /// A static Foundation Models API key (or `EVOLUTION_API_KEY`), instead of
+    /// [`key_id`](Self::key_id) and [`secret`](Self::secret): Cloud.ru's API keys go straight
+    /// into `Authorization: Bearer`, so no IAM request is ever made and the auth URL is not
+    /// used. Retries, the request timeouts and metrics work as with a key id; a key the API
+    /// rejects with 401 is resent once, as a refreshed token would be, and the call then fails
+    /// with [`Error::Api`] 401. Kept in a [`SecretString`].
+    ///
+    /// The key is never printed. Logs, metric labels, errors and
+    /// [`TokenManager::key_id`] name it `api-key-` followed by the first 8 hex digits of its
+    /// SHA-256 (see [`Credentials::api_key`]). Setting both an API key and a key id or
+    /// secret is an [`Error::Config`]. The [backup](Self::backup_credentials) is still a key
+    /// id and secret.
+    ///
+    /// ```
+    /// use evolution_client::EvolutionInference;
+    ///
+    /// let llm = EvolutionInference::builder()
+    ///     .model("your-model")
+    ///     .api_key("your-api-key")
+    ///     .base_url("https://your-api-endpoint.com/v1")
+    ///     .build()?;
+    /// assert!(llm.token_manager().key_id().starts_with("api-key-"));
+    /// # Ok::<(), evolution_client::Error>(())
+    /// ```
+    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
+        self.api_key = Some(SecretString::from(api_key.into()));
+        self
+    }
+
+    /// The secret. Required (or `EVOLUTION_SECRET`) unless an [`api_key`](Self::api_key) is
+    /// set. Kept in a [`SecretString`].
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
         self.secret = Some(SecretString::from(secret.into()));
         self
@@ -443,10 +476,25 @@ impl EvolutionInferenceBuilder {
     /// Validates the configuration and builds everything but the stack.
     fn assemble(self) -> Result<Parts> {
         let model = required(self.model, "model", ENV_MODEL)?;
-        let key_id = required(self.key_id, "key_id", ENV_KEY_ID)?;
-        let secret = match self.secret {
-            Some(secret) if !secret.expose_secret().trim().is_empty() => secret,
-            _ => return Err(missing("secret", ENV_SECRET)),
+        let credentials = match (&self.api_key, &self.key_id, &self.secret) {
+            (Some(api_key), None, None) => Credentials::api_key(api_key.expose_secret().trim()),
+            (Some(_), _, _) => {
+                return Err(Error::config(
+                    "api_key",
+                    format!(
+                        "both an API key (.api_key(..) or {ENV_API_KEY}) and a key id or secret (.key_id(..)/.secret(..) or {ENV_KEY_ID}/{ENV_SECRET}) are set: use one of them"
+                    ),
+                ));
+            }
+            (None, key_id, secret) => {
+                let key_id = required(key_id.clone(), "key_id", ENV_KEY_ID)?;
+                match secret {
+                    Some(secret) if !secret.expose_secret().trim().is_empty() => {
+                        Credentials::new(key_id, secret.expose_secret())
+                    }
+                    _ => return Err(missing("secret", ENV_SECRET)),
+                }
+            }
         };
         let base_url = required(self.base_url, "base_url", ENV_BASE_URL)?;
         let base = parse_endpoint_url("base URL", &base_url, self.allow_insecure_http)
@@ -464,10 +512,12 @@ impl EvolutionInferenceBuilder {
             Some(http) => http,
             None => {
                 // The auth URL is checked by the token manager; here it only decides
-                // whether plain http may be used at all.
-                let auth_https = self.auth_url.as_deref().is_none_or(|url| {
-                    url::Url::parse(url.trim()).is_ok_and(|url| url.scheme() == "https")
-                });
+                // whether plain http may be used at all. Without an IAM key it is unused.
+                let uses_iam = !credentials.is_api_key() || self.backup.is_some();
+                let auth_https = !uses_iam
+                    || self.auth_url.as_deref().is_none_or(|url| {
+                        url::Url::parse(url.trim()).is_ok_and(|url| url.scheme() == "https")
+                    });
                 default_http_client(base.scheme() == "https" && auth_https)?
             }
         };
@@ -488,11 +538,16 @@ impl EvolutionInferenceBuilder {
             );
         }
         let has_backup = self.backup.is_some();
-        let token_manager = |key_id: &str, secret: &SecretString, field: &'static str| {
-            let mut tokens =
-                TokenManager::builder(Credentials::new(key_id, secret.expose_secret()))
-                    .http_client(http.clone())
-                    .allow_insecure_http(self.allow_insecure_http);
+        let token_manager = |credentials: Credentials, field: &'static str| {
+            // A static key makes no IAM request: an auth URL it would never use must not
+            // fail its build. A valid one is still kept, for a later `set_credentials`.
+            let uses_iam = !credentials.is_api_key()
+                || self.auth_url.as_deref().is_some_and(|url| {
+                    parse_endpoint_url("auth URL", url, self.allow_insecure_http).is_ok()
+                });
+            let mut tokens = TokenManager::builder(credentials)
+                .http_client(http.clone())
+                .allow_insecure_http(self.allow_insecure_http);
             // With a backup key, each key's token series carry its side: one shared
             // `evolution_token_expires_in_seconds` would read whichever key reported last.
             tokens = match (has_backup, field) {
@@ -502,7 +557,9 @@ impl EvolutionInferenceBuilder {
                 }
                 (true, _) => tokens.observer(metrics.token_observer(FallbackSide::Primary)),
             };
-            if let Some(auth_url) = &self.auth_url {
+            if let Some(auth_url) = &self.auth_url
+                && uses_iam
+            {
                 tokens = tokens.auth_url(auth_url);
             }
             if let Some(buffer) = self.refresh_buffer {
@@ -526,7 +583,7 @@ impl EvolutionInferenceBuilder {
                 .build()
                 .map_err(|error| Error::from_token(error, Some(field)))
         };
-        let tokens = token_manager(&key_id, &secret, "key_id")?;
+        let tokens = token_manager(credentials, "key_id")?;
         let backup = match &self.backup {
             Some((backup_key_id, backup_secret)) => {
                 if backup_key_id.trim().is_empty()
@@ -535,8 +592,7 @@ impl EvolutionInferenceBuilder {
                     return Err(missing("backup_credentials", ENV_BACKUP_KEY_ID));
                 }
                 Some(token_manager(
-                    backup_key_id,
-                    backup_secret,
+                    Credentials::new(backup_key_id.as_str(), backup_secret.expose_secret()),
                     "backup_credentials",
                 )?)
             }
@@ -615,6 +671,7 @@ impl fmt::Debug for EvolutionInferenceBuilder {
             .field("model", &self.model)
             .field("key_id", &self.key_id)
             .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
             .field("base_url", &self.base_url)
             .field("auth_url", &self.auth_url)
             .field("params", &self.params)

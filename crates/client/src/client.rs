@@ -74,8 +74,8 @@ impl EvolutionInference {
     }
 
     /// A client configured from `EVOLUTION_MODEL`, `EVOLUTION_KEY_ID`,
-    /// `EVOLUTION_SECRET`, `EVOLUTION_BASE_URL` and (optionally) `EVOLUTION_TOKEN_URL`,
-    /// read from the environment and a `.env` file.
+    /// `EVOLUTION_SECRET` (or instead of both `EVOLUTION_API_KEY`), `EVOLUTION_BASE_URL`
+    /// and (optionally) `EVOLUTION_TOKEN_URL`, read from the environment and a `.env` file.
     ///
     /// # Errors
     ///
@@ -286,6 +286,37 @@ impl EvolutionInference {
         self.inner
             .tokens
             .set_credentials(Credentials::new(key_id, secret))
+            .map_err(|error| Error::from_token(error, None))?;
+        if let Some(fallback) = &self.inner.fallback {
+            fallback.probe_now();
+        }
+        Ok(())
+    }
+
+    /// Replaces the primary key with a static API key while requests run (rotation of a key
+    /// that expires, or a move between a key id and an API key), as
+    /// [`set_credentials`](Self::set_credentials) does. See
+    /// [`EvolutionInferenceBuilder::api_key`](crate::EvolutionInferenceBuilder::api_key).
+    ///
+    /// ```
+    /// use evolution_client::EvolutionInference;
+    ///
+    /// let llm = EvolutionInference::builder()
+    ///     .model("your-model")
+    ///     .api_key("this-years-key")
+    ///     .base_url("https://your-api-endpoint.com/v1")
+    ///     .build()?;
+    /// llm.set_api_key("next-years-key")?;
+    /// # Ok::<(), evolution_client::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the key is empty or holds whitespace; the old key stays in use.
+    pub fn set_api_key(&self, api_key: impl Into<String>) -> Result<()> {
+        self.inner
+            .tokens
+            .set_credentials(Credentials::api_key(api_key))
             .map_err(|error| Error::from_token(error, None))?;
         if let Some(fallback) = &self.inner.fallback {
             fallback.probe_now();

@@ -10,7 +10,8 @@
 //! use evolution_client::{ChatRequest, EvolutionInference};
 //!
 //! # async fn run() -> evolution_client::Result<()> {
-//! let llm = EvolutionInference::from_env()?; // EVOLUTION_KEY_ID, _SECRET, _BASE_URL, _MODEL
+//! // EVOLUTION_KEY_ID and _SECRET (or EVOLUTION_API_KEY), _BASE_URL, _MODEL
+//! let llm = EvolutionInference::from_env()?;
 //! println!("{}", llm.invoke("Привет!").await?);
 //!
 //! let answer = llm
@@ -89,7 +90,7 @@ pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;
 // The key, IAM and shared-cache variables are named once, in the token crate, which reads
 // them too (`ENV_REDIS_URL` without its `redis` feature as well, so the client can warn).
-pub use evolution_token::{ENV_KEY_ID, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL};
+pub use evolution_token::{ENV_API_KEY, ENV_KEY_ID, ENV_REDIS_URL, ENV_SECRET, ENV_TOKEN_URL};
 
 // The README's Rust snippets compile as doctests of this crate.
 #[cfg(doctest)]

@@ -48,7 +48,15 @@ const BACKUP_SECRET: &str = "BACKUP-s3cr3t-8a2d4b";
 const ROTATED: &str = "audit-rotated-key";
 const ROTATED_SECRET: &str = "ROTATED-s3cr3t-71c9e3";
 const WRONG_SECRET: &str = "WRONG-s3cr3t-0d0d0d";
-const SECRETS: [&str; 4] = [PRIMARY_SECRET, BACKUP_SECRET, ROTATED_SECRET, WRONG_SECRET];
+/// A static API key: the bearer token itself, so it is a secret too.
+const API_KEY: &str = "APIKEY-s3cr3t-4b7e21";
+const SECRETS: [&str; 5] = [
+    PRIMARY_SECRET,
+    BACKUP_SECRET,
+    ROTATED_SECRET,
+    WRONG_SECRET,
+    API_KEY,
+];
 
 /// The audit's subscriber: global, so that it hears every thread and runtime of the flows.
 fn capture() -> &'static Capture {
@@ -136,6 +144,7 @@ fn no_secret_or_token_in_logs_errors_debug_stats_or_metrics() {
         PRIMARY,
         BACKUP,
         ROTATED,
+        "api-key-",
     ] {
         assert!(logs.contains(expected), "{expected:?} not in the logs");
     }
@@ -144,6 +153,7 @@ fn no_secret_or_token_in_logs_errors_debug_stats_or_metrics() {
         "evolution_token_refreshes_total",
         "evolution_fallback_switches_total",
         PRIMARY,
+        "api-key-",
     ] {
         assert!(scrape.contains(expected), "{expected:?} not in\n{scrape}");
     }
@@ -205,6 +215,7 @@ async fn flows(printed: &mut Printed) -> Emulator {
         .key(PRIMARY, PRIMARY_SECRET)
         .key(BACKUP, BACKUP_SECRET)
         .key(ROTATED, ROTATED_SECRET)
+        .api_key(API_KEY)
         .start()
         .await
         .unwrap();
@@ -376,5 +387,41 @@ async fn flows(printed: &mut Printed) -> Emulator {
     let stats = llm.stats();
     printed.debug("stats", &stats);
     printed.0 += &serde_json::to_string(&stats).unwrap();
+
+    api_key_flows(&emu, printed).await;
     emu
+}
+
+/// A static API key: calls, a stream, its manager, and its rejection once revoked.
+async fn api_key_flows(emu: &Emulator, printed: &mut Printed) {
+    let unstarted = EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .api_key(API_KEY)
+        .base_url(emu.base_url())
+        .metrics(
+            Metrics::builder()
+                .label("client", "audit-api-key")
+                .key_id_label(true)
+                .build()
+                .unwrap(),
+        );
+    printed.debug("api key builder", &unstarted);
+    let llm = unstarted.build().unwrap();
+    printed.debug("api key client", &llm);
+    printed.debug("api key invoke", &llm.invoke("hello").await.unwrap());
+    let mut stream = llm
+        .stream(ChatRequest::from_prompt("one two"))
+        .await
+        .unwrap();
+    while let Some(chunk) = stream.next().await {
+        printed.debug("api key chunk", &chunk.unwrap());
+    }
+    let tokens = llm.token_manager();
+    printed.debug("api key token", &tokens.get_token().await.unwrap());
+    printed.debug("api key manager", tokens);
+    printed.debug("api key info", &tokens.info());
+    printed.debug("api key credentials", &Credentials::api_key(API_KEY));
+    assert!(emu.revoke_token(API_KEY));
+    printed.error("api key revoked", &llm.invoke("x").await.unwrap_err());
+    printed.debug("api key stats", &llm.stats());
 }

@@ -7,6 +7,7 @@ use http::{HeaderMap, StatusCode, header};
 use crate::exchange::Answer;
 use crate::keys::Key;
 use crate::state::Shared;
+use crate::stats::Counters;
 use crate::tokens::Rejected;
 
 /// The key behind the request's `Authorization: Bearer <token>`, or the 401 answer.
@@ -14,6 +15,11 @@ pub(crate) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<Arc<Key>
     let token = bearer(headers).ok_or(Rejected::Missing);
     token
         .and_then(|token| shared.tokens.validate(token))
+        .inspect(|key| {
+            if key.api_key {
+                Counters::bump(&shared.counters.api_key_requests);
+            }
+        })
         .map_err(|rejected| {
             Answer::error(
                 StatusCode::UNAUTHORIZED,

@@ -36,6 +36,11 @@ pub struct Args {
     #[arg(long = "key", value_name = "ID:SECRET")]
     pub keys: Vec<KeyArg>,
 
+    /// A static Foundation Models API key accepted as a bearer token (repeatable), with no
+    /// IAM exchange.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<ApiKeyArg>,
+
     /// A model id served at /v1/models (repeatable). Without any, demo-model, and chat
     /// requests may name any model; with a list, other models answer 404 model_not_found.
     #[arg(long = "model", value_name = "MODEL")]
@@ -101,6 +106,28 @@ impl fmt::Debug for KeyArg {
     }
 }
 
+/// An `--api-key KEY` argument, kept out of `Debug`.
+#[derive(Clone)]
+pub struct ApiKeyArg(pub String);
+
+impl fmt::Debug for ApiKeyArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKeyArg([redacted])")
+    }
+}
+
+impl FromStr for ApiKeyArg {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err("expected a non-empty API key".to_owned());
+        }
+        Ok(ApiKeyArg(value.to_owned()))
+    }
+}
+
 impl FromStr for KeyArg {
     type Err = String;
 
@@ -126,6 +153,9 @@ impl Args {
             .ttl(Duration::from_secs(self.ttl));
         for key in &self.keys {
             builder = builder.key(&key.id, &key.secret);
+        }
+        for api_key in &self.api_keys {
+            builder = builder.api_key(&api_key.0);
         }
         for model in &self.models {
             builder = builder.model(model);

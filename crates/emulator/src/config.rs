@@ -28,6 +28,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct EmulatorBuilder {
     pub(crate) keys: Vec<(String, String)>,
+    pub(crate) api_keys: Vec<String>,
     pub(crate) models: Vec<ModelSpec>,
     pub(crate) ttl: Duration,
     pub(crate) port: u16,
@@ -47,6 +48,7 @@ impl fmt::Debug for EmulatorBuilder {
         let models: Vec<&str> = self.models.iter().map(|model| model.id.as_str()).collect();
         f.debug_struct("EmulatorBuilder")
             .field("key_ids", &key_ids)
+            .field("api_keys", &self.api_keys.len())
             .field("models", &models)
             .field("ttl", &self.ttl)
             .field("port", &self.port)
@@ -64,6 +66,7 @@ impl Default for EmulatorBuilder {
     fn default() -> Self {
         EmulatorBuilder {
             keys: Vec::new(),
+            api_keys: Vec::new(),
             models: Vec::new(),
             ttl: DEFAULT_TTL,
             port: 0,
@@ -83,6 +86,19 @@ impl EmulatorBuilder {
     /// [`DEMO_KEY_ID`] / [`DEMO_SECRET`] pair is accepted.
     pub fn key(mut self, key_id: impl Into<String>, secret: impl Into<String>) -> Self {
         self.keys.push((key_id.into(), secret.into()));
+        self
+    }
+
+    /// Accept this static Foundation Models API key as a bearer token on chat, models and
+    /// embeddings, as Cloud.ru does: no IAM exchange, no expiry. Repeatable. Requests with it
+    /// count in [`Stats::api_key_requests`](crate::Stats::api_key_requests), and per key in
+    /// `chat_by_key` under the label a client names it by (`api-key-` and the first 8 hex
+    /// digits of its SHA-256). [`Emulator::revoke_token`] of the key makes it answer 401.
+    ///
+    /// It does not replace the demo IAM key, which is accepted unless [`key`](Self::key) is
+    /// called.
+    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
+        self.api_keys.push(api_key.into());
         self
     }
 

@@ -13,6 +13,7 @@
 //! | `revoke_key` | `key_id` | every token issued so far for the key answers 401 |
 //! | `disable_key` / `enable_key` | `key_id` | IAM refuses (401) / accepts the key again |
 //! | `add_key` | `key_id`, `secret` | a new key, or a new secret for an existing one |
+//! | `add_api_key` | `api_key` | a static API key accepted as a bearer token (`revoke_token` it to refuse it) |
 //! | `push_fault` | `route`, `fault` | queue a fault (format below) on `iam`, `chat`, `models` or `embeddings` |
 //! | `clear_faults` | `route` (optional) | drop queued faults of a route, or of all |
 //! | `set_latency` | `route`, `ms` | latency added to every request of the route |
@@ -114,6 +115,9 @@ enum Command {
         key_id: String,
         secret: String,
     },
+    AddApiKey {
+        api_key: String,
+    },
     PushFault {
         route: Route,
         fault: FaultSpec,
@@ -169,6 +173,7 @@ impl Command {
                 return found(shared.keys.set_disabled(&key_id, false), "key");
             }
             Command::AddKey { key_id, secret } => shared.keys.add(&key_id, &secret),
+            Command::AddApiKey { api_key } => shared.add_api_key(&api_key),
             Command::PushFault { route, fault } => shared.faults.push(route, fault.into_fault()?),
             Command::ClearFaults { route } => {
                 let routes = route.map_or(Route::ALL.to_vec(), |route| vec![route]);

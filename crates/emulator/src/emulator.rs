@@ -104,6 +104,9 @@ impl Emulator {
         for (id, secret) in &config.keys {
             shared.keys.add(id, secret);
         }
+        for api_key in &config.api_keys {
+            shared.add_api_key(api_key);
+        }
         for (route, latency) in config.latency {
             shared.set_latency(route, latency);
         }
@@ -245,6 +248,13 @@ impl Emulator {
     /// Accept a new key at IAM, or give an existing key a new secret.
     pub fn add_key(&self, key_id: &str, secret: &str) {
         self.shared().keys.add(key_id, secret);
+    }
+
+    /// Accept a static API key as a bearer token, as
+    /// [`EmulatorBuilder::api_key`](crate::EmulatorBuilder::api_key) does; a revoked one is
+    /// accepted again.
+    pub fn add_api_key(&self, api_key: &str) {
+        self.shared().add_api_key(api_key);
     }
 
     /// Inject random faults: each request to one of `routes` gets one, with this probability,

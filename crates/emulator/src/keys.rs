@@ -1,4 +1,5 @@
-//! The IAM key ring: which key id / secret pairs exchange for tokens.
+//! The IAM key ring: which key id / secret pairs exchange for tokens, and the static API
+//! keys, which are accepted as bearer tokens themselves.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,6 +14,8 @@ pub(crate) struct Key {
     secret: RwLock<String>,
     disabled: AtomicBool,
     pub(crate) chat_requests: AtomicU64,
+    /// A static API key, named by its label: never exchanged at IAM.
+    pub(crate) api_key: bool,
 }
 
 impl fmt::Debug for Key {
@@ -21,6 +24,7 @@ impl fmt::Debug for Key {
             .field("id", &self.id)
             .field("secret", &"[redacted]")
             .field("disabled", &self.disabled.load(Ordering::Relaxed))
+            .field("api_key", &self.api_key)
             .finish()
     }
 }
@@ -52,14 +56,34 @@ impl KeyRing {
             secret: RwLock::new(secret.to_owned()),
             disabled: AtomicBool::new(false),
             chat_requests: AtomicU64::new(0),
+            api_key: false,
         };
         keys.insert(id.to_owned(), Arc::new(key));
+    }
+
+    /// Add a static API key under its label (see [`api_key_label`]), or find the one
+    /// already added. It is listed with the keys so that its chat requests are counted
+    /// by label, but IAM never accepts it.
+    pub(crate) fn add_api_key(&self, api_key: &str) -> Arc<Key> {
+        let id = api_key_label(api_key);
+        let mut keys = write(&self.keys);
+        keys.entry(id.clone())
+            .or_insert_with(|| {
+                Arc::new(Key {
+                    id,
+                    secret: RwLock::new(String::new()),
+                    disabled: AtomicBool::new(false),
+                    chat_requests: AtomicU64::new(0),
+                    api_key: true,
+                })
+            })
+            .clone()
     }
 
     pub(crate) fn authenticate(&self, id: &str, secret: &str) -> Result<Arc<Key>, Refused> {
         let key = read(&self.keys).get(id).cloned();
         let key = key.ok_or(Refused::BadCredentials)?;
-        if *read(&key.secret) != secret {
+        if key.api_key || *read(&key.secret) != secret {
             return Err(Refused::BadCredentials);
         }
         if key.disabled.load(Ordering::Acquire) {
@@ -87,4 +111,18 @@ impl KeyRing {
     pub(crate) fn all(&self) -> Vec<Arc<Key>> {
         read(&self.keys).values().cloned().collect()
     }
+}
+
+/// The label the client names a static API key by: `api-key-` and the first 8 hex digits of
+/// the key's SHA-256.
+pub(crate) fn api_key_label(api_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+
+    let digest = Sha256::digest(api_key.as_bytes());
+    let mut label = String::from("api-key-");
+    for byte in &digest[..4] {
+        let _ = write!(label, "{byte:02x}");
+    }
+    label
 }

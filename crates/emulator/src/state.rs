@@ -122,6 +122,12 @@ impl Shared {
         self.completions.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Accept a static API key as a bearer token (again, if it was revoked).
+    pub(crate) fn add_api_key(&self, api_key: &str) {
+        let key = self.keys.add_api_key(api_key);
+        self.tokens.add_static(api_key, key);
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         self.counters.snapshot(&self.keys.all())
     }

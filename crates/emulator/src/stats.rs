@@ -29,6 +29,8 @@ pub struct Stats {
     pub iam_in_flight_max: u64,
     /// Access tokens issued.
     pub tokens_issued: u64,
+    /// Requests (chat, models, embeddings) accepted with a static API key as the bearer.
+    pub api_key_requests: u64,
     /// Chat completion requests received.
     pub chat_requests: u64,
     /// Chat answers by HTTP status.
@@ -192,6 +194,7 @@ pub(crate) struct Counters {
     routes: [RouteCounters; Route::COUNT],
     iam_by_key: Mutex<BTreeMap<String, u64>>,
     pub(crate) tokens_issued: AtomicU64,
+    pub(crate) api_key_requests: AtomicU64,
     pub(crate) chat_streams: AtomicU64,
     pub(crate) open_streams: Arc<StreamGauge>,
     pub(crate) embeddings_inputs: AtomicU64,
@@ -205,6 +208,7 @@ impl Counters {
             routes: std::array::from_fn(|_| RouteCounters::new()),
             iam_by_key: Mutex::default(),
             tokens_issued: AtomicU64::new(0),
+            api_key_requests: AtomicU64::new(0),
             chat_streams: AtomicU64::new(0),
             open_streams: Arc::default(),
             embeddings_inputs: AtomicU64::new(0),
@@ -246,6 +250,7 @@ impl Counters {
             iam_by_status: iam.statuses(),
             iam_in_flight_max: iam.in_flight_max.load(Ordering::Acquire),
             tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
+            api_key_requests: self.api_key_requests.load(Ordering::Relaxed),
             chat_requests: chat.requests.load(Ordering::Relaxed),
             chat_by_status: chat.statuses(),
             chat_by_key: keys
@@ -279,6 +284,7 @@ impl Counters {
         self.open_streams.max.store(open, Ordering::Release);
         for counter in [
             &self.tokens_issued,
+            &self.api_key_requests,
             &self.chat_streams,
             &self.embeddings_inputs,
             &self.faults_injected,

@@ -81,6 +81,17 @@ impl TokenStore {
         }
     }
 
+    /// Accept a static API key as a bearer token of `key` that never expires. It is not
+    /// listed as issued; [`revoke`](Self::revoke) of it makes it answer 401.
+    pub(crate) fn add_static(&self, api_key: &str, key: Arc<Key>) {
+        let entry = Entry {
+            key,
+            expires_at: None,
+            revoked: false,
+        };
+        write(&self.tokens).insert(api_key.to_owned(), entry);
+    }
+
     /// The key a live token belongs to.
     pub(crate) fn validate(&self, token: &str) -> Result<Arc<Key>, Rejected> {
         let tokens = read(&self.tokens);

@@ -172,7 +172,7 @@ pub enum TokenError {
     #[error("invalid token configuration of `{setting}`: {message}")]
     InvalidConfiguration {
         /// The setting to fix: a builder method (`auth_url`, `refresh_ahead`, ...),
-        /// `key_id` or `secret`.
+        /// `key_id`, `secret` or `api_key`.
         setting: &'static str,
         /// What is wrong and what is expected.
         message: Arc<str>,

@@ -12,6 +12,10 @@
 //! get the cached token while it lasts, else the failure's error at once. An IAM outage
 //! costs IAM one refresh per backoff, not one per call.
 //!
+//! A static Foundation Models API key ([`Credentials::api_key`], `EVOLUTION_API_KEY`) needs
+//! no exchange: the manager hands out the key itself as its token, with no IAM request,
+//! and names it by a non-secret label (`api-key-` and 8 hex digits of its SHA-256).
+//!
 //! Secrets and tokens are [`secrecy`] values: never in `Debug`, logs or errors.
 //!
 //! # Features
@@ -58,7 +62,7 @@ mod token;
 
 pub use self::auth::{Auth, AuthLayer};
 pub use self::certificate::{certificate_error, is_certificate_error};
-pub use self::credentials::{Credentials, ENV_KEY_ID, ENV_SECRET};
+pub use self::credentials::{Credentials, ENV_API_KEY, ENV_KEY_ID, ENV_SECRET};
 pub use self::deadline::{Deadline, DeadlineLayer};
 pub use self::error::{AbortReason, InvalidResponseReason, TokenError, TokenErrorKind};
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};

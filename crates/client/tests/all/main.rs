@@ -1,6 +1,7 @@
 //! `EvolutionInference` against the in-process emulator.
 
 mod api;
+mod api_key;
 mod blocking;
 mod body;
 mod config;

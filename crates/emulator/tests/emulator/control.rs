@@ -176,3 +176,51 @@ async fn refuses_bad_commands_and_unknown_keys() {
         200
     );
 }
+
+#[tokio::test]
+async fn static_api_keys_are_bearer_tokens_without_iam() {
+    let emu = Emulator::builder()
+        .api_key("built-in-api-key")
+        .start()
+        .await
+        .unwrap();
+    let http = http();
+    assert_eq!(chat_status(&http, &emu, "built-in-api-key").await, 200);
+    assert_eq!(chat_status(&http, &emu, "added-api-key").await, 401);
+    ok(
+        &http,
+        &emu,
+        json!({ "command": "add_api_key", "api_key": "added-api-key" }),
+    )
+    .await;
+    assert_eq!(chat_status(&http, &emu, "added-api-key").await, 200);
+    let stats = emu.stats();
+    assert_eq!(stats.api_key_requests, 2);
+    assert_eq!(stats.iam_requests, 0);
+    assert_eq!(stats.tokens_issued, 0);
+    assert!(emu.issued_tokens().is_empty());
+    // Counted by the label a client names the key by, never by the key.
+    assert_eq!(stats.chat_by_key.len(), 2, "{:?}", stats.chat_by_key);
+    assert!(
+        stats
+            .chat_by_key
+            .keys()
+            .all(|id| id.starts_with("api-key-"))
+    );
+
+    // IAM does not exchange an API key's label for a token.
+    let label = stats.chat_by_key.keys().next().unwrap().clone();
+    assert_eq!(
+        iam(&http, &emu, &credentials(&label, "")).await.status(),
+        401
+    );
+
+    ok(
+        &http,
+        &emu,
+        json!({ "command": "revoke_token", "token": "added-api-key" }),
+    )
+    .await;
+    assert_eq!(chat_status(&http, &emu, "added-api-key").await, 401);
+    assert_eq!(chat_status(&http, &emu, "built-in-api-key").await, 200);
+}

@@ -110,17 +110,20 @@ impl TokenManagerBuilder {
         }
     }
 
-    /// A builder for `EVOLUTION_KEY_ID` / `EVOLUTION_SECRET`, with the auth URL from
-    /// `EVOLUTION_TOKEN_URL` when it is set (and, with the `redis` feature, the shared cache
-    /// at `EVOLUTION_REDIS_URL` when it is set).
+    /// A builder for `EVOLUTION_API_KEY`, or else `EVOLUTION_KEY_ID` / `EVOLUTION_SECRET`
+    /// (see [`Credentials::from_env`]), with the auth URL from `EVOLUTION_TOKEN_URL` when it
+    /// is set and a key id is used (a static API key never asks IAM), and, with the `redis`
+    /// feature, the shared cache at `EVOLUTION_REDIS_URL` when it is set.
     ///
     /// # Errors
     ///
     /// [`TokenError::InvalidConfiguration`] naming the variable to set or fix.
     pub fn from_env() -> Result<Self, TokenError> {
-        let builder = Self::new(Credentials::from_env()?);
+        let credentials = Credentials::from_env()?;
+        let uses_iam = !credentials.is_api_key();
+        let builder = Self::new(credentials);
         let builder = match std::env::var(ENV_TOKEN_URL) {
-            Ok(url) if !url.trim().is_empty() => builder.auth_url(url.trim()),
+            Ok(url) if uses_iam && !url.trim().is_empty() => builder.auth_url(url.trim()),
             _ => builder,
         };
         #[cfg(feature = "redis")]

@@ -111,8 +111,9 @@ impl TokenManager {
         TokenManagerBuilder::new(credentials)
     }
 
-    /// A manager for `EVOLUTION_KEY_ID` / `EVOLUTION_SECRET`, with the auth URL from
-    /// `EVOLUTION_TOKEN_URL` when it is set, and every other setting at its default.
+    /// A manager for `EVOLUTION_API_KEY`, or else `EVOLUTION_KEY_ID` / `EVOLUTION_SECRET`,
+    /// with the auth URL from `EVOLUTION_TOKEN_URL` when it is set, and every other setting
+    /// at its default (see [`TokenManagerBuilder::from_env`]).
     ///
     /// # Errors
     ///
@@ -265,9 +266,16 @@ impl TokenManager {
         Ok(())
     }
 
-    /// The key id currently in use.
+    /// The key id currently in use; for a static API key, its non-secret label
+    /// (see [`Credentials::api_key`]).
     pub fn key_id(&self) -> Arc<str> {
         self.shared.credentials.load().shared_key_id()
+    }
+
+    /// Whether the credentials in use are a static API key, which is handed out as the
+    /// token without an IAM request, rather than a key id and secret.
+    pub fn is_api_key(&self) -> bool {
+        self.shared.credentials.load().is_api_key()
     }
 
     /// The IAM token endpoint.

@@ -2,6 +2,7 @@
 //! in-process emulator. Time-dependent tests run on tokio's paused clock.
 
 mod aborted;
+mod api_key;
 mod auth_layer;
 mod backoff;
 mod cancellation;

@@ -228,7 +228,8 @@ impl Shared {
     }
 
     /// A token and the lifetime IAM granted it: through the shared cache when there is
-    /// one, else straight from IAM.
+    /// one, else straight from IAM. A static API key skips the shared cache: every replica
+    /// already holds it, and storing it would only put the key in the store.
     async fn obtain(
         &self,
         credentials: &Credentials,
@@ -236,7 +237,9 @@ impl Shared {
         rejected: Option<&AccessToken>,
     ) -> Result<(AccessToken, Duration), TokenError> {
         #[cfg(feature = "shared-cache")]
-        if let Some(cache) = &self.shared_cache {
+        if let Some(cache) = &self.shared_cache
+            && !credentials.is_api_key()
+        {
             let refresh = crate::store::Refresh {
                 credentials,
                 auth_url: &self.iam.auth_url,
@@ -251,11 +254,14 @@ impl Shared {
         self.fetch(credentials).await
     }
 
-    /// The IAM exchange.
+    /// The IAM exchange; for a static API key, the key itself, with no request.
     async fn fetch(
         &self,
         credentials: &Credentials,
     ) -> Result<(AccessToken, Duration), TokenError> {
+        if credentials.is_api_key() {
+            return static_token(credentials);
+        }
         let fetched = self.iam.fetch(credentials).await?;
         let lifetime = fetched.grant.expires_in;
         AccessToken::new(
@@ -270,4 +276,32 @@ impl Shared {
             auth_url: self.iam.auth_url.clone(),
         })
     }
+}
+
+/// How long a static API key is held as a token: a year, the longest Cloud.ru issues one
+/// for. With it refresh-ahead and the monitor never come due in practice, while everything
+/// else (single flight, invalidation after a 401, observers) works as for an IAM token.
+const STATIC_KEY_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A static API key as a token: its value is the key, its lifetime [`STATIC_KEY_LIFETIME`].
+/// After a 401 the "refresh" lands here again and the same key is resent once.
+fn static_token(credentials: &Credentials) -> Result<(AccessToken, Duration), TokenError> {
+    let now = Instant::now();
+    AccessToken::new(
+        credentials.secret().clone(),
+        credentials.shared_key_id(),
+        now,
+        now + STATIC_KEY_LIFETIME,
+    )
+    .map(|token| (token, STATIC_KEY_LIFETIME))
+    // `Credentials::validate` refuses such keys before a manager is built.
+    .ok_or_else(|| {
+        TokenError::config(
+            "api_key",
+            format!(
+                "the API key `{}` cannot be sent in a header",
+                credentials.key_id()
+            ),
+        )
+    })
 }
