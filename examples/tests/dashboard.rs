@@ -1,5 +1,6 @@
 //! `dashboards/evolution.json` parses, queries only series the client exports, shows every
-//! one of them, and can be filtered by the `client` label.
+//! one of them, and can be filtered by the `client` label; `dashboards/gateway.json` does the
+//! same for the gateway's series and the `instance` label.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,9 +23,16 @@ const SERIES: [&str; 10] = [
 ];
 
 fn dashboard() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/evolution.json");
-    let text = std::fs::read_to_string(&path).expect("read dashboards/evolution.json");
-    serde_json::from_str(&text).expect("dashboards/evolution.json is JSON")
+    load("evolution.json")
+}
+
+fn load(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dashboards")
+        .join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {name}: {error}"));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{name} is not JSON: {error}"))
 }
 
 /// Every PromQL expression of every panel (rows included).
@@ -95,4 +103,48 @@ fn has_a_client_variable() {
             .iter()
             .any(|variable| variable["type"] == "datasource")
     );
+}
+
+/// Every series the gateway exports itself.
+const GATEWAY_SERIES: [&str; 3] = [
+    evolution_gateway::telemetry::REQUESTS_TOTAL,
+    evolution_gateway::telemetry::REQUEST_DURATION_SECONDS,
+    evolution_gateway::telemetry::REQUESTS_IN_FLIGHT,
+];
+
+#[test]
+fn the_gateway_dashboard_queries_exactly_the_gateway_series() {
+    let dashboard = load("gateway.json");
+    let mut exprs = Vec::new();
+    expressions(&dashboard["panels"], &mut exprs);
+    assert!(!exprs.is_empty());
+
+    let used: BTreeSet<String> = exprs.iter().flat_map(|expr| series(expr)).collect();
+    let exported: BTreeSet<String> = GATEWAY_SERIES
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
+    assert_eq!(
+        used, exported,
+        "series the gateway dashboard reads vs. series the gateway exports"
+    );
+    for expr in &exprs {
+        assert!(
+            expr.contains("instance=~\"$instance\""),
+            "not filtered by the instance variable: {expr}"
+        );
+    }
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating.list");
+    let instance = variables
+        .iter()
+        .find(|variable| variable["name"] == "instance")
+        .expect("an `instance` variable");
+    assert_eq!(instance["allValue"], ".*");
+    assert_ne!(dashboard["uid"], dashboard_uid_of_the_client());
+}
+
+fn dashboard_uid_of_the_client() -> Value {
+    dashboard()["uid"].clone()
 }
