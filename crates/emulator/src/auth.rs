@@ -29,6 +29,19 @@ pub(crate) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<Arc<Key>
         })
 }
 
+/// Waits out the latency of the key behind the request's token, if it has one (a slow
+/// deployment, [`EmulatorBuilder::key_latency`](crate::EmulatorBuilder::key_latency)).
+/// Counts nothing and rejects nothing: [`authorize`] does, after.
+pub(crate) async fn key_latency(shared: &Shared, headers: &HeaderMap) {
+    let key = bearer(headers).and_then(|token| shared.tokens.validate(token).ok());
+    if let Some(latency) = key
+        .map(|key| key.latency())
+        .filter(|latency| !latency.is_zero())
+    {
+        tokio::time::sleep(latency).await;
+    }
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;

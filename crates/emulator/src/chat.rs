@@ -40,6 +40,7 @@ pub(crate) async fn completions(State(shared): State<Arc<Shared>>, request: Requ
     if let Ok(body) = &body {
         shared.record_body(Route::Chat, body);
     }
+    crate::auth::key_latency(&shared, &parts.headers).await;
     exchange
         .serve(|| answer(&shared, &parts.headers, body))
         .await

@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
 
+    /// Latency added to the chat and embeddings requests of one key (repeatable): one slow
+    /// deployment among several.
+    #[arg(long = "key-latency", value_name = "ID:MS")]
+    pub key_latencies: Vec<KeyLatencyArg>,
+
     /// Latency added to IAM requests instead of --latency-ms, in milliseconds.
     #[arg(long, value_name = "MS")]
     pub iam_latency_ms: Option<u64>,
@@ -86,6 +91,33 @@ pub struct Args {
     /// HTTP/1.1.
     #[arg(long)]
     pub http2: bool,
+}
+
+/// A `--key-latency ID:MS` argument.
+#[derive(Clone, Debug)]
+pub struct KeyLatencyArg {
+    /// The key id.
+    pub id: String,
+    /// The latency added to its requests.
+    pub latency: Duration,
+}
+
+impl FromStr for KeyLatencyArg {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let parsed = value
+            .rsplit_once(':')
+            .filter(|(id, _)| !id.is_empty())
+            .and_then(|(id, ms)| Some((id, ms.parse::<u64>().ok()?)));
+        match parsed {
+            Some((id, ms)) => Ok(KeyLatencyArg {
+                id: id.to_owned(),
+                latency: Duration::from_millis(ms),
+            }),
+            None => Err("expected ID:MS, e.g. slow-key:50".to_owned()),
+        }
+    }
 }
 
 /// A `--key ID:SECRET` argument. The secret is kept out of `Debug`.
@@ -165,6 +197,9 @@ impl Args {
         }
         for model in &self.embedding_models {
             builder = builder.embedding_model(model);
+        }
+        for key in &self.key_latencies {
+            builder = builder.key_latency(&key.id, key.latency);
         }
         let latency = Duration::from_millis(self.latency_ms);
         let iam_latency = self.iam_latency_ms.map_or(latency, Duration::from_millis);

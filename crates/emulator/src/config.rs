@@ -33,6 +33,7 @@ pub struct EmulatorBuilder {
     pub(crate) ttl: Duration,
     pub(crate) port: u16,
     pub(crate) latency: Vec<(Route, Duration)>,
+    pub(crate) key_latency: Vec<(String, Duration)>,
     pub(crate) faults: Vec<(Route, Fault)>,
     pub(crate) random: Option<(f64, u64, Vec<Route>)>,
     pub(crate) random_faults: Option<Vec<Fault>>,
@@ -71,6 +72,7 @@ impl Default for EmulatorBuilder {
             ttl: DEFAULT_TTL,
             port: 0,
             latency: Vec::new(),
+            key_latency: Vec::new(),
             faults: Vec::new(),
             random: None,
             random_faults: None,
@@ -143,6 +145,14 @@ impl EmulatorBuilder {
     /// Port to listen on, always on 127.0.0.1. Defaults to 0: any free port.
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
+        self
+    }
+
+    /// Add `latency` to every chat and embeddings request made with key `key_id`'s tokens
+    /// (or, for a static API key, its label), on top of the route's: one slow deployment
+    /// among several. The key must be one [`key`](Self::key) adds.
+    pub fn key_latency(mut self, key_id: impl Into<String>, latency: Duration) -> Self {
+        self.key_latency.push((key_id.into(), latency));
         self
     }
 

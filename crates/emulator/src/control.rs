@@ -17,6 +17,7 @@
 //! | `push_fault` | `route`, `fault` | queue a fault (format below) on `iam`, `chat`, `models` or `embeddings` |
 //! | `clear_faults` | `route` (optional) | drop queued faults of a route, or of all |
 //! | `set_latency` | `route`, `ms` | latency added to every request of the route |
+//! | `set_key_latency` | `key_id`, `ms` | latency added to the chat and embeddings requests of one key |
 //! | `set_stream_interval` | `ms` | gap between two events of streamed chat answers from now on |
 //! | `set_stream_chunks` | `chunks` | content pieces per streamed chat answer (0: one per word) |
 //! | `set_fault_probability` | `probability`, `seed`, `routes` | seeded random faults (0 stops them) |
@@ -130,6 +131,10 @@ enum Command {
         route: Route,
         ms: u64,
     },
+    SetKeyLatency {
+        key_id: String,
+        ms: u64,
+    },
     SetStreamInterval {
         ms: u64,
     },
@@ -183,6 +188,12 @@ impl Command {
             }
             Command::SetLatency { route, ms } => {
                 shared.set_latency(route, Duration::from_millis(ms));
+            }
+            Command::SetKeyLatency { key_id, ms } => {
+                return found(
+                    shared.keys.set_latency(&key_id, Duration::from_millis(ms)),
+                    "key",
+                );
             }
             Command::SetStreamInterval { ms } => {
                 shared.set_stream_interval(Duration::from_millis(ms));

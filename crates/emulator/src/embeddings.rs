@@ -40,6 +40,7 @@ pub(crate) async fn embeddings(State(shared): State<Arc<Shared>>, request: Reque
     if let Ok(body) = &body {
         shared.record_body(Route::Embeddings, body);
     }
+    crate::auth::key_latency(&shared, &parts.headers).await;
     exchange
         .serve(|| answer(&shared, &parts.headers, body))
         .await

@@ -110,6 +110,9 @@ impl Emulator {
         for (route, latency) in config.latency {
             shared.set_latency(route, latency);
         }
+        for (key_id, latency) in &config.key_latency {
+            shared.keys.set_latency(key_id, *latency);
+        }
         shared.set_stream_interval(config.stream_interval);
         shared.set_stream_chunks(config.stream_chunks);
         for (route, fault) in config.faults {
@@ -232,6 +235,12 @@ impl Emulator {
     /// still get new tokens (see [`disable_key`](Self::disable_key) for that).
     pub fn revoke_key(&self, key_id: &str) -> usize {
         self.shared().tokens.revoke_key(key_id)
+    }
+
+    /// Add `latency` to every chat and embeddings request made with key `key_id`'s tokens
+    /// (zero removes it): one slow deployment among several. False if there is no such key.
+    pub fn set_key_latency(&self, key_id: &str, latency: Duration) -> bool {
+        self.shared().keys.set_latency(key_id, latency)
     }
 
     /// Make IAM refuse the key with 401. Tokens already issued keep working until they expire

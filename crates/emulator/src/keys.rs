@@ -16,6 +16,16 @@ pub(crate) struct Key {
     pub(crate) chat_requests: AtomicU64,
     /// A static API key, named by its label: never exchanged at IAM.
     pub(crate) api_key: bool,
+    /// Latency added to this key's chat and embeddings requests (a slow deployment), in
+    /// nanoseconds.
+    latency_nanos: AtomicU64,
+}
+
+impl Key {
+    /// The latency added to this key's inference requests.
+    pub(crate) fn latency(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.latency_nanos.load(Ordering::Relaxed))
+    }
 }
 
 impl fmt::Debug for Key {
@@ -57,6 +67,7 @@ impl KeyRing {
             disabled: AtomicBool::new(false),
             chat_requests: AtomicU64::new(0),
             api_key: false,
+            latency_nanos: AtomicU64::new(0),
         };
         keys.insert(id.to_owned(), Arc::new(key));
     }
@@ -75,6 +86,7 @@ impl KeyRing {
                     disabled: AtomicBool::new(false),
                     chat_requests: AtomicU64::new(0),
                     api_key: true,
+                    latency_nanos: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -93,6 +105,19 @@ impl KeyRing {
     }
 
     /// Disable or enable a key at IAM; false if there is no such key.
+    /// Add `latency` to every chat and embeddings request made with a token of key `id`
+    /// (zero removes it). False if there is no such key.
+    pub(crate) fn set_latency(&self, id: &str, latency: std::time::Duration) -> bool {
+        match read(&self.keys).get(id) {
+            Some(key) => {
+                let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+                key.latency_nanos.store(nanos, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn set_disabled(&self, id: &str, disabled: bool) -> bool {
         match read(&self.keys).get(id) {
             Some(key) => {
