@@ -47,14 +47,8 @@ cleanup() {
         rm -f "/tmp/evolution-gw-redis-$REDIS_PORT.log" "/tmp/evolution-gw-redis-$REDIS_PORT.pid"
     fi
     if [[ -n "$OUTPUT" ]]; then rm -f "$OUTPUT"; fi
-    # Keep a count as the very last line of a failed run (see run.sh).
-    if [[ $rc -ne 0 ]]; then
-        if [[ $TESTS_RAN -eq 0 ]]; then
-            echo "0 passed, 1 failed"
-        elif [[ -n "$CLOSING" ]]; then
-            echo "$CLOSING"
-        fi
-    fi
+    # A failed run ends on a count, whatever was printed since the suite's.
+    conformance_final_count "$rc" "$TESTS_RAN" "$CLOSING"
     exit "$rc"
 }
 trap cleanup EXIT

@@ -4,6 +4,7 @@
 #   source "$HERE/lib.sh"
 #   conformance_venv "$VENV" "$REQS" "$PYTHON"      # create, or reuse if up to date
 #   conformance_suite "$OUTPUT" "$TIMEOUT" CMD...   # run; sets CONFORMANCE_CLOSING
+#   conformance_final_count "$rc" "$TESTS_RAN" "$CLOSING"   # in the EXIT trap, last
 #
 # Both log through a `log` function the sourcing script defines.
 
@@ -60,4 +61,18 @@ conformance_suite() {
     CONFORMANCE_CLOSING="$closing"
     if [[ $status -eq 0 ]]; then status=1; fi
     return "$status"
+}
+
+# In a failed run's EXIT trap (RC non-zero), prints the count the run must end on: CLOSING
+# (the suite's, repeated after the logs printed since), or, if the suite never ran (RAN is
+# 0), the set-up counted as one failure. Prints nothing for a run that passed.
+conformance_final_count() {
+    local rc="$1" ran="$2" closing="$3"
+    if [[ $rc -eq 0 ]]; then return 0; fi
+    if [[ $ran -eq 0 ]]; then
+        echo "0 passed, 1 failed"
+    elif [[ -n "$closing" ]]; then
+        echo "$closing"
+    fi
+    return 0
 }

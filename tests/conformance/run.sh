@@ -42,16 +42,8 @@ cleanup() {
     local rc=$?
     if [[ $rc -ne 0 ]]; then emulator_stop show; else emulator_stop; fi
     if [[ -n "$OUTPUT" ]]; then rm -f "$OUTPUT"; fi
-    # Keep a count as the very last line of a failed run: repeat the
-    # suite's (it came before the emulator's log), or, if we failed before
-    # the suite ran, count the setup as one failure.
-    if [[ $rc -ne 0 ]]; then
-        if [[ $TESTS_RAN -eq 0 ]]; then
-            echo "0 passed, 1 failed"
-        elif [[ -n "$CLOSING" ]]; then
-            echo "$CLOSING"
-        fi
-    fi
+    # A failed run ends on a count, whatever was printed since the suite's.
+    conformance_final_count "$rc" "$TESTS_RAN" "$CLOSING"
     exit "$rc"
 }
 trap cleanup EXIT

@@ -24,7 +24,7 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::authorize;
-use crate::exchange::{Answer, Exchange, read_body};
+use crate::exchange::{Answer, inference};
 use crate::models::ModelSpec;
 use crate::route::Route;
 use crate::state::Shared;
@@ -34,16 +34,7 @@ use crate::stats::Counters;
 const MAX_CHOICES: u32 = 128;
 
 pub(crate) async fn completions(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let exchange = Exchange::begin(&shared, Route::Chat, &request);
-    let (parts, body) = request.into_parts();
-    let body = read_body(body).await;
-    if let Ok(body) = &body {
-        shared.record_body(Route::Chat, body);
-    }
-    crate::auth::key_latency(&shared, &parts.headers).await;
-    exchange
-        .serve(|| answer(&shared, &parts.headers, body))
-        .await
+    inference(&shared, Route::Chat, request, answer).await
 }
 
 #[derive(Deserialize)]

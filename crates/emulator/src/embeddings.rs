@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::authorize;
 use crate::config::DEFAULT_EMBEDDING_DIMENSIONS;
-use crate::exchange::{Answer, Exchange, read_body};
+use crate::exchange::{Answer, inference};
 use crate::route::Route;
 use crate::state::Shared;
 
@@ -34,16 +34,7 @@ const MAX_INPUTS: usize = 2048;
 const MAX_DIMENSIONS: usize = 8192;
 
 pub(crate) async fn embeddings(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let exchange = Exchange::begin(&shared, Route::Embeddings, &request);
-    let (parts, body) = request.into_parts();
-    let body = read_body(body).await;
-    if let Ok(body) = &body {
-        shared.record_body(Route::Embeddings, body);
-    }
-    crate::auth::key_latency(&shared, &parts.headers).await;
-    exchange
-        .serve(|| answer(&shared, &parts.headers, body))
-        .await
+    inference(&shared, Route::Embeddings, request, answer).await
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 use tokio::time::sleep;
 
@@ -223,6 +223,27 @@ impl<'a> Exchange<'a> {
 }
 
 /// Read a request body in full; a body that cannot be read is a ready-made 400 answer.
+/// An inference route (chat, embeddings): the request is counted, its body read and
+/// recorded, its key's latency (a slow deployment) and the route's latency and next fault
+/// applied, and `answer` makes the normal answer from the headers and the body.
+pub(crate) async fn inference(
+    shared: &Shared,
+    route: Route,
+    request: Request,
+    answer: fn(&Shared, &HeaderMap, Result<Bytes, Answer>) -> Answer,
+) -> Response {
+    let exchange = Exchange::begin(shared, route, &request);
+    let (parts, body) = request.into_parts();
+    let body = read_body(body).await;
+    if let Ok(body) = &body {
+        shared.record_body(route, body);
+    }
+    crate::auth::key_latency(shared, &parts.headers).await;
+    exchange
+        .serve(|| answer(shared, &parts.headers, body))
+        .await
+}
+
 pub(crate) async fn read_body(body: Body) -> Result<Bytes, Answer> {
     axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
         Answer::error(

@@ -70,6 +70,7 @@ pub struct Gateway {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     client: EvolutionInference,
     config: GatewayConfig,
@@ -119,19 +120,10 @@ impl Gateway {
     /// first; without one, `/metrics` is a 404).
     #[must_use]
     pub fn with_prometheus(self, handle: PrometheusHandle) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            client: shared.client.clone(),
-            config: shared.config.clone(),
-            upstream: shared.upstream.clone(),
-            slots: Arc::clone(&shared.slots),
-            tls: shared.tls.clone(),
-            prometheus: shared.prometheus.clone(),
-        });
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.prometheus = Some(handle);
         Self {
-            inner: Arc::new(Inner {
-                prometheus: Some(handle),
-                ..inner
-            }),
+            inner: Arc::new(inner),
         }
     }
 

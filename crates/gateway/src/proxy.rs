@@ -184,6 +184,8 @@ async fn error_message(body: evolution_client::Body, status: StatusCode) -> Stri
             .unwrap_or("no reason given")
             .to_owned()
     };
+    // By hand rather than `Limited::collect`: that future's error type trips the compiler's
+    // `Send` proof for axum handlers ("implementation of `From` is not general enough").
     let mut body = body;
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
