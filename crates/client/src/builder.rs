@@ -18,6 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::HttpTransport;
 use crate::client::EvolutionInference;
+use crate::deployment::Deployment;
+use evolution_pool::{HealthConfig, Strategy};
 use crate::params::Params;
 use crate::stack::{self, EvolutionService, StackConfig, Transport};
 use crate::{Error, Result};
@@ -73,6 +75,9 @@ pub struct EvolutionInferenceBuilder {
     metrics: Option<Metrics>,
     /// A Redis URL; it may hold a password.
     shared_cache: Option<SecretString>,
+    deployments: Vec<Deployment>,
+    strategy: Strategy,
+    health: HealthConfig,
 }
 
 impl Default for EvolutionInferenceBuilder {
@@ -98,6 +103,9 @@ impl Default for EvolutionInferenceBuilder {
             fetch_attempts: None,
             metrics: None,
             shared_cache: None,
+            deployments: Vec::new(),
+            strategy: Strategy::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -404,6 +412,31 @@ impl EvolutionInferenceBuilder {
     #[cfg(feature = "redis")]
     pub fn shared_cache(mut self, redis_url: impl Into<String>) -> Self {
         self.shared_cache = Some(SecretString::from(redis_url.into()));
+        self
+    }
+
+    /// Adds a deployment to the client's pool of keys. With deployments, the key id, secret
+    /// and API key of the builder (and `EVOLUTION_KEY_ID`, `EVOLUTION_SECRET`,
+    /// `EVOLUTION_API_KEY`) are not used, nor is a backup key: each call goes to a deployment
+    /// chosen by the [`strategy`](Self::strategy), skipping those that are cooling down or at
+    /// their rate limits, and fails over to the next at once when a key is rejected, answers
+    /// 429 or fails with a server error. See [`Deployment`] and [`evolution_pool`].
+    pub fn deployment(mut self, deployment: Deployment) -> Self {
+        self.deployments.push(deployment);
+        self
+    }
+
+    /// How calls are spread over the [deployments](Self::deployment). Defaults to
+    /// [`Strategy::Ordered`]: the first healthy one.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// How the deployments cool down and when their circuits open. Defaults to
+    /// [`HealthConfig::default()`].
+    pub fn pool_health(mut self, health: HealthConfig) -> Self {
+        self.health = health;
         self
     }
 

@@ -54,6 +54,7 @@ mod builder;
 mod chat;
 mod client;
 mod counted_body;
+mod deployment;
 mod embeddings;
 mod error;
 mod error_body;
@@ -77,6 +78,7 @@ pub use self::chat::{
     ModelMetadata, Overrides, Role, Usage,
 };
 pub use self::client::{EvolutionInference, MAX_RESPONSE_BYTES};
+pub use self::deployment::Deployment;
 pub use self::embeddings::{Embedding, EmbeddingsRequest, EmbeddingsResponse};
 pub use self::error::{Error, Result};
 pub use self::params::{
@@ -86,6 +88,7 @@ pub use self::stream::{ChatStream, STREAM_ERROR_STATUS};
 pub use self::transport::{Body, HttpTransport};
 pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
 pub use evolution_metrics::{self as metrics, Metrics, Stats};
+pub use evolution_pool as pool;
 pub use evolution_retry::{self as retry, RetryConfig};
 pub use evolution_token as token;
 // The key, IAM and shared-cache variables are named once, in the token crate, which reads

@@ -1,0 +1,24 @@
+//! A pool of Evolution keys ("deployments") behind one tower service.
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+mod health;
+pub mod limit;
+mod load;
+mod member;
+mod strategy;
+
+pub use self::health::{
+    CooldownReason, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_BREAKER_WINDOW,
+    DEFAULT_MAX_RATE_LIMIT_COOLDOWN, DEFAULT_RATE_LIMIT_COOLDOWN, DeploymentState, HealthConfig,
+};
+pub use self::limit::{LimitKind, Limited, RateLimits, estimate_tokens};
+pub use self::strategy::{Strategy, UnknownStrategy};
+
+/// The most deployments a pool holds.
+pub const MAX_DEPLOYMENTS: usize = 64;

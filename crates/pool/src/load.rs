@@ -1,0 +1,110 @@
+//! [`Load`]: a deployment's peak-EWMA latency and calls in flight, for `least_loaded`.
+//!
+//! The measure is tower's (`tower::load::PeakEwma`, from Finagle): the cost of a deployment
+//! is its latency estimate times one more than its calls in flight, and the estimate jumps
+//! to any slower response at once (the peak) and decays towards the average over
+//! [`DECAY`]. tower's `PeakEwma` itself is not used because it is a service wrapper that is
+//! not `Clone` and counts calls by the clones of an `Arc`: a pool calls a clone of each
+//! deployment's stack per call, from many tasks, so it keeps the same numbers in atomics
+//! beside the stack instead.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The latency assumed of a deployment before its first answer (linkerd's default).
+pub(crate) const DEFAULT_RTT: Duration = Duration::from_millis(30);
+/// How fast the peak decays towards the average (linkerd's default).
+pub(crate) const DECAY: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(crate) struct Load {
+    in_flight: AtomicU32,
+    estimate: Mutex<Estimate>,
+}
+
+#[derive(Debug)]
+struct Estimate {
+    rtt_ns: f64,
+    at: Instant,
+}
+
+impl Load {
+    pub(crate) fn new() -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            estimate: Mutex::new(Estimate {
+                rtt_ns: DEFAULT_RTT.as_nanos() as f64,
+                at: Instant::now(),
+            }),
+        }
+    }
+
+    /// Calls in flight.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn start(&self) -> u32 {
+        self.in_flight.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn end(&self) -> u32 {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed).saturating_sub(1)
+    }
+
+    /// Records a response that took `rtt`.
+    pub(crate) fn observe(&self, rtt: Duration) {
+        let rtt = rtt.as_nanos() as f64;
+        let now = Instant::now();
+        let mut estimate = self.estimate.lock().unwrap_or_else(|e| e.into_inner());
+        let decayed = estimate.decayed(now);
+        estimate.rtt_ns = if decayed < rtt {
+            rtt
+        } else {
+            let elapsed = now.saturating_duration_since(estimate.at).as_nanos() as f64;
+            let weight = (-elapsed / DECAY.as_nanos() as f64).exp();
+            estimate.rtt_ns * weight + rtt * (1.0 - weight)
+        };
+        estimate.at = now;
+    }
+
+    /// The latency estimate times one more than the calls in flight.
+    pub(crate) fn cost(&self) -> f64 {
+        let pending = f64::from(self.in_flight());
+        let now = Instant::now();
+        let estimate = self.estimate.lock().unwrap_or_else(|e| e.into_inner());
+        estimate.decayed(now) * (pending + 1.0)
+    }
+}
+
+impl Estimate {
+    /// The estimate decayed towards zero since its last update, as tower's does between
+    /// responses (so that a deployment that was slow once is tried again).
+    fn decayed(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_nanos() as f64;
+        self.rtt_ns * (-elapsed / DECAY.as_nanos() as f64).exp()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_raises_the_cost_at_once_and_it_decays() {
+        let fast = Load::new();
+        let slow = Load::new();
+        fast.observe(Duration::from_millis(1));
+        slow.observe(Duration::from_millis(50));
+        assert!(slow.cost() > 10.0 * fast.cost());
+        slow.start();
+        let busy = slow.cost();
+        slow.end();
+        assert!(busy > 1.9 * slow.cost());
+        tokio::time::advance(DECAY * 5).await;
+        assert!(slow.cost() < Duration::from_millis(1).as_nanos() as f64);
+    }
+}
