@@ -433,10 +433,13 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         let (generation, probe) = admitted(&health);
         assert!(probe);
-        assert!(matches!(health.admit(Instant::now()), Admit::No { .. }), "one probe at a time");
+        assert!(
+            matches!(health.admit(Instant::now()), Admit::No { .. }),
+            "one probe at a time"
+        );
         let change = health.record(generation, true, Verdict::Served);
         assert_eq!(change.map(|c| c.to), Some(DeploymentState::Healthy));
-        assert_eq!(admitted(&health).1, false);
+        assert!(!admitted(&health).1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -458,7 +461,10 @@ mod tests {
         let (generation, probe) = admitted(&health);
         assert!(probe);
         let change = health.record(generation, true, Verdict::Failed);
-        assert_eq!(change.map(|c| (c.from, c.to)), Some((DeploymentState::Open, DeploymentState::Open)));
+        assert_eq!(
+            change.map(|c| (c.from, c.to)),
+            Some((DeploymentState::Open, DeploymentState::Open))
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -466,8 +472,15 @@ mod tests {
         let health = Health::new(HealthConfig::default());
         let (generation, _) = admitted(&health);
         let change = health
-            .record(generation, false, Verdict::RateLimited(Some(Duration::from_secs(3600))))
+            .record(
+                generation,
+                false,
+                Verdict::RateLimited(Some(Duration::from_secs(3600))),
+            )
             .unwrap();
-        assert_eq!(change.until, Some(Instant::now() + DEFAULT_MAX_RATE_LIMIT_COOLDOWN));
+        assert_eq!(
+            change.until,
+            Some(Instant::now() + DEFAULT_MAX_RATE_LIMIT_COOLDOWN)
+        );
     }
 }

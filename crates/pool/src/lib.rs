@@ -7,11 +7,26 @@
     unreachable_pub
 )]
 
+mod call;
+mod classify;
+mod error;
+mod event;
+mod handle;
 mod health;
 pub mod limit;
 mod load;
 mod member;
+mod service;
 mod strategy;
+
+pub use self::call::Served;
+pub use self::error::{Unavailable, Waiting};
+pub use self::event::{PoolEvent, PoolObserver, RequestOutcome};
+pub use self::handle::{DeploymentStatus, PoolHandle};
+pub use self::member::PoolMember;
+pub use self::service::{
+    AllCooling, BuildError, DEFAULT_MAX_WAIT, Pool, PoolBuilder, ResponseFuture,
+};
 
 pub use self::health::{
     CooldownReason, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_BREAKER_WINDOW,

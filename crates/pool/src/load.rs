@@ -29,6 +29,8 @@ pub(crate) struct Load {
 struct Estimate {
     rtt_ns: f64,
     at: Instant,
+    /// Whether `rtt_ns` is still the default: the first answer replaces it.
+    default: bool,
 }
 
 impl Load {
@@ -38,6 +40,7 @@ impl Load {
             estimate: Mutex::new(Estimate {
                 rtt_ns: DEFAULT_RTT.as_nanos() as f64,
                 at: Instant::now(),
+                default: true,
             }),
         }
     }
@@ -52,7 +55,9 @@ impl Load {
     }
 
     pub(crate) fn end(&self) -> u32 {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed).saturating_sub(1)
+        self.in_flight
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1)
     }
 
     /// Records a response that took `rtt`.
@@ -61,7 +66,7 @@ impl Load {
         let now = Instant::now();
         let mut estimate = self.estimate.lock().unwrap_or_else(|e| e.into_inner());
         let decayed = estimate.decayed(now);
-        estimate.rtt_ns = if decayed < rtt {
+        estimate.rtt_ns = if decayed < rtt || estimate.default {
             rtt
         } else {
             let elapsed = now.saturating_duration_since(estimate.at).as_nanos() as f64;
@@ -69,6 +74,7 @@ impl Load {
             estimate.rtt_ns * weight + rtt * (1.0 - weight)
         };
         estimate.at = now;
+        estimate.default = false;
     }
 
     /// The latency estimate times one more than the calls in flight.

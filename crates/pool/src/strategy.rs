@@ -77,8 +77,8 @@ impl Set {
         self.0 |= 1 << index;
     }
 
-    pub(crate) fn is_empty(self) -> bool {
-        self.0 == 0
+    pub(crate) fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
     }
 }
 

@@ -63,7 +63,7 @@ mod token;
 pub use self::auth::{Auth, AuthLayer};
 pub use self::certificate::{certificate_error, is_certificate_error};
 pub use self::credentials::{Credentials, ENV_API_KEY, ENV_KEY_ID, ENV_SECRET};
-pub use self::deadline::{Deadline, DeadlineLayer};
+pub use self::deadline::{Deadline, DeadlineLayer, current_deadline};
 pub use self::error::{AbortReason, InvalidResponseReason, TokenError, TokenErrorKind};
 pub use self::event::{RefreshTrigger, StoreOperation, TokenEvent, TokenObserver};
 #[cfg(feature = "shared-cache")]

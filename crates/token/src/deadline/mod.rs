@@ -109,6 +109,14 @@ where
     }
 }
 
+/// When the earliest [`Deadline`] calling or polling on this thread runs out, if any.
+///
+/// A service below a `Deadline` reads it in its `call` (or while its future is polled) to
+/// bound waits of its own, as the key pool bounds its wait for a deployment to cool down.
+pub fn current_deadline() -> Option<Instant> {
+    CURRENT.try_with(Cell::get).ok().flatten().map(|until| until.at)
+}
+
 /// When the innermost visible deadline runs out, and the limit that set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Until {
