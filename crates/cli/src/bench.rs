@@ -140,6 +140,7 @@ fn kind(error: &Error) -> String {
         Error::Config { .. } => "config".into(),
         Error::Auth(token) => format!("auth_{}", token.kind().as_str()),
         Error::KeysRejected(_) => "keys_rejected".into(),
+        Error::Unavailable(_) => "pool_unavailable".into(),
         Error::Api { status, .. } => format!("api_{}", status.as_u16()),
         Error::QuotaExhausted { .. } => "quota_exhausted".into(),
         Error::RetryAfterTooLong { status, .. } => format!("retry_after_{}", status.as_u16()),

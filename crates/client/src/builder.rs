@@ -1,7 +1,6 @@
 //! Configuration of an [`EvolutionInference`] client.
 
 use std::fmt;
-#[cfg(feature = "redis")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +18,11 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::HttpTransport;
 use crate::client::EvolutionInference;
 use crate::deployment::Deployment;
-use evolution_pool::{HealthConfig, Strategy};
 use crate::params::Params;
-use crate::stack::{self, EvolutionService, StackConfig, Transport};
+use crate::redirect::Retarget;
+use crate::stack::{self, EvolutionService, MemberSpec, PoolSpec, StackConfig, Transport};
 use crate::{Error, Result};
+use evolution_pool::{HealthConfig, RateLimits, Strategy};
 
 /// Environment variable for the API base URL (ending in `/v1`).
 pub const ENV_BASE_URL: &str = "EVOLUTION_BASE_URL";
@@ -451,14 +451,22 @@ impl EvolutionInferenceBuilder {
             HttpTransport::new(parts.http),
             &parts.tokens,
             parts.backup.as_ref(),
+            parts.pool.as_ref(),
             &parts.config,
-        );
+        )
+        .map_err(pool_error)?;
+        let deployments = parts
+            .pool
+            .as_ref()
+            .map(PoolSpec::tokens)
+            .unwrap_or_default();
         EvolutionInference::new(
             built,
             &parts.base,
             parts.params,
             parts.tokens,
             parts.backup,
+            deployments,
             parts.config,
         )
     }
@@ -501,15 +509,37 @@ impl EvolutionInferenceBuilder {
             transport,
             &parts.tokens,
             parts.backup.as_ref(),
+            parts.pool.as_ref(),
             &parts.config,
-        );
+        )
+        .map_err(pool_error)?;
         Ok(EvolutionService::new(built.stack))
     }
 
     /// Validates the configuration and builds everything but the stack.
     fn assemble(self) -> Result<Parts> {
-        let model = required(self.model, "model", ENV_MODEL)?;
+        let pooled = !self.deployments.is_empty();
+        // With deployments, the client's model and base URL are the defaults of those that
+        // name none; if the client has none, the first deployment's are used.
+        let first = self.deployments.first();
+        let model = match (self.model.clone(), first.and_then(|d| d.model.clone())) {
+            (Some(model), _) if !model.trim().is_empty() => model,
+            (_, Some(model)) if pooled => model,
+            (model, _) => required(model, "model", ENV_MODEL)?,
+        };
+        let base_url = match (
+            self.base_url.clone(),
+            first.and_then(|d| d.base_url.clone()),
+        ) {
+            (Some(base), _) if !base.trim().is_empty() => base,
+            (_, Some(base)) if pooled => base,
+            (base, _) => required(base, "base_url", ENV_BASE_URL)?,
+        };
         let credentials = match (&self.api_key, &self.key_id, &self.secret) {
+            // The deployments carry the keys: the single key's settings are not used.
+            _ if pooled => first
+                .map(|d| d.credentials.clone())
+                .expect("pooled means a first deployment"),
             (Some(api_key), None, None) => Credentials::api_key(api_key.expose_secret().trim()),
             (Some(_), _, _) => {
                 return Err(Error::config(
@@ -529,11 +559,10 @@ impl EvolutionInferenceBuilder {
                 }
             }
         };
-        let base_url = required(self.base_url, "base_url", ENV_BASE_URL)?;
         let base = parse_endpoint_url("base URL", &base_url, self.allow_insecure_http)
             .map_err(|message| Error::config("base_url", message))?;
-        let mut params = self.params;
-        params.model = model;
+        let mut params = self.params.clone();
+        params.model = model.clone();
         params.validate()?;
         if self.request_timeout.is_zero() {
             return Err(Error::config("request_timeout", "must be longer than zero"));
@@ -546,12 +575,19 @@ impl EvolutionInferenceBuilder {
             None => {
                 // The auth URL is checked by the token manager; here it only decides
                 // whether plain http may be used at all. Without an IAM key it is unused.
-                let uses_iam = !credentials.is_api_key() || self.backup.is_some();
+                let uses_iam = !credentials.is_api_key()
+                    || self.backup.is_some()
+                    || self.deployments.iter().any(|d| !d.credentials.is_api_key());
                 let auth_https = !uses_iam
                     || self.auth_url.as_deref().is_none_or(|url| {
                         url::Url::parse(url.trim()).is_ok_and(|url| url.scheme() == "https")
                     });
-                default_http_client(base.scheme() == "https" && auth_https)?
+                let bases_https = self.deployments.iter().all(|d| {
+                    d.base_url.as_deref().is_none_or(|url| {
+                        url::Url::parse(url.trim()).is_ok_and(|url| url.scheme() == "https")
+                    })
+                });
+                default_http_client(base.scheme() == "https" && auth_https && bases_https)?
             }
         };
         let metrics = self.metrics.clone().unwrap_or_default();
@@ -616,8 +652,28 @@ impl EvolutionInferenceBuilder {
                 .build()
                 .map_err(|error| Error::from_token(error, Some(field)))
         };
-        let tokens = token_manager(credentials, "key_id")?;
+        let (tokens, pool) = if pooled {
+            let spec = pool_spec(
+                &self.deployments,
+                self.allow_insecure_http,
+                (self.strategy, self.health),
+                (base.as_str(), &model),
+                |credentials| token_manager(credentials, "deployment"),
+            )?;
+            (spec.members[0].tokens.clone(), Some(spec))
+        } else {
+            (token_manager(credentials, "key_id")?, None)
+        };
         let backup = match &self.backup {
+            // A pool has no backup key: add the backup as a deployment instead.
+            Some(_) if pooled => {
+                return Err(Error::config(
+                    "backup_credentials",
+                    format!(
+                        "a backup key and deployments are both set: with deployments, add the backup key as the last deployment under the `ordered` strategy (unset {ENV_BACKUP_KEY_ID} and {ENV_BACKUP_SECRET})"
+                    ),
+                ));
+            }
             Some((backup_key_id, backup_secret)) => {
                 if backup_key_id.trim().is_empty()
                     || backup_secret.expose_secret().trim().is_empty()
@@ -654,9 +710,78 @@ impl EvolutionInferenceBuilder {
             params,
             tokens,
             backup,
+            pool,
             config,
         })
     }
+}
+
+/// The deployments, checked, each with its token manager (made by `tokens`); `client` is
+/// the client's base URL and model, which deployments without their own use.
+fn pool_spec(
+    deployments: &[Deployment],
+    allow_insecure_http: bool,
+    (strategy, health): (Strategy, HealthConfig),
+    (client_base, client_model): (&str, &str),
+    tokens: impl Fn(Credentials) -> Result<TokenManager>,
+) -> Result<PoolSpec> {
+    let client_base: Arc<str> = Arc::from(client_base.trim_end_matches('/'));
+    let client_model: Arc<str> = Arc::from(client_model);
+    let mut members = Vec::with_capacity(deployments.len());
+    for deployment in deployments {
+        let name = deployment.name.trim();
+        let named = |message: String| {
+            Error::config("deployment", format!("deployment `{name}`: {message}"))
+        };
+        if deployment.credentials.key_id().trim().is_empty()
+            || deployment
+                .credentials
+                .secret()
+                .expose_secret()
+                .trim()
+                .is_empty()
+        {
+            return Err(named(
+                "its key id and secret (or API key) must not be empty".into(),
+            ));
+        }
+        let mut retarget = Retarget::default();
+        if let Some(base_url) = &deployment.base_url {
+            let base = parse_endpoint_url("base URL", base_url, allow_insecure_http)
+                .map_err(|message| named(format!("base_url: {message}")))?;
+            let base: Arc<str> = Arc::from(base.as_str().trim_end_matches('/'));
+            if base != client_base {
+                retarget.base = Some((Arc::clone(&client_base), base));
+            }
+        }
+        if let Some(model) = &deployment.model {
+            let model = model.trim();
+            if model.is_empty() {
+                return Err(named("model: it is empty".into()));
+            }
+            if model != &*client_model {
+                retarget.model = Some((Arc::clone(&client_model), Arc::from(model)));
+            }
+        }
+        let manager = tokens(deployment.credentials.clone()).map_err(|error| match error {
+            Error::Config { message, .. } => named(message),
+            other => other,
+        })?;
+        let limits = (deployment.rpm.is_some() || deployment.tpm.is_some())
+            .then(|| RateLimits::new(deployment.rpm, deployment.tpm));
+        members.push(MemberSpec {
+            name: name.to_owned(),
+            tokens: manager,
+            retarget,
+            weight: deployment.weight,
+            limits,
+        });
+    }
+    Ok(PoolSpec {
+        members,
+        strategy,
+        health,
+    })
 }
 
 /// The client when the caller gives none: no redirect is followed (requests carry the
@@ -681,7 +806,13 @@ struct Parts {
     params: Params,
     tokens: TokenManager,
     backup: Option<TokenManager>,
+    pool: Option<PoolSpec>,
     config: StackConfig,
+}
+
+/// A pool the pool's builder refused, as a configuration error.
+fn pool_error(error: evolution_pool::BuildError) -> Error {
+    Error::config("deployment", error.to_string())
 }
 
 fn required(value: Option<String>, field: &'static str, env: &str) -> Result<String> {

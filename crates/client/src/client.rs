@@ -19,7 +19,8 @@ use crate::{
     EvolutionInferenceBuilder, Model, Result,
 };
 use evolution_fallback::FallbackHandle;
-use evolution_metrics::{Metrics, PendingCall, Stats, capture};
+use evolution_metrics::{DeploymentStats, Metrics, PendingCall, Stats, capture};
+use evolution_pool::{PoolHandle, Served};
 use evolution_retry::RetryAfterTooLong;
 use evolution_token::{Credentials, TokenManager};
 use serde::de::DeserializeOwned;
@@ -59,6 +60,9 @@ pub(crate) struct Inner {
     base_url: String,
     fallback: Option<FallbackHandle>,
     backup_tokens: Option<TokenManager>,
+    pool: Option<PoolHandle>,
+    /// The pool's deployments and their token managers, in order (empty without a pool).
+    deployments: Vec<(Arc<str>, TokenManager)>,
     chat_url: Uri,
     embeddings_url: Uri,
     models_url: Uri,
@@ -90,6 +94,7 @@ impl EvolutionInference {
         params: Params,
         tokens: TokenManager,
         backup_tokens: Option<TokenManager>,
+        deployments: Vec<(Arc<str>, TokenManager)>,
         config: StackConfig,
     ) -> Result<Self> {
         let base = base.as_str().trim_end_matches('/');
@@ -110,6 +115,8 @@ impl EvolutionInference {
                 stacks: Stacks::new(built.stack),
                 fallback: built.fallback,
                 backup_tokens,
+                pool: built.pool,
+                deployments,
                 params,
                 tokens,
                 config,
@@ -235,16 +242,37 @@ impl EvolutionInference {
     }
 
     /// The token manager of the (primary) key: its `info()`, `invalidate()`,
-    /// `set_credentials(..)` and monitor.
+    /// `set_credentials(..)` and monitor. With deployments, the first deployment's (see
+    /// [`deployments`](Self::deployments)).
     pub fn token_manager(&self) -> &TokenManager {
         &self.inner.tokens
     }
 
     /// The in-process statistics (the reference's `get_stats()`): requests, successes,
     /// auth errors, success rate, average/p50/p99 latency, token refreshes, retries,
-    /// fallback switches and which key serves.
+    /// fallback switches and which key serves; with deployments, each one's state.
     pub fn stats(&self) -> Stats {
-        self.inner.config.metrics.stats()
+        let mut stats = self.inner.config.metrics.stats();
+        if let Some(pool) = &self.inner.pool {
+            stats.deployments = pool
+                .deployments()
+                .iter()
+                .map(DeploymentStats::from_status)
+                .collect();
+        }
+        stats
+    }
+
+    /// The pool's handle (each deployment's state, calls in flight), when the client has
+    /// [deployments](crate::EvolutionInferenceBuilder::deployment).
+    pub fn pool(&self) -> Option<&PoolHandle> {
+        self.inner.pool.as_ref()
+    }
+
+    /// Each deployment's name and token manager, in the configured order: empty without
+    /// deployments. `evolution token` checks every key with them.
+    pub fn deployments(&self) -> &[(Arc<str>, TokenManager)] {
+        &self.inner.deployments
     }
 
     /// The metrics handle this client records to.
@@ -470,12 +498,18 @@ impl EvolutionInference {
         what: &str,
     ) -> Result<(T, Option<PendingCall>)> {
         let (response, call) = self.send_checked(request).await?;
+        let served = response.extensions().get::<Served>().cloned();
         let parsed = match self.read_body(response.into_body()).await {
-            Ok(body) => serde_json::from_slice(&body).map_err(|error| {
-                Error::Decode(format!(
-                    "{what} is not valid JSON of the expected shape ({error})"
-                ))
-            }),
+            Ok(body) => {
+                if let Some(served) = served.filter(|s| s.estimated_tokens() > 0) {
+                    settle(&served, &body);
+                }
+                serde_json::from_slice(&body).map_err(|error| {
+                    Error::Decode(format!(
+                        "{what} is not valid JSON of the expected shape ({error})"
+                    ))
+                })
+            }
             Err(error) => Err(error),
         };
         match parsed {
@@ -534,6 +568,23 @@ impl EvolutionInference {
         tokio::time::timeout(timeout, read_limited(body))
             .await
             .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+}
+
+/// Corrects the token limit of the deployment that served a call from the answer's
+/// `usage.total_tokens` (chat and embeddings answers both carry it). An answer without one
+/// leaves the estimate standing.
+fn settle(served: &Served, body: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        usage: Option<TotalTokens>,
+    }
+    #[derive(serde::Deserialize)]
+    struct TotalTokens {
+        total_tokens: u32,
+    }
+    if let Ok(Answer { usage: Some(usage) }) = serde_json::from_slice::<Answer>(body) {
+        served.settle(usage.total_tokens);
     }
 }
 

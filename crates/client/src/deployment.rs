@@ -37,7 +37,11 @@ pub struct Deployment {
 
 impl Deployment {
     /// A deployment named `name` (its label in metrics and logs) with an IAM access key.
-    pub fn new(name: impl Into<String>, key_id: impl Into<String>, secret: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
         Self::with_credentials(name, Credentials::new(key_id, secret))
     }
 

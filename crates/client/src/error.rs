@@ -31,6 +31,12 @@ pub enum Error {
     /// Both the primary and the backup key were rejected.
     #[error(transparent)]
     KeysRejected(Box<BothKeysRejected>),
+    /// Every deployment of the pool is cooling down, has its circuit open or is at its
+    /// rate limit, and the call could not wait for the soonest (see
+    /// [`AllCooling`](evolution_pool::AllCooling)). Names the soonest and when it is ready
+    /// ([`retry_after`](Self::retry_after)). Not retried by the stack.
+    #[error(transparent)]
+    Unavailable(Box<evolution_pool::Unavailable>),
     /// The API answered with an error status, or sent an error inside a stream after its
     /// `200` head (then `status` is the error's `code` when that is an HTTP error status,
     /// else [`STREAM_ERROR_STATUS`](crate::STREAM_ERROR_STATUS)).
@@ -199,6 +205,7 @@ impl Error {
             Self::Config { .. }
             | Self::Decode(_)
             | Self::KeysRejected(_)
+            | Self::Unavailable(_)
             | Self::UntrustedCertificate { .. }
             | Self::QuotaExhausted { .. } => false,
         }
@@ -215,10 +222,12 @@ impl Error {
     }
 
     /// How long the server asked to wait, when that is why the call was not retried
-    /// ([`RetryAfterTooLong`](Self::RetryAfterTooLong)).
+    /// ([`RetryAfterTooLong`](Self::RetryAfterTooLong)), or until the soonest deployment of
+    /// a pool is ready ([`Unavailable`](Self::Unavailable)).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
+            Self::Unavailable(unavailable) => Some(unavailable.ready_in),
             _ => None,
         }
     }
@@ -227,6 +236,10 @@ impl Error {
     pub(crate) fn from_service(error: BoxError, timeout: Duration) -> Self {
         let error = match error.downcast::<BothKeysRejected>() {
             Ok(both) => return Self::KeysRejected(both),
+            Err(error) => error,
+        };
+        let error = match error.downcast::<evolution_pool::Unavailable>() {
+            Ok(unavailable) => return Self::Unavailable(unavailable),
             Err(error) => error,
         };
         let error = match error.downcast::<TokenError>() {

@@ -60,6 +60,7 @@ mod error;
 mod error_body;
 mod params;
 mod recent_urls;
+mod redirect;
 #[cfg(feature = "rig")]
 pub mod rig;
 pub mod sse;

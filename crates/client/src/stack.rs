@@ -7,6 +7,8 @@
 //! AttemptCounter                counts the attempts of each call for Metrics
 //! Deadline (per attempt)        `request_timeout`: everything one attempt waits for
 //! Fallback (with a backup key)  evolution-fallback: primary ↔ backup on auth failure
+//!   or Pool (with deployments)  evolution-pool: choose a deployment, cooldowns, breaker, limits, failover
+//!   ToDeployment                per deployment: its own base URL and model, if it has them
 //!   Auth                        per key: Authorization: Bearer; on 401 invalidate-if-current, resend once
 //!   SetSensitiveRequestHeaders  (tower-http)
 //!   SetRequestHeader            (tower-http) Content-Type: application/json unless set
@@ -35,6 +37,7 @@
 //! ```
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +45,7 @@ use evolution_fallback::{Failback, Fallback, FallbackEvent, FallbackHandle, Fall
 use evolution_metrics::{
     AttemptCounter, AttemptCounterLayer, FallbackSide, Metrics, MetricsService,
 };
+use evolution_pool::{HealthConfig, Pool, PoolHandle, PoolMember, RateLimits, Strategy};
 use evolution_retry::{RetryConfig, RetryEvent, RetryLayer, RetryPolicy};
 use evolution_token::{Auth, AuthLayer, BoxError, Deadline, DeadlineLayer, TokenManager};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -52,6 +56,7 @@ use tower::{Layer, Service, ServiceBuilder};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
 
+use crate::redirect::{Retarget, ToDeployment};
 use crate::trace::{Trace, TraceLayer};
 use crate::{Body, HttpTransport};
 
@@ -67,10 +72,37 @@ pub(crate) struct StackConfig {
     pub(crate) metrics: Metrics,
 }
 
+/// A pool of deployments, validated, before its stacks are built.
+pub(crate) struct PoolSpec {
+    pub(crate) members: Vec<MemberSpec>,
+    pub(crate) strategy: Strategy,
+    pub(crate) health: HealthConfig,
+}
+
+impl PoolSpec {
+    /// Each deployment's name and token manager, in order.
+    pub(crate) fn tokens(&self) -> Vec<(Arc<str>, TokenManager)> {
+        self.members
+            .iter()
+            .map(|m| (Arc::from(m.name.as_str()), m.tokens.clone()))
+            .collect()
+    }
+}
+
+/// One deployment of a [`PoolSpec`].
+pub(crate) struct MemberSpec {
+    pub(crate) name: String,
+    pub(crate) tokens: TokenManager,
+    pub(crate) retarget: Retarget,
+    pub(crate) weight: u32,
+    pub(crate) limits: Option<RateLimits>,
+}
+
 /// What [`build`] made: the stack and the handles the client exposes.
 pub(crate) struct Built<T = HttpTransport> {
     pub(crate) stack: Stack<T>,
     pub(crate) fallback: Option<FallbackHandle>,
+    pub(crate) pool: Option<PoolHandle>,
 }
 
 /// The whole stack, concrete: the client calls it without boxing the service or its
@@ -78,7 +110,11 @@ pub(crate) struct Built<T = HttpTransport> {
 pub(crate) type Stack<T = HttpTransport> = MetricsService<Either<Deadline<Retried<T>>, Retried<T>>>;
 type Retried<T> = Either<Retry<RetryPolicy, Counted<T>>, Counted<T>>;
 type Counted<T> = AttemptCounter<Deadline<Keys<T>>>;
-type Keys<T> = Either<KeyStack<T>, Fallback<KeyStack<T>, KeyStack<T>>>;
+type Keys<T> =
+    Either<Either<KeyStack<T>, Fallback<KeyStack<T>, KeyStack<T>>>, Pool<DeploymentStack<T>>>;
+
+/// One deployment's stack in a pool: its key's stack, sent to its own endpoint and model.
+type DeploymentStack<T> = ToDeployment<KeyStack<T>>;
 
 /// One key's stack, concrete like the rest of [`Stack`]: no box between layers, so that
 /// cloning it copies plain `Arc`s rather than a chain of boxes. Its time limit is above it
@@ -145,13 +181,47 @@ pub fn authenticated_over<T: Transport>(
     BoxCloneSyncService::new(Deadline::new(key_stack(transport, tokens), per_attempt))
 }
 
+/// The pool of `spec`'s deployments over `transport`, recording into `metrics`.
+///
+/// # Errors
+///
+/// What the pool's builder refuses (names, weights), as text for a configuration error.
+fn pool<T: Transport>(
+    transport: &T,
+    spec: &PoolSpec,
+    metrics: &Metrics,
+) -> Result<Pool<DeploymentStack<T>>, evolution_pool::BuildError> {
+    let members = spec.members.iter().map(|member| {
+        let stack = ToDeployment::new(
+            key_stack(transport.clone(), member.tokens.clone()),
+            member.retarget.clone(),
+        );
+        let mut pool_member = PoolMember::new(member.name.as_str(), stack).weight(member.weight);
+        if let Some(limits) = &member.limits {
+            pool_member = pool_member.limits(limits.clone());
+        }
+        pool_member
+    });
+    Pool::builder(members)
+        .strategy(spec.strategy)
+        .health(spec.health)
+        .observer(metrics.pool_observer(spec.members.iter().map(|m| m.name.as_str())))
+        .build()
+}
+
 pub(crate) fn build<T: Transport>(
     transport: T,
     primary: &TokenManager,
     backup: Option<&TokenManager>,
+    pool_spec: Option<&PoolSpec>,
     config: &StackConfig,
-) -> Built<T> {
+) -> Result<Built<T>, evolution_pool::BuildError> {
     let metrics = &config.metrics;
+    if let Some(spec) = pool_spec {
+        let pool = pool(&transport, spec, metrics)?;
+        let handle = pool.handle();
+        return Ok(finish(Either::Right(pool), None, Some(handle), config));
+    }
     let main = key_stack(transport.clone(), primary.clone());
     let (keys, fallback) = match backup {
         None => (Either::Left(main), None),
@@ -180,6 +250,18 @@ pub(crate) fn build<T: Transport>(
             (Either::Right(layer.layer(main)), Some(handle))
         }
     };
+    Ok(finish(Either::Left(keys), fallback, None, config))
+}
+
+/// The layers above the keys: per-attempt deadline, attempt counter, retry, total deadline
+/// and metrics.
+fn finish<T: Transport>(
+    keys: Keys<T>,
+    fallback: Option<FallbackHandle>,
+    pool: Option<PoolHandle>,
+    config: &StackConfig,
+) -> Built<T> {
+    let metrics = &config.metrics;
     let attempt = DeadlineLayer::new(config.request_timeout).layer(keys);
     let counted = AttemptCounterLayer::new().layer(attempt);
     let retried = match &config.retry {
@@ -196,5 +278,9 @@ pub(crate) fn build<T: Transport>(
         .layer(metrics.layer())
         .option_layer(config.total_timeout.map(DeadlineLayer::new))
         .service(retried);
-    Built { stack, fallback }
+    Built {
+        stack,
+        fallback,
+        pool,
+    }
 }

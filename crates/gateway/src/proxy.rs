@@ -224,6 +224,9 @@ pub(crate) fn from_client_error(error: &Error) -> ApiError {
                 None => answer,
             }
         }
+        Error::Unavailable(unavailable) => {
+            ApiError::unavailable(error.to_string()).retry_after(unavailable.ready_in)
+        }
         Error::Auth(_) | Error::KeysRejected(_) => ApiError::upstream(format!(
             "the gateway's Evolution key does not work: {error}; tell the gateway's operator"
         )),

@@ -77,6 +77,7 @@
 
 mod attempts;
 mod config;
+mod deployments;
 pub mod future;
 mod handle;
 mod histogram;
@@ -92,6 +93,7 @@ mod stats;
 
 pub use self::attempts::{AttemptCounter, AttemptCounterLayer, Attempts};
 pub use self::config::{ConfigError, MetricsBuilder};
+pub use self::deployments::{DeploymentStats, PoolMetrics};
 pub use self::handle::{FallbackSide, Metrics};
 pub use self::layer::MetricsLayer;
 pub use self::observer::SideObserver;

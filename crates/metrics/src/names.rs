@@ -28,6 +28,25 @@ pub const FALLBACK_SWITCHES_TOTAL: &str = "evolution_fallback_switches_total";
 /// Counter of logical calls that ended in an authentication or authorisation failure.
 pub const AUTH_ERRORS_TOTAL: &str = "evolution_auth_errors_total";
 
+/// Counter of calls sent to one deployment of a key pool, labelled `deployment` and
+/// `outcome` (`success`, `key_rejected`, `rate_limited`, `server_error`, `failed`,
+/// `timeout`, `cancelled`).
+pub const DEPLOYMENT_REQUESTS_TOTAL: &str = "evolution_deployment_requests_total";
+/// Gauge: a deployment's state, 0 healthy, 1 cooling, 2 circuit open.
+pub const DEPLOYMENT_STATE: &str = "evolution_deployment_state";
+/// Counter of cooldowns of a deployment, labelled `reason` (`key_rejected`,
+/// `rate_limited`, `circuit_open`).
+pub const DEPLOYMENT_COOLDOWNS_TOTAL: &str = "evolution_deployment_cooldowns_total";
+/// Gauge: a deployment's calls in flight.
+pub const DEPLOYMENT_IN_FLIGHT: &str = "evolution_deployment_in_flight";
+/// Counter of times a deployment was skipped at its own rate limit, labelled `kind`
+/// (`rpm`, `tpm`).
+pub const RATE_LIMITED_TOTAL: &str = "evolution_rate_limited_total";
+
+/// Label: the name of a deployment of a key pool.
+pub const LABEL_DEPLOYMENT: &str = "deployment";
+/// Label: which rate limit (`rpm`, `tpm`).
+pub const LABEL_KIND: &str = "kind";
 /// Label: the [`Outcome`](crate::Outcome) of a call.
 pub const LABEL_OUTCOME: &str = "outcome";
 /// Label: the numeric HTTP status of the answer, or [`STATUS_NONE`].
@@ -63,6 +82,8 @@ pub const RESERVED_LABELS: &[&str] = &[
     LABEL_TRIGGER,
     LABEL_KEY_ID,
     LABEL_SIDE,
+    LABEL_DEPLOYMENT,
+    LABEL_KIND,
     "le",
     "quantile",
 ];
@@ -149,6 +170,29 @@ pub(crate) fn describe() {
         FALLBACK_SWITCHES_TOTAL,
         Unit::Count,
         "Switches between the primary and the backup key, by reason"
+    );
+    describe_counter!(
+        DEPLOYMENT_REQUESTS_TOTAL,
+        Unit::Count,
+        "Calls sent to one deployment of the key pool, by outcome"
+    );
+    describe_gauge!(
+        DEPLOYMENT_STATE,
+        "State of a deployment of the key pool: 0 healthy, 1 cooling down, 2 circuit open"
+    );
+    describe_counter!(
+        DEPLOYMENT_COOLDOWNS_TOTAL,
+        Unit::Count,
+        "Cooldowns of a deployment of the key pool, by reason"
+    );
+    describe_gauge!(
+        DEPLOYMENT_IN_FLIGHT,
+        "Calls in flight to a deployment of the key pool"
+    );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        Unit::Count,
+        "Times a deployment was skipped at its own rate limit, by kind (rpm, tpm)"
     );
     describe_counter!(
         AUTH_ERRORS_TOTAL,

@@ -64,6 +64,11 @@ pub struct Stats {
     pub retries: u64,
     /// Fallback switches recorded, in either direction.
     pub fallback_switches: u64,
+    /// The deployments of a key pool and their state, in the configured order; empty
+    /// without a pool (filled in by the client, which owns the pool), and then left out of
+    /// the serialised form, which stays the reference's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<crate::DeploymentStats>,
 }
 
 fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -172,6 +177,7 @@ impl StatsCells {
             using_primary: self.using_primary.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             fallback_switches: self.fallback_switches.load(Ordering::Relaxed),
+            deployments: Vec::new(),
         }
     }
 }

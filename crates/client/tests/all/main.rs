@@ -8,6 +8,7 @@ mod config;
 mod errors;
 mod fallback;
 mod metrics;
+mod pool;
 mod retry;
 mod send;
 mod tokens;

@@ -114,7 +114,11 @@ where
 /// A service below a `Deadline` reads it in its `call` (or while its future is polled) to
 /// bound waits of its own, as the key pool bounds its wait for a deployment to cool down.
 pub fn current_deadline() -> Option<Instant> {
-    CURRENT.try_with(Cell::get).ok().flatten().map(|until| until.at)
+    CURRENT
+        .try_with(Cell::get)
+        .ok()
+        .flatten()
+        .map(|until| until.at)
 }
 
 /// When the innermost visible deadline runs out, and the limit that set it.

@@ -1,0 +1,143 @@
+//! A pool of deployments through `EvolutionInference`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use evolution_client::pool::{DeploymentState, Strategy};
+use evolution_client::{Deployment, Error, EvolutionInference};
+use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
+
+const KEYS: [&str; 3] = ["key-a", "key-b", "key-c"];
+
+async fn three_keys() -> Emulator {
+    let mut builder = Emulator::builder();
+    for key in KEYS {
+        builder = builder.key(key, format!("{key}-secret"));
+    }
+    builder.start().await.unwrap()
+}
+
+fn pool(emu: &Emulator, strategy: Strategy) -> evolution_client::EvolutionInferenceBuilder {
+    let mut builder = EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .base_url(emu.base_url())
+        .auth_url(emu.auth_url())
+        .strategy(strategy);
+    for key in KEYS {
+        builder = builder.deployment(Deployment::new(key, key, format!("{key}-secret")));
+    }
+    builder
+}
+
+/// Which key answered, from the emulator's echo (`[key] echo: ...`).
+fn served_by(answer: &str) -> &str {
+    answer
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .map_or("?", |(key, _)| key)
+}
+
+#[tokio::test(start_paused = true)]
+async fn round_robin_spreads_calls_over_every_key() {
+    let emu = three_keys().await;
+    let llm = pool(&emu, Strategy::RoundRobin).build().unwrap();
+    let mut by_key = BTreeMap::new();
+    for i in 0..30 {
+        let answer = llm.invoke(format!("q{i}")).await.unwrap();
+        *by_key.entry(served_by(&answer).to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(by_key, KEYS.iter().map(|k| (k.to_string(), 10)).collect());
+    assert_eq!(emu.stats().iam_requests, 3, "one token per key");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_disabled_key_fails_over_at_once_and_cools_down() {
+    let emu = three_keys().await;
+    emu.disable_key("key-a");
+    let llm = pool(&emu, Strategy::Ordered).build().unwrap();
+    for i in 0..20 {
+        let answer = llm.invoke(format!("q{i}")).await.unwrap();
+        assert_eq!(served_by(&answer), "key-b");
+    }
+    let stats = emu.stats();
+    // Asked once (and refused), then cooled for the key cooldown: not once per call.
+    assert!(stats.iam_requests_for("key-a") <= 2, "{stats:?}");
+    assert_eq!(stats.chat_requests_for("key-b"), 20);
+    let states: Vec<_> = llm
+        .pool()
+        .unwrap()
+        .deployments()
+        .iter()
+        .map(|d| d.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            DeploymentState::Cooling,
+            DeploymentState::Healthy,
+            DeploymentState::Healthy
+        ]
+    );
+    let stats = llm.stats();
+    assert_eq!(stats.deployments[0].state, "cooling");
+    assert_eq!(stats.deployments[0].reason, Some("key_rejected"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_moves_the_call_to_the_next_key_without_backoff() {
+    let emu = three_keys().await;
+    let llm = pool(&emu, Strategy::Ordered).build().unwrap();
+    emu.push_fault(
+        Route::Chat,
+        Fault::status(429).with_header("retry-after", "30"),
+    );
+    let started = tokio::time::Instant::now();
+    let answer = llm.invoke("q").await.unwrap();
+    assert_eq!(served_by(&answer), "key-b");
+    assert!(started.elapsed() < Duration::from_secs(1), "no backoff");
+    // key-a cools for 30 s: the next calls go to key-b, then key-a is probed.
+    for _ in 0..3 {
+        assert_eq!(served_by(&llm.invoke("q").await.unwrap()), "key-b");
+    }
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(served_by(&llm.invoke("q").await.unwrap()), "key-a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_key_disabled_ends_in_one_auth_error() {
+    let emu = three_keys().await;
+    for key in KEYS {
+        emu.disable_key(key);
+    }
+    let llm = pool(&emu, Strategy::Ordered).no_retry().build().unwrap();
+    let error = llm.invoke("q").await.unwrap_err();
+    assert!(
+        matches!(error, Error::Auth(ref e) if e.is_auth()),
+        "{error:?}"
+    );
+    // Every key cools now: the next call fails at once, naming the soonest.
+    let error = llm.invoke("q").await.unwrap_err();
+    match error {
+        Error::Unavailable(unavailable) => {
+            assert_eq!(&*unavailable.soonest, "key-a");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deployments_and_a_backup_key_are_refused_together() {
+    let error = EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .base_url("http://127.0.0.1:1/v1")
+        .deployment(Deployment::new("a", "key-a", "s"))
+        .backup_credentials("b", "s")
+        .build()
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("add the backup key as the last deployment"),
+        "{error}"
+    );
+}
