@@ -5,7 +5,9 @@ use std::sync::Arc;
 use http::{HeaderMap, StatusCode, header};
 
 use crate::exchange::Answer;
+use crate::fault::Fault;
 use crate::keys::Key;
+use crate::route::Route;
 use crate::state::Shared;
 use crate::stats::Counters;
 use crate::tokens::Rejected;
@@ -29,17 +31,27 @@ pub(crate) fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<Arc<Key>
         })
 }
 
-/// Waits out the latency of the key behind the request's token, if it has one (a slow
-/// deployment, [`EmulatorBuilder::key_latency`](crate::EmulatorBuilder::key_latency)).
-/// Counts nothing and rejects nothing: [`authorize`] does, after.
-pub(crate) async fn key_latency(shared: &Shared, headers: &HeaderMap) {
-    let key = bearer(headers).and_then(|token| shared.tokens.validate(token).ok());
-    if let Some(latency) = key
-        .map(|key| key.latency())
-        .filter(|latency| !latency.is_zero())
-    {
+/// What the key behind the request's bearer token does to a chat or embeddings request,
+/// before the route's own latency and faults: the request is counted for the key, whatever
+/// its answer (an expired or revoked token still names its key; an unknown one names none);
+/// then, for a live token only, the key's latency is waited out (a slow deployment,
+/// [`EmulatorBuilder::key_latency`](crate::EmulatorBuilder::key_latency)) and its fault
+/// returned (a failing deployment, [`Emulator::set_key_fault`](crate::Emulator::set_key_fault)).
+/// Rejects nothing: [`authorize`] does, after.
+pub(crate) async fn key_effects(
+    shared: &Shared,
+    route: Route,
+    headers: &HeaderMap,
+) -> Option<Fault> {
+    let (key, live) = bearer(headers).and_then(|token| shared.tokens.owner(token))?;
+    key.count(route);
+    // As a real deployment does, a dead token is refused before anything else happens.
+    live.ok()?;
+    let latency = key.latency();
+    if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    key.fault()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

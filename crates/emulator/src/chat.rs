@@ -14,7 +14,6 @@
 //! request for another model answers 404 with code `model_not_found`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
@@ -171,7 +170,6 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         Ok(key) => key,
         Err(answer) => return answer,
     };
-    key.chat_requests.fetch_add(1, Ordering::Relaxed);
     if !is_json(headers) {
         return Answer::error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

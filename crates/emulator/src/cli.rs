@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::config::EmulatorBuilder;
 use crate::emulator::Emulator;
+use crate::fault::Fault;
 use crate::route::Route;
 
 /// Run a local Cloud.ru Evolution emulator (IAM + OpenAI-compatible inference) with fault
@@ -65,6 +66,17 @@ pub struct Args {
     /// deployment among several.
     #[arg(long = "key-latency", value_name = "ID:MS")]
     pub key_latencies: Vec<KeyLatencyArg>,
+
+    /// Answer every chat and embeddings request of one key with this error status
+    /// (400-599), with `Retry-After: SECS` when given (repeatable): a key that is throttled
+    /// (ID:429:30) or failing (ID:503), until the control operation clear_key_fault.
+    #[arg(long = "key-fault", value_name = "ID:STATUS[:RETRY_AFTER_SECS]")]
+    pub key_faults: Vec<KeyFaultArg>,
+
+    /// Start with this key disabled at IAM (repeatable): its exchanges answer 401
+    /// key_disabled until the control operation enable_key.
+    #[arg(long = "disable-key", value_name = "ID")]
+    pub disabled_keys: Vec<String>,
 
     /// Latency added to IAM requests instead of --latency-ms, in milliseconds.
     #[arg(long, value_name = "MS")]
@@ -116,6 +128,58 @@ impl FromStr for KeyLatencyArg {
                 latency: Duration::from_millis(ms),
             }),
             None => Err("expected ID:MS, e.g. slow-key:50".to_owned()),
+        }
+    }
+}
+
+/// A `--key-fault ID:STATUS[:RETRY_AFTER_SECS]` argument. The id may itself contain `:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyFaultArg {
+    /// The key id (or a static API key's label).
+    pub id: String,
+    /// The status every request of the key is answered, 400 to 599.
+    pub status: u16,
+    /// The `Retry-After` header's seconds, if any.
+    pub retry_after: Option<u64>,
+}
+
+impl KeyFaultArg {
+    /// The fault this argument gives the key.
+    pub fn fault(&self) -> Fault {
+        let fault = Fault::status(self.status);
+        match self.retry_after {
+            Some(secs) => fault.with_header("retry-after", &secs.to_string()),
+            None => fault,
+        }
+    }
+}
+
+impl FromStr for KeyFaultArg {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let status = |text: &str| text.parse::<u16>().ok().filter(|s| (400..=599).contains(s));
+        let with_retry_after = value.rsplit_once(':').and_then(|(rest, secs)| {
+            let (id, code) = rest.rsplit_once(':')?;
+            Some((id, status(code)?, Some(secs.parse::<u64>().ok()?)))
+        });
+        let parsed = with_retry_after
+            .or_else(|| {
+                let (id, code) = value.rsplit_once(':')?;
+                Some((id, status(code)?, None))
+            })
+            .filter(|(id, _, _)| !id.is_empty());
+        match parsed {
+            Some((id, status, retry_after)) => Ok(KeyFaultArg {
+                id: id.to_owned(),
+                status,
+                retry_after,
+            }),
+            None => Err(
+                "expected ID:STATUS[:RETRY_AFTER_SECS] with a status from 400 to 599, \
+                 e.g. busy-key:429:30 or down-key:503"
+                    .to_owned(),
+            ),
         }
     }
 }
@@ -201,6 +265,12 @@ impl Args {
         for key in &self.key_latencies {
             builder = builder.key_latency(&key.id, key.latency);
         }
+        for key in &self.key_faults {
+            builder = builder.key_fault(&key.id, key.fault());
+        }
+        for key_id in &self.disabled_keys {
+            builder = builder.disable_key(key_id);
+        }
         let latency = Duration::from_millis(self.latency_ms);
         let iam_latency = self.iam_latency_ms.map_or(latency, Duration::from_millis);
         builder = builder
@@ -223,7 +293,8 @@ impl Args {
 ///
 /// # Errors
 ///
-/// If the port cannot be bound.
+/// If the port cannot be bound, or a `--key-latency`, `--key-fault` or `--disable-key` names
+/// no key.
 pub async fn run(args: Args) -> io::Result<()> {
     run_until(args, shutdown_signal()).await
 }
@@ -232,7 +303,7 @@ pub async fn run(args: Args) -> io::Result<()> {
 ///
 /// # Errors
 ///
-/// If the port cannot be bound.
+/// As [`run`].
 pub async fn run_until(args: Args, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let emulator = args.builder().start().await?;
     {

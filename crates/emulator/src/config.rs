@@ -34,6 +34,8 @@ pub struct EmulatorBuilder {
     pub(crate) port: u16,
     pub(crate) latency: Vec<(Route, Duration)>,
     pub(crate) key_latency: Vec<(String, Duration)>,
+    pub(crate) key_faults: Vec<(String, Fault)>,
+    pub(crate) disabled_keys: Vec<String>,
     pub(crate) faults: Vec<(Route, Fault)>,
     pub(crate) random: Option<(f64, u64, Vec<Route>)>,
     pub(crate) random_faults: Option<Vec<Fault>>,
@@ -54,6 +56,9 @@ impl fmt::Debug for EmulatorBuilder {
             .field("ttl", &self.ttl)
             .field("port", &self.port)
             .field("latency", &self.latency)
+            .field("key_latency", &self.key_latency)
+            .field("key_faults", &self.key_faults)
+            .field("disabled_keys", &self.disabled_keys)
             .field("faults", &self.faults)
             .field("random", &self.random)
             .field("http2", &self.http2)
@@ -73,6 +78,8 @@ impl Default for EmulatorBuilder {
             port: 0,
             latency: Vec::new(),
             key_latency: Vec::new(),
+            key_faults: Vec::new(),
+            disabled_keys: Vec::new(),
             faults: Vec::new(),
             random: None,
             random_faults: None,
@@ -150,9 +157,47 @@ impl EmulatorBuilder {
 
     /// Add `latency` to every chat and embeddings request made with key `key_id`'s tokens
     /// (or, for a static API key, its label), on top of the route's: one slow deployment
-    /// among several. The key must be one [`key`](Self::key) adds.
+    /// among several, as [`Emulator::set_key_latency`] does. The key must be one
+    /// [`key`](Self::key) or [`api_key`](Self::api_key) adds (or the demo key), or
+    /// [`start`](Self::start) fails.
     pub fn key_latency(mut self, key_id: impl Into<String>, latency: Duration) -> Self {
         self.key_latency.push((key_id.into(), latency));
+        self
+    }
+
+    /// Give every chat and embeddings request made with key `key_id`'s tokens (or, for a
+    /// static API key, its label) this fault from the start, as [`Emulator::set_key_fault`]
+    /// does: a deployment that throttles or fails until
+    /// [`Emulator::clear_key_fault`]. Repeatable; a later fault for the same key replaces
+    /// the earlier. The key must exist, as for [`key_latency`](Self::key_latency).
+    ///
+    /// ```
+    /// use evolution_emulator::{Emulator, Fault};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let emu = Emulator::builder()
+    ///     .key("healthy", "s1")
+    ///     .key("throttled", "s2")
+    ///     .key_fault("throttled", Fault::status(429).with_header("retry-after", "30"))
+    ///     .start()
+    ///     .await?;
+    /// # emu.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn key_fault(mut self, key_id: impl Into<String>, fault: Fault) -> Self {
+        self.key_faults.push((key_id.into(), fault));
+        self
+    }
+
+    /// Start with key `key_id` disabled at IAM, as [`Emulator::disable_key`] does: IAM
+    /// answers its exchanges 401 (code `key_disabled`) until
+    /// [`Emulator::enable_key`]. Repeatable. The key must exist, as for
+    /// [`key_latency`](Self::key_latency); a static API key is never exchanged at IAM, so
+    /// disabling one changes nothing (revoke it with [`Emulator::revoke_token`]).
+    pub fn disable_key(mut self, key_id: impl Into<String>) -> Self {
+        self.disabled_keys.push(key_id.into());
         self
     }
 
@@ -221,7 +266,9 @@ impl EmulatorBuilder {
     ///
     /// # Errors
     ///
-    /// If the port cannot be bound.
+    /// If the port cannot be bound, or (`InvalidInput`) a
+    /// [`key_latency`](Self::key_latency), [`key_fault`](Self::key_fault) or
+    /// [`disable_key`](Self::disable_key) names no configured key.
     pub async fn start(self) -> io::Result<Emulator> {
         Emulator::start(self).await
     }

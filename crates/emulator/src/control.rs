@@ -11,13 +11,15 @@
 //! | `set_ttl` | `secs` | lifetime of tokens issued from now on |
 //! | `revoke_token` | `token` | that token answers 401 from now on |
 //! | `revoke_key` | `key_id` | every token issued so far for the key answers 401 |
-//! | `disable_key` / `enable_key` | `key_id` | IAM refuses (401) / accepts the key again |
+//! | `disable_key` / `enable_key` | `key_id` | IAM refuses (401, code `key_disabled`) / accepts the key again |
 //! | `add_key` | `key_id`, `secret` | a new key, or a new secret for an existing one |
 //! | `add_api_key` | `api_key` | a static API key accepted as a bearer token (`revoke_token` it to refuse it) |
 //! | `push_fault` | `route`, `fault` | queue a fault (format below) on `iam`, `chat`, `models` or `embeddings` |
 //! | `clear_faults` | `route` (optional) | drop queued faults of a route, or of all |
 //! | `set_latency` | `route`, `ms` | latency added to every request of the route |
 //! | `set_key_latency` | `key_id`, `ms` | latency added to the chat and embeddings requests of one key |
+//! | `set_key_fault` | `key_id`, `fault` | every chat and embeddings request of one key gets the fault, until cleared |
+//! | `clear_key_fault` | `key_id` | that key's requests are answered normally again |
 //! | `set_stream_interval` | `ms` | gap between two events of streamed chat answers from now on |
 //! | `set_stream_chunks` | `chunks` | content pieces per streamed chat answer (0: one per word) |
 //! | `set_fault_probability` | `probability`, `seed`, `routes` | seeded random faults (0 stops them) |
@@ -41,9 +43,14 @@
 //!
 //! `malformed` is one of `not_json`, `empty`, `truncated`, `missing_field`.
 //!
+//! A `key_id` is an IAM key id, or a static API key's label (`api-key-` and the first 8 hex
+//! digits of its SHA-256).
+//!
 //! ```text
 //! curl -s localhost:PORT/_emulator/control -d '{"command": "push_fault", "route": "chat",
 //!      "fault": {"kind": "status", "status": 503}}'
+//! curl -s localhost:PORT/_emulator/control -d '{"command": "set_key_fault", "key_id": "k2",
+//!      "fault": {"kind": "status", "status": 429, "headers": {"retry-after": "30"}}}'
 //! ```
 
 use std::collections::BTreeMap;
@@ -135,6 +142,13 @@ enum Command {
         key_id: String,
         ms: u64,
     },
+    SetKeyFault {
+        key_id: String,
+        fault: FaultSpec,
+    },
+    ClearKeyFault {
+        key_id: String,
+    },
     SetStreamInterval {
         ms: u64,
     },
@@ -194,6 +208,13 @@ impl Command {
                     shared.keys.set_latency(&key_id, Duration::from_millis(ms)),
                     "key",
                 );
+            }
+            Command::SetKeyFault { key_id, fault } => {
+                let fault = fault.into_fault()?;
+                return found(shared.keys.set_fault(&key_id, Some(fault)), "key");
+            }
+            Command::ClearKeyFault { key_id } => {
+                return found(shared.keys.set_fault(&key_id, None), "key");
             }
             Command::SetStreamInterval { ms } => {
                 shared.set_stream_interval(Duration::from_millis(ms));

@@ -110,8 +110,24 @@ impl Emulator {
         for (route, latency) in config.latency {
             shared.set_latency(route, latency);
         }
+        let known = |key_id: &str, found: bool| {
+            if found {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("no such key: {key_id}"),
+                ))
+            }
+        };
         for (key_id, latency) in &config.key_latency {
-            shared.keys.set_latency(key_id, *latency);
+            known(key_id, shared.keys.set_latency(key_id, *latency))?;
+        }
+        for (key_id, fault) in config.key_faults {
+            known(&key_id, shared.keys.set_fault(&key_id, Some(fault)))?;
+        }
+        for key_id in &config.disabled_keys {
+            known(key_id, shared.keys.set_disabled(key_id, true))?;
         }
         shared.set_stream_interval(config.stream_interval);
         shared.set_stream_chunks(config.stream_chunks);
@@ -243,7 +259,31 @@ impl Emulator {
         self.shared().keys.set_latency(key_id, latency)
     }
 
-    /// Make IAM refuse the key with 401. Tokens already issued keep working until they expire
+    /// Give every chat and embeddings request made with key `key_id`'s tokens (or, for a
+    /// static API key, its label) this fault, until [`clear_key_fault`](Self::clear_key_fault):
+    /// one deployment that throttles (`Fault::status(429).with_header("retry-after", "30")`),
+    /// fails (`Fault::status(503)`), hangs (`Fault::delay(..)` longer than the client's
+    /// timeout) or drops connections (`Fault::close()`). Replaces the key's previous fault.
+    /// False if there is no such key.
+    ///
+    /// The fault applies to requests with a live token, after the key's and the route's
+    /// latency; an expired or revoked token still answers 401. It takes the place of the
+    /// route's scripted and random faults, which are left for other requests. Each request
+    /// it answers counts in [`Stats::faults_injected`] and by its status, like any fault.
+    /// IAM is not affected: see [`disable_key`](Self::disable_key) for that.
+    pub fn set_key_fault(&self, key_id: &str, fault: Fault) -> bool {
+        self.shared().keys.set_fault(key_id, Some(fault))
+    }
+
+    /// Stop the fault [`set_key_fault`](Self::set_key_fault) gave the key: its requests are
+    /// answered normally again. False if there is no such key (clearing a key without a
+    /// fault is a no-op, true).
+    pub fn clear_key_fault(&self, key_id: &str) -> bool {
+        self.shared().keys.set_fault(key_id, None)
+    }
+
+    /// Make IAM refuse the key with 401 (code `key_disabled`); its exchange attempts still
+    /// count in [`Stats::iam_requests_by_key`]. Tokens already issued keep working until they expire
     /// (revoke them with [`revoke_key`](Self::revoke_key)). False if there is no such key.
     pub fn disable_key(&self, key_id: &str) -> bool {
         self.shared().keys.set_disabled(key_id, true)

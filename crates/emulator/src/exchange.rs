@@ -15,7 +15,7 @@ use tokio::time::sleep;
 use crate::body::Chunks;
 use crate::conn::ConnectionCloser;
 use crate::error;
-use crate::fault::{Action, Malformed};
+use crate::fault::{Action, Fault, Malformed};
 use crate::route::Route;
 use crate::state::Shared;
 use crate::stats::{Counters, InFlight, StreamGauge};
@@ -153,6 +153,12 @@ impl<'a> Exchange<'a> {
     /// Apply the route's latency and next fault, computing the normal answer with `normal`
     /// unless the fault replaces it.
     pub(crate) async fn serve(self, normal: impl FnOnce() -> Answer) -> Response {
+        self.serve_with(None, normal).await
+    }
+
+    /// As [`serve`](Self::serve), with `fault` (a key's) instead of the route's next one
+    /// when there is one: the route's queued faults are left for later requests.
+    async fn serve_with(self, fault: Option<Fault>, normal: impl FnOnce() -> Answer) -> Response {
         let latency = self.shared.latency(self.route);
         let pace = Pace {
             interval: self.shared.stream_interval(),
@@ -161,7 +167,7 @@ impl<'a> Exchange<'a> {
         if !latency.is_zero() {
             sleep(latency).await;
         }
-        let Some(fault) = self.shared.faults.next(self.route) else {
+        let Some(fault) = fault.or_else(|| self.shared.faults.next(self.route)) else {
             return self.finish(normal().into_response(&pace));
         };
         Counters::bump(&self.shared.counters.faults_injected);
@@ -222,10 +228,10 @@ impl<'a> Exchange<'a> {
     }
 }
 
-/// Read a request body in full; a body that cannot be read is a ready-made 400 answer.
-/// An inference route (chat, embeddings): the request is counted, its body read and
-/// recorded, its key's latency (a slow deployment) and the route's latency and next fault
-/// applied, and `answer` makes the normal answer from the headers and the body.
+/// An inference route (chat, embeddings): the request is counted (for its key too), its body
+/// read and recorded, its key's latency (a slow deployment) and the route's latency applied,
+/// then its key's fault (a failing deployment) or else the route's next one, and `answer`
+/// makes the normal answer from the headers and the body.
 pub(crate) async fn inference(
     shared: &Shared,
     route: Route,
@@ -238,12 +244,13 @@ pub(crate) async fn inference(
     if let Ok(body) = &body {
         shared.record_body(route, body);
     }
-    crate::auth::key_latency(shared, &parts.headers).await;
+    let key_fault = crate::auth::key_effects(shared, route, &parts.headers).await;
     exchange
-        .serve(|| answer(shared, &parts.headers, body))
+        .serve_with(key_fault, || answer(shared, &parts.headers, body))
         .await
 }
 
+/// Read a request body in full; a body that cannot be read is a ready-made 400 answer.
 pub(crate) async fn read_body(body: Body) -> Result<Bytes, Answer> {
     axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
         Answer::error(

@@ -20,7 +20,9 @@
 //!
 //! Tokens expire on tokio's clock, so a test under `tokio::time::pause()` sees expiry and delays
 //! in virtual time. Faults — error statuses with headers, delays, malformed bodies, dropped
-//! connections, cut streams — are queued per [`Route`] or drawn at random from a seed.
+//! connections, cut streams — are queued per [`Route`], drawn at random from a seed, or set on
+//! one key's chat and embeddings requests until cleared ([`Emulator::set_key_fault`]: a
+//! throttled or failing deployment among several).
 //!
 //! # Error answers
 //!

@@ -35,7 +35,10 @@ pub struct Stats {
     pub chat_requests: u64,
     /// Chat answers by HTTP status.
     pub chat_by_status: BTreeMap<u16, u64>,
-    /// Authenticated chat requests by the key id their token belongs to.
+    /// Chat requests by the key their bearer token belongs to (a key id, or a static API
+    /// key's label), whatever the answer: a fault, a 400, or a 401 for an expired or revoked
+    /// token all count. Requests with a missing or unknown token name no key and are not
+    /// counted here.
     pub chat_by_key: BTreeMap<String, u64>,
     /// Chat requests answered as a stream (`stream: true`).
     pub chat_streams: u64,
@@ -55,11 +58,16 @@ pub struct Stats {
     pub embeddings_requests: u64,
     /// Embeddings answers by HTTP status.
     pub embeddings_by_status: BTreeMap<u16, u64>,
+    /// Embeddings requests by the key their bearer token belongs to, counted as
+    /// `chat_by_key`.
+    #[serde(default)]
+    pub embeddings_by_key: BTreeMap<String, u64>,
     /// Inputs embedded: the `data` entries of successful embeddings answers.
     pub embeddings_inputs: u64,
     /// Most embeddings requests being handled at once (until the answer's head is ready).
     pub embeddings_in_flight_max: u64,
-    /// Faults injected, scripted or random.
+    /// Faults injected: scripted, random, or a key's
+    /// ([`Emulator::set_key_fault`](crate::Emulator::set_key_fault)), one per request.
     pub faults_injected: u64,
     /// Connections dropped on purpose (close and cut-stream faults).
     pub connections_dropped: u64,
@@ -71,9 +79,20 @@ impl Stats {
         self.iam_requests_by_key.get(key_id).copied().unwrap_or(0)
     }
 
-    /// Chat requests authenticated with a token of this key.
+    /// Chat requests made with a token of this key (see `chat_by_key`).
     pub fn chat_requests_for(&self, key_id: &str) -> u64 {
         self.chat_by_key.get(key_id).copied().unwrap_or(0)
+    }
+
+    /// Embeddings requests made with a token of this key (see `embeddings_by_key`).
+    pub fn embeddings_requests_for(&self, key_id: &str) -> u64 {
+        self.embeddings_by_key.get(key_id).copied().unwrap_or(0)
+    }
+
+    /// Inference requests (chat and embeddings) made with a token of this key, whatever
+    /// their answer: what one deployment of a pool received.
+    pub fn api_requests_for(&self, key_id: &str) -> u64 {
+        self.chat_requests_for(key_id) + self.embeddings_requests_for(key_id)
     }
 
     /// Chat answers with this status.
@@ -188,7 +207,7 @@ impl Drop for OpenStream {
     }
 }
 
-/// Every counter of the emulator except the per-key chat counts, which live on [`Key`].
+/// Every counter of the emulator except the per-key request counts, which live on [`Key`].
 #[derive(Debug)]
 pub(crate) struct Counters {
     routes: [RouteCounters; Route::COUNT],
@@ -253,13 +272,7 @@ impl Counters {
             api_key_requests: self.api_key_requests.load(Ordering::Relaxed),
             chat_requests: chat.requests.load(Ordering::Relaxed),
             chat_by_status: chat.statuses(),
-            chat_by_key: keys
-                .iter()
-                .filter_map(|key| {
-                    let n = key.chat_requests.load(Ordering::Relaxed);
-                    (n > 0).then(|| (key.id.clone(), n))
-                })
-                .collect(),
+            chat_by_key: by_key(keys, |key| &key.chat_requests),
             chat_streams: self.chat_streams.load(Ordering::Relaxed),
             chat_streams_open: self.open_streams.open.load(Ordering::Acquire),
             chat_streams_open_max: self.open_streams.max.load(Ordering::Acquire),
@@ -268,6 +281,7 @@ impl Counters {
             models_by_status: models.statuses(),
             embeddings_requests: embeddings.requests.load(Ordering::Relaxed),
             embeddings_by_status: embeddings.statuses(),
+            embeddings_by_key: by_key(keys, |key| &key.embeddings_requests),
             embeddings_inputs: self.embeddings_inputs.load(Ordering::Relaxed),
             embeddings_in_flight_max: embeddings.in_flight_max.load(Ordering::Acquire),
             faults_injected: self.faults_injected.load(Ordering::Relaxed),
@@ -293,7 +307,17 @@ impl Counters {
             counter.store(0, Ordering::Relaxed);
         }
         for key in keys {
-            key.chat_requests.store(0, Ordering::Relaxed);
+            key.reset();
         }
     }
+}
+
+/// The keys with a non-zero count in `counter`, by id.
+fn by_key(keys: &[Arc<Key>], counter: impl Fn(&Key) -> &AtomicU64) -> BTreeMap<String, u64> {
+    keys.iter()
+        .filter_map(|key| {
+            let n = counter(key).load(Ordering::Relaxed);
+            (n > 0).then(|| (key.id.clone(), n))
+        })
+        .collect()
 }

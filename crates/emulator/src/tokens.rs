@@ -94,15 +94,24 @@ impl TokenStore {
 
     /// The key a live token belongs to.
     pub(crate) fn validate(&self, token: &str) -> Result<Arc<Key>, Rejected> {
+        let (key, live) = self.owner(token).ok_or(Rejected::Unknown)?;
+        live.map(|()| key)
+    }
+
+    /// The key a token was issued for, live or not, and whether it is live: an expired or
+    /// revoked token still names its key.
+    pub(crate) fn owner(&self, token: &str) -> Option<(Arc<Key>, Result<(), Rejected>)> {
         let tokens = read(&self.tokens);
-        let entry = tokens.get(token).ok_or(Rejected::Unknown)?;
-        if entry.revoked {
-            return Err(Rejected::Revoked);
-        }
-        match entry.expires_at {
-            Some(at) if Instant::now() >= at => Err(Rejected::Expired),
-            _ => Ok(entry.key.clone()),
-        }
+        let entry = tokens.get(token)?;
+        let live = if entry.revoked {
+            Err(Rejected::Revoked)
+        } else {
+            match entry.expires_at {
+                Some(at) if Instant::now() >= at => Err(Rejected::Expired),
+                _ => Ok(()),
+            }
+        };
+        Some((entry.key.clone(), live))
     }
 
     /// Revoke one token; false if it was never issued.

@@ -7,6 +7,7 @@ mod faults;
 mod fidelity;
 mod http2;
 mod iam;
+mod key_faults;
 mod key_latency;
 mod lifecycle;
 mod routing;
