@@ -141,3 +141,45 @@ async fn deployments_and_a_backup_key_are_refused_together() {
         "{error}"
     );
 }
+
+/// Issue 19's mixed keys: one disabled at IAM, one answering 429 with `Retry-After: 30`,
+/// one healthy. Every call succeeds, and the cooldowns show in the per-key counts.
+#[tokio::test(start_paused = true)]
+async fn mixed_keys_every_call_succeeds_and_the_bad_keys_cool_down() {
+    let emu = Emulator::builder()
+        .key("disabled", "s1")
+        .key("limited", "s2")
+        .key("healthy", "s3")
+        .disable_key("disabled")
+        .key_fault("limited", Fault::status(429).with_header("retry-after", "30"))
+        .start()
+        .await
+        .unwrap();
+    let llm = EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .base_url(emu.base_url())
+        .auth_url(emu.auth_url())
+        .strategy(Strategy::RoundRobin)
+        .deployment(Deployment::new("disabled", "disabled", "s1"))
+        .deployment(Deployment::new("limited", "limited", "s2"))
+        .deployment(Deployment::new("healthy", "healthy", "s3"))
+        .build()
+        .unwrap();
+    // Two minutes of traffic, 10 calls every 5 s.
+    for round in 0..24 {
+        for i in 0..10 {
+            let answer = llm.invoke(format!("r{round} q{i}")).await.unwrap();
+            assert_eq!(served_by(&answer), "healthy");
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+    }
+    let stats = emu.stats();
+    assert_eq!(stats.chat_requests_for("healthy"), 240);
+    // Refused once, then cooling for the key cooldown (5 minutes): no second IAM request.
+    assert_eq!(stats.iam_requests_for("disabled"), 1, "{stats:?}");
+    assert_eq!(stats.api_requests_for("disabled"), 0);
+    // One 429, then one probe per 30 s cooldown: about 4 in two minutes, not one per call.
+    let limited = stats.api_requests_for("limited");
+    assert!((3..=6).contains(&limited), "{limited} calls reached the limited key");
+    assert_eq!(llm.stats().successes, 240);
+}
