@@ -53,6 +53,8 @@ pub struct SharedLimitsError {
 /// counts each call limited locally. No call fails because of Redis.
 ///
 /// Connects on first use; a clone shares the connection (one `Arc`). TLS with `rediss://`.
+/// Its timeout is tokio's: under `tokio::time::pause()` the clock jumps while Redis
+/// answers, so every call would be limited locally; test shared limits in real time.
 ///
 /// ```
 /// use std::num::NonZeroU32;
