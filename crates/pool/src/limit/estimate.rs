@@ -96,6 +96,8 @@ fn bytes_to_tokens(bytes: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -160,5 +162,38 @@ mod tests {
         assert_eq!(estimate_tokens(body), u32::MAX);
         let body = br#"{"messages":[null,1,{"content":{"text":"abcd"}}],"max_tokens":-5}"#;
         assert_eq!(estimate_tokens(body), 3 + 4 + 4 + 4 + 1 + 512);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_bytes_bound_what_is_not_json(
+            body in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let estimate = estimate_tokens(&body);
+            if serde_json::from_slice::<Value>(&body).is_err() {
+                prop_assert_eq!(u64::from(estimate), bytes_to_tokens(body.len()));
+            }
+        }
+
+        #[test]
+        fn a_chat_estimate_covers_its_completion_and_grows_with_its_prompt(
+            contents in proptest::collection::vec(".{0,64}", 0..8),
+            max_tokens in 0u32..100_000,
+        ) {
+            let messages: Vec<Value> = contents
+                .iter()
+                .map(|content| serde_json::json!({"role": "user", "content": content}))
+                .collect();
+            let request = |messages: &[Value]| {
+                let body = serde_json::json!({"messages": messages, "max_tokens": max_tokens});
+                estimate_tokens(&serde_json::to_vec(&body).unwrap())
+            };
+            let estimate = request(&messages);
+            let prompt_bytes: usize = contents.iter().map(String::len).sum();
+            prop_assert!(u64::from(estimate) >= u64::from(max_tokens) + bytes_to_tokens(prompt_bytes));
+            let mut longer = messages.clone();
+            longer.push(serde_json::json!({"role": "user", "content": "more"}));
+            prop_assert!(request(&longer) > estimate);
+        }
     }
 }
