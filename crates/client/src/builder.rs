@@ -653,13 +653,28 @@ impl EvolutionInferenceBuilder {
                 .map_err(|error| Error::from_token(error, Some(field)))
         };
         let (tokens, pool) = if pooled {
-            let spec = pool_spec(
+            let mut spec = pool_spec(
                 &self.deployments,
                 self.allow_insecure_http,
                 (self.strategy, self.health),
                 (base.as_str(), &model),
                 |credentials| token_manager(credentials, "deployment"),
             )?;
+            // The replicas of a service share each deployment's limits through the Redis
+            // of the shared token cache.
+            #[cfg(feature = "redis")]
+            if let Some(url) = &self.shared_cache
+                && spec.members.iter().any(|m| m.limits.is_some())
+            {
+                let shared = evolution_pool::SharedLimits::new(url.expose_secret())
+                    .map_err(|error| Error::config("shared_cache", error.to_string()))?;
+                for member in &mut spec.members {
+                    member.limits = member
+                        .limits
+                        .take()
+                        .map(|limits| limits.shared(&shared, &member.name));
+                }
+            }
             (spec.members[0].tokens.clone(), Some(spec))
         } else {
             (token_manager(credentials, "key_id")?, None)

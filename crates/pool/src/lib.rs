@@ -32,6 +32,10 @@ pub use self::health::{
     CooldownReason, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_BREAKER_WINDOW,
     DEFAULT_MAX_RATE_LIMIT_COOLDOWN, DEFAULT_RATE_LIMIT_COOLDOWN, DeploymentState, HealthConfig,
 };
+#[cfg(feature = "redis")]
+pub use self::limit::{
+    DEFAULT_LOCAL_FRACTION, DEFAULT_REDIS_TIMEOUT, SharedLimits, SharedLimitsError,
+};
 pub use self::limit::{LimitKind, Limited, RateLimits, estimate_tokens};
 pub use self::strategy::{Strategy, UnknownStrategy};
 

@@ -151,7 +151,10 @@ async fn mixed_keys_every_call_succeeds_and_the_bad_keys_cool_down() {
         .key("limited", "s2")
         .key("healthy", "s3")
         .disable_key("disabled")
-        .key_fault("limited", Fault::status(429).with_header("retry-after", "30"))
+        .key_fault(
+            "limited",
+            Fault::status(429).with_header("retry-after", "30"),
+        )
         .start()
         .await
         .unwrap();
@@ -180,6 +183,9 @@ async fn mixed_keys_every_call_succeeds_and_the_bad_keys_cool_down() {
     assert_eq!(stats.api_requests_for("disabled"), 0);
     // One 429, then one probe per 30 s cooldown: about 4 in two minutes, not one per call.
     let limited = stats.api_requests_for("limited");
-    assert!((3..=6).contains(&limited), "{limited} calls reached the limited key");
+    assert!(
+        (3..=6).contains(&limited),
+        "{limited} calls reached the limited key"
+    );
     assert_eq!(llm.stats().successes, 240);
 }
