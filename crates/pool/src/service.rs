@@ -86,7 +86,7 @@ pub enum BuildError {
 /// - **All cooling.** See [`AllCooling`].
 /// - **Rate limits.** A deployment with [`RateLimits`](crate::RateLimits) takes a request
 ///   and an estimate of its tokens before it is called; the estimate is corrected when the
-///   caller reports the usage through [`Served`].
+///   caller reports the usage through [`Served`](crate::Served).
 ///
 /// Readiness is driven per call on the deployment the call goes to, as
 /// `evolution_fallback::Fallback` does: the pool itself is always ready. Clones share

@@ -2,7 +2,7 @@
 //!
 //! [`RateLimits`] holds a deployment's RPM and TPM. In process it runs GCRA with `governor`
 //! on tokio's clock (so `tokio::time::pause()` drives it in tests); with the `redis`
-//! feature, [`RateLimits::shared`] moves the buckets into Redis so that the replicas of a
+//! feature, `RateLimits::shared` moves the buckets into Redis so that the replicas of a
 //! service together stay under one key's limits, and falls back to a fraction of them,
 //! locally, whenever Redis does not answer in time.
 //!
