@@ -653,6 +653,7 @@ impl EvolutionInferenceBuilder {
                 .map_err(|error| Error::from_token(error, Some(field)))
         };
         let (tokens, pool) = if pooled {
+            #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
             let mut spec = pool_spec(
                 &self.deployments,
                 self.allow_insecure_http,

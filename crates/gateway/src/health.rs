@@ -9,6 +9,8 @@ use http::HeaderValue;
 use http::header::CONTENT_TYPE;
 use serde_json::json;
 
+use evolution_client::pool::DeploymentState;
+
 use crate::Gateway;
 use crate::error::ApiError;
 
@@ -21,20 +23,58 @@ pub(crate) async fn healthz() -> Response {
 }
 
 /// 200 when a token for the key in use is held or can be obtained; else 503 and why.
+///
+/// With a pool of deployments, the key in use is the first healthy deployment's, and the
+/// answer lists every deployment's state; when none is healthy, 503 names their states.
 pub(crate) async fn readyz(State(gateway): State<Gateway>) -> Response {
     let client = &gateway.inner.client;
-    let manager = match client.backup_token_manager() {
-        Some(backup) if !client.using_primary() => backup,
-        _ => client.token_manager(),
+    let mut report = serde_json::Map::new();
+    let manager = if let Some(pool) = client.pool() {
+        let statuses = pool.deployments();
+        let listed: Vec<_> = statuses
+            .iter()
+            .map(|d| {
+                json!({
+                    "name": &*d.name,
+                    "state": d.state.as_str(),
+                    "reason": d.reason.map(|r| r.as_str()),
+                    "ready_in_secs": d.ready_in.map(|t| t.as_secs_f64()),
+                    "in_flight": d.in_flight,
+                })
+            })
+            .collect();
+        let Some(index) = statuses.iter().position(|d| d.state == DeploymentState::Healthy)
+        else {
+            let states: Vec<String> = statuses
+                .iter()
+                .map(|d| format!("`{}` {}", d.name, d.state))
+                .collect();
+            return ApiError::unavailable(format!(
+                "no deployment can serve: {}",
+                states.join(", ")
+            ))
+            .into_response();
+        };
+        report.insert("deployment".into(), json!(&*statuses[index].name));
+        report.insert("deployments".into(), json!(listed));
+        &client.deployments()[index].1
+    } else {
+        match client.backup_token_manager() {
+            Some(backup) if !client.using_primary() => backup,
+            _ => client.token_manager(),
+        }
     };
     let key_id = manager.key_id();
     match tokio::time::timeout(READY_TIMEOUT, manager.get_token()).await {
-        Ok(Ok(token)) => Json(json!({
-            "status": "ready",
-            "key_id": &*key_id,
-            "token_expires_in_secs": token.expires_in().as_secs(),
-        }))
-        .into_response(),
+        Ok(Ok(token)) => {
+            report.insert("status".into(), json!("ready"));
+            report.insert("key_id".into(), json!(&*key_id));
+            report.insert(
+                "token_expires_in_secs".into(),
+                json!(token.expires_in().as_secs()),
+            );
+            Json(serde_json::Value::Object(report)).into_response()
+        }
         Ok(Err(error)) => {
             ApiError::unavailable(format!("no Evolution token for key `{key_id}`: {error}"))
                 .into_response()
