@@ -31,6 +31,9 @@ struct Report {
     token_refreshes: u64,
     retries: u64,
     fallback_switches: u64,
+    /// With a pool: each deployment's answered calls and state, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    deployments: Vec<evolution_client::metrics::DeploymentStats>,
 }
 
 enum Limit {
@@ -97,6 +100,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
         token_refreshes: stats.successful_refreshes,
         retries: stats.retries,
         fallback_switches: stats.fallback_switches,
+        deployments: stats.deployments,
     };
     if args.json {
         let line = serde_json::to_string(&report)
@@ -185,4 +189,17 @@ fn print_table(report: &Report, elapsed: Duration, concurrency: usize) {
     println!("token refreshes   {}", report.token_refreshes);
     println!("retries           {}", report.retries);
     println!("fallback switches {}", report.fallback_switches);
+    if !report.deployments.is_empty() {
+        println!("deployments");
+    }
+    for deployment in &report.deployments {
+        let why = deployment
+            .reason
+            .map(|reason| format!(" ({reason})"))
+            .unwrap_or_default();
+        println!(
+            "  {:<16}{} served, {}{why}",
+            deployment.name, deployment.served, deployment.state
+        );
+    }
 }

@@ -43,7 +43,9 @@ pub(crate) async fn readyz(State(gateway): State<Gateway>) -> Response {
                 })
             })
             .collect();
-        let Some(index) = statuses.iter().position(|d| d.state == DeploymentState::Healthy)
+        let Some(index) = statuses
+            .iter()
+            .position(|d| d.state == DeploymentState::Healthy)
         else {
             let states: Vec<String> = statuses
                 .iter()

@@ -49,6 +49,8 @@ pub struct DeploymentStats {
     pub ready_in_seconds: Option<f64>,
     /// Its calls in flight.
     pub in_flight: u32,
+    /// Calls it answered so far.
+    pub served: u64,
 }
 
 impl DeploymentStats {
@@ -60,6 +62,7 @@ impl DeploymentStats {
             reason: status.reason.map(|reason| reason.as_str()),
             ready_in_seconds: status.ready_in.map(|d| d.as_secs_f64()),
             in_flight: status.in_flight,
+            served: status.served,
         }
     }
 }

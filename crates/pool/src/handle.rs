@@ -23,6 +23,8 @@ pub struct DeploymentStatus {
     pub ready_in: Option<Duration>,
     /// Its calls in flight.
     pub in_flight: u32,
+    /// Calls it answered so far (any answer that says nothing against it, a 4xx included).
+    pub served: u64,
 }
 
 /// Reads the state of a [`Pool`](crate::Pool)'s deployments. Cheap to clone.

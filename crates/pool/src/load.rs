@@ -9,7 +9,7 @@
 //! beside the stack instead.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -22,6 +22,8 @@ pub(crate) const DECAY: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Load {
     in_flight: AtomicU32,
+    /// Calls it answered (the verdict `Served`), for the handle.
+    served: AtomicU64,
     estimate: Mutex<Estimate>,
 }
 
@@ -37,6 +39,7 @@ impl Load {
     pub(crate) fn new() -> Self {
         Self {
             in_flight: AtomicU32::new(0),
+            served: AtomicU64::new(0),
             estimate: Mutex::new(Estimate {
                 rtt_ns: DEFAULT_RTT.as_nanos() as f64,
                 at: Instant::now(),
@@ -60,8 +63,14 @@ impl Load {
             .saturating_sub(1)
     }
 
-    /// Records a response that took `rtt`.
+    /// Calls answered.
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Records an answered call that took `rtt`.
     pub(crate) fn observe(&self, rtt: Duration) {
+        self.served.fetch_add(1, Ordering::Relaxed);
         let rtt = rtt.as_nanos() as f64;
         let now = Instant::now();
         let mut estimate = self.estimate.lock().unwrap_or_else(|e| e.into_inner());

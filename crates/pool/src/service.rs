@@ -279,6 +279,7 @@ impl<S: Send + Sync> Inspect for Shared<S> {
                     reason,
                     ready_in: until.map(|until| until.saturating_duration_since(now)),
                     in_flight: member.load.in_flight(),
+                    served: member.load.served(),
                 }
             })
             .collect()
