@@ -22,7 +22,7 @@ use crate::params::Params;
 use crate::redirect::Retarget;
 use crate::stack::{self, EvolutionService, MemberSpec, PoolSpec, StackConfig, Transport};
 use crate::{Error, Result};
-use evolution_pool::{HealthConfig, RateLimits, Strategy};
+use evolution_pool::{AllCooling, HealthConfig, RateLimits, Strategy};
 
 /// Environment variable for the API base URL (ending in `/v1`).
 pub const ENV_BASE_URL: &str = "EVOLUTION_BASE_URL";
@@ -78,6 +78,7 @@ pub struct EvolutionInferenceBuilder {
     deployments: Vec<Deployment>,
     strategy: Strategy,
     health: HealthConfig,
+    all_cooling: AllCooling,
 }
 
 impl Default for EvolutionInferenceBuilder {
@@ -106,6 +107,7 @@ impl Default for EvolutionInferenceBuilder {
             deployments: Vec::new(),
             strategy: Strategy::default(),
             health: HealthConfig::default(),
+            all_cooling: AllCooling::default(),
         }
     }
 }
@@ -440,6 +442,16 @@ impl EvolutionInferenceBuilder {
         self
     }
 
+    /// What a call does when every [deployment](Self::deployment) is cooling down or at its
+    /// rate limit: wait for the soonest within the call's deadline (the default, up to
+    /// [`DEFAULT_MAX_WAIT`](evolution_pool::DEFAULT_MAX_WAIT)), or fail at once with
+    /// [`Error::Unavailable`] naming the soonest ([`AllCooling::Fail`], for a gateway that
+    /// answers 503 with `Retry-After` rather than hold its client).
+    pub fn when_all_cooling(mut self, all_cooling: AllCooling) -> Self {
+        self.all_cooling = all_cooling;
+        self
+    }
+
     /// Validates everything and builds the client. No request is made.
     ///
     /// # Errors
@@ -657,7 +669,7 @@ impl EvolutionInferenceBuilder {
             let mut spec = pool_spec(
                 &self.deployments,
                 self.allow_insecure_http,
-                (self.strategy, self.health),
+                (self.strategy, self.health, self.all_cooling),
                 (base.as_str(), &model),
                 |credentials| token_manager(credentials, "deployment"),
             )?;
@@ -737,7 +749,7 @@ impl EvolutionInferenceBuilder {
 fn pool_spec(
     deployments: &[Deployment],
     allow_insecure_http: bool,
-    (strategy, health): (Strategy, HealthConfig),
+    (strategy, health, all_cooling): (Strategy, HealthConfig, AllCooling),
     (client_base, client_model): (&str, &str),
     tokens: impl Fn(Credentials) -> Result<TokenManager>,
 ) -> Result<PoolSpec> {
@@ -797,6 +809,7 @@ fn pool_spec(
         members,
         strategy,
         health,
+        all_cooling,
     })
 }
 

@@ -45,7 +45,9 @@ use evolution_fallback::{Failback, Fallback, FallbackEvent, FallbackHandle, Fall
 use evolution_metrics::{
     AttemptCounter, AttemptCounterLayer, FallbackSide, Metrics, MetricsService,
 };
-use evolution_pool::{HealthConfig, Pool, PoolHandle, PoolMember, RateLimits, Strategy};
+use evolution_pool::{
+    AllCooling, HealthConfig, Pool, PoolHandle, PoolMember, RateLimits, Strategy,
+};
 use evolution_retry::{RetryConfig, RetryEvent, RetryLayer, RetryPolicy};
 use evolution_token::{Auth, AuthLayer, BoxError, Deadline, DeadlineLayer, TokenManager};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -77,6 +79,7 @@ pub(crate) struct PoolSpec {
     pub(crate) members: Vec<MemberSpec>,
     pub(crate) strategy: Strategy,
     pub(crate) health: HealthConfig,
+    pub(crate) all_cooling: AllCooling,
 }
 
 impl PoolSpec {
@@ -205,6 +208,7 @@ fn pool<T: Transport>(
     Pool::builder(members)
         .strategy(spec.strategy)
         .health(spec.health)
+        .when_all_cooling(spec.all_cooling)
         .observer(metrics.pool_observer(spec.members.iter().map(|m| m.name.as_str())))
         .build()
 }

@@ -9,6 +9,7 @@ mod auth;
 mod chat;
 mod config;
 mod errors;
+mod pool;
 mod request_id;
 mod shed;
 mod shutdown;
