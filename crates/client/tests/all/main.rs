@@ -5,6 +5,7 @@ mod api_key;
 mod blocking;
 mod body;
 mod config;
+mod config_file;
 mod errors;
 mod fallback;
 mod metrics;

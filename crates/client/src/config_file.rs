@@ -1,0 +1,964 @@
+//! The pool's configuration file: deployments and a strategy in TOML, named by
+//! `EVOLUTION_CONFIG`, [`EvolutionInferenceBuilder::config_file`] or
+//! [`EvolutionInference::from_config`].
+//!
+//! ```toml
+//! strategy = "round_robin"        # ordered | round_robin | least_loaded | weighted
+//! [[deployment]]
+//! name = "main"                   # label in metrics and logs
+//! key_id = "..."
+//! secret_env = "MAIN_SECRET"      # or: secret = "..." (refused if the file is readable by others)
+//!                                 # or, instead of key_id + secret: api_key_env = "VAR" / api_key = "..."
+//! base_url = "..."                # optional, default EVOLUTION_BASE_URL
+//! model = "..."                   # optional, default EVOLUTION_MODEL
+//! rpm = 600                       # optional
+//! tpm = 100000                    # optional
+//! weight = 1                      # optional
+//! ```
+//!
+//! The file is read and checked whole before anything is built, and its first mistake is a
+//! [`ConfigFileError`] naming the file, the line, the deployment (its name, or `#2` for the
+//! second when it has none yet) and the field, and saying what to do. Secrets never appear
+//! in it: the variables that `secret_env` and `api_key_env` name are read when the file is
+//! loaded, and only their names are reported.
+//!
+//! - Inside a `[[deployment]]` every key is known: a misspelled one (`secret_evn`) is an
+//!   error, since a key silently ignored there could send traffic with the wrong limits.
+//! - At the top level, keys other than `strategy` and `deployment` are ignored, so that the
+//!   file can hold other tools' settings; they are listed by [`PoolConfig::ignored_keys`]
+//!   and logged as a warning. A near miss of a known key (`stratgy`, `deployments`) is an
+//!   error instead.
+//! - A secret written inline (`secret`, `api_key`) is refused unless only the owner may
+//!   read the file (on Unix, no permission bit for group or others: `chmod 600`).
+//!
+//! ```
+//! use evolution_client::EvolutionInference;
+//! use evolution_client::config_file::PoolConfig;
+//! use evolution_client::pool::Strategy;
+//!
+//! let path = std::env::temp_dir().join(format!("pool-{}.toml", std::process::id()));
+//! std::fs::write(
+//!     &path,
+//!     r#"
+//! strategy = "round_robin"
+//!
+//! [[deployment]]
+//! name = "main"
+//! key_id = "key-id-1"
+//! secret_env = "MAIN_SECRET"
+//! rpm = 600
+//!
+//! [[deployment]]
+//! name = "spare"
+//! api_key_env = "SPARE_API_KEY"
+//! "#,
+//! )?;
+//! // `PoolConfig::load(&path)` reads the variables from the environment; here they come
+//! // from a closure, as they would from a secrets store.
+//! let config = PoolConfig::load_with(&path, |variable| Some(format!("value of {variable}")))?;
+//! assert_eq!(config.strategy(), Some(Strategy::RoundRobin));
+//! let names: Vec<_> = config.deployments().iter().map(|d| d.name()).collect();
+//! assert_eq!(names, ["main", "spare"]);
+//!
+//! // A client over them (base URL and model from the builder or the environment);
+//! // `.config_file(&path)` would load the file itself, at the build.
+//! let llm = EvolutionInference::builder()
+//!     .model("your-model")
+//!     .base_url("https://your-api-endpoint.com/v1")
+//! #   .key_id("k").secret("s") // until the pool's build needs no single key
+//!     .pool_config(config)
+//!     .build()?;
+//! # drop(llm);
+//! std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use evolution_pool::{MAX_DEPLOYMENTS, Strategy};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::builder::EvolutionInferenceBuilder;
+use crate::client::EvolutionInference;
+use crate::deployment::Deployment;
+use crate::{Error, Result};
+
+/// Files larger than this are refused: 64 deployments fit in a few KiB, and a path to
+/// something else (a log, `/dev/zero`) must not be read into memory whole.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// The keys of a `[[deployment]]`, in the order the documentation gives them.
+const FIELDS: [&str; 11] = [
+    "name",
+    "key_id",
+    "secret_env",
+    "secret",
+    "api_key_env",
+    "api_key",
+    "base_url",
+    "model",
+    "rpm",
+    "tpm",
+    "weight",
+];
+
+/// The keys of the file's top level.
+const TOP_LEVEL: [&str; 2] = ["strategy", "deployment"];
+
+/// A configuration file, read and checked: its deployments, with their secrets read from
+/// the variables it names, and its strategy.
+///
+/// [`EvolutionInferenceBuilder::pool_config`] gives it to a client; the CLI also uses it to
+/// check every key.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    path: PathBuf,
+    strategy: Option<Strategy>,
+    deployments: Vec<Deployment>,
+    ignored_keys: Vec<String>,
+}
+
+impl PoolConfig {
+    /// Reads and checks the file at `path`, with the secrets of `secret_env` and
+    /// `api_key_env` from the process's environment.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigFileError`] for the file's first mistake.
+    pub fn load(path: impl AsRef<Path>) -> std::result::Result<Self, ConfigFileError> {
+        Self::load_with(path, |name| std::env::var(name).ok())
+    }
+
+    /// As [`load`](Self::load), with the variables named by `secret_env` and `api_key_env`
+    /// looked up by `env` instead of in the environment (a secrets store, a test).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigFileError`] for the file's first mistake.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Self, ConfigFileError> {
+        let path = path.as_ref();
+        let (text, mode) = read(path)?;
+        let config = Parser {
+            path,
+            text: &text,
+            mode,
+            env: &env,
+        }
+        .parse()?;
+        for key in &config.ignored_keys {
+            tracing::warn!(
+                path = %path.display(),
+                key,
+                "the configuration file has a key that is not the pool's: ignored"
+            );
+        }
+        Ok(config)
+    }
+
+    /// The file's path, as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The strategy, if the file names one.
+    pub fn strategy(&self) -> Option<Strategy> {
+        self.strategy
+    }
+
+    /// The deployments, in the file's order (at least one, at most
+    /// [`MAX_DEPLOYMENTS`], with distinct names).
+    pub fn deployments(&self) -> &[Deployment] {
+        &self.deployments
+    }
+
+    /// The top-level keys that are not the pool's, which were ignored.
+    pub fn ignored_keys(&self) -> &[String] {
+        &self.ignored_keys
+    }
+}
+
+impl EvolutionInferenceBuilder {
+    /// Adds the deployments and the strategy of the TOML file at `path` (see
+    /// [`config_file`](crate::config_file) for its shape). Also read from `EVOLUTION_CONFIG`.
+    /// The file is read by [`build`](Self::build), and its mistakes are [`Error::Config`]
+    /// errors of `config_file` naming the file, the deployment and the field.
+    ///
+    /// As with [`pool_config`](Self::pool_config), the file's deployments come after those of
+    /// [`deployment`](Self::deployment), and its strategy, when it names one, replaces the
+    /// builder's. Deployments without a `base_url` or `model` use the client's.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Adds the deployments and the strategy of a file already loaded: they come after those
+    /// of [`deployment`](Self::deployment), and the file's strategy, when it names one,
+    /// replaces the builder's.
+    pub fn pool_config(mut self, config: PoolConfig) -> Self {
+        if let Some(strategy) = config.strategy {
+            self = self.strategy(strategy);
+        }
+        config
+            .deployments
+            .into_iter()
+            .fold(self, |builder, deployment| builder.deployment(deployment))
+    }
+
+    /// Loads the file at `path` into the builder (at the start of the build).
+    pub(crate) fn apply_config_file(self, path: &Path) -> Result<Self> {
+        Ok(self.pool_config(PoolConfig::load(path)?))
+    }
+}
+
+impl EvolutionInference {
+    /// A client with the deployments and the strategy of the TOML file at `path` (see
+    /// [`config_file`](crate::config_file)), everything else from the environment as for
+    /// [`from_env`](Self::from_env): `EVOLUTION_BASE_URL` and `EVOLUTION_MODEL` for the
+    /// deployments that do not set their own. `EVOLUTION_KEY_ID` and `EVOLUTION_SECRET` are
+    /// not needed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the file, the deployment and the field to fix, or the
+    /// variable to set.
+    pub fn from_config(path: impl AsRef<Path>) -> Result<Self> {
+        EvolutionInferenceBuilder::from_env()
+            .config_file(path.as_ref())
+            .build()
+    }
+}
+
+/// A mistake in a configuration file. Its message names the file, the line and column, the
+/// deployment and the field, and says what to do; it never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFileError(Box<Details>);
+
+// Boxed: the error is returned through every step of the parse, which its size would slow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Details {
+    path: PathBuf,
+    /// Line and column, from 1.
+    position: Option<(usize, usize)>,
+    /// The deployment's position in the file, from 1, and its name once known.
+    deployment: Option<(usize, Option<String>)>,
+    field: Option<String>,
+    message: String,
+}
+
+impl ConfigFileError {
+    fn new(path: &Path, message: impl Into<String>) -> Self {
+        Self(Box::new(Details {
+            path: path.to_owned(),
+            position: None,
+            deployment: None,
+            field: None,
+            message: message.into(),
+        }))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+
+    /// The line of the mistake, from 1, when it is in the text.
+    pub fn line(&self) -> Option<usize> {
+        self.0.position.map(|(line, _)| line)
+    }
+
+    /// The column of the mistake, from 1 (in characters), when it is in the text.
+    pub fn column(&self) -> Option<usize> {
+        self.0.position.map(|(_, column)| column)
+    }
+
+    /// The position of the deployment in the file, from 1, when the mistake is in one.
+    pub fn deployment_position(&self) -> Option<usize> {
+        self.0.deployment.as_ref().map(|(position, _)| *position)
+    }
+
+    /// The name of the deployment, when the mistake is in one that has a name.
+    pub fn deployment_name(&self) -> Option<&str> {
+        self.0
+            .deployment
+            .as_ref()
+            .and_then(|(_, name)| name.as_deref())
+    }
+
+    /// The key to fix, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        self.0.field.as_deref()
+    }
+
+    /// What is wrong and what to do, without the file, deployment and field.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.path.display())?;
+        if let Some((line, column)) = self.0.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        match &self.0.deployment {
+            Some((_, Some(name))) => write!(f, ": deployment `{name}`")?,
+            Some((position, None)) => write!(f, ": deployment #{position}")?,
+            None => {}
+        }
+        if let Some(field) = &self.0.field {
+            let separator = if self.0.deployment.is_some() {
+                ","
+            } else {
+                ":"
+            };
+            write!(f, "{separator} field `{field}`")?;
+        }
+        write!(f, ": {}", self.0.message)
+    }
+}
+
+impl std::error::Error for ConfigFileError {}
+
+impl From<ConfigFileError> for Error {
+    fn from(error: ConfigFileError) -> Self {
+        Error::config("config_file", error.to_string())
+    }
+}
+
+/// The file's text and, on Unix, its permission bits.
+fn read(path: &Path) -> std::result::Result<(String, Option<u32>), ConfigFileError> {
+    use std::io::Read;
+
+    let unreadable = |error: std::io::Error| {
+        ConfigFileError::new(
+            path,
+            format!(
+                "cannot read it ({error}): check the path and that this user may read the file"
+            ),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    // The bits of the file read, not of whatever the path names a moment later.
+    let metadata = file.metadata().map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ConfigFileError::new(
+            path,
+            "larger than 1 MiB: is it the pool's TOML file?",
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ConfigFileError::new(path, "not UTF-8 text: is it the pool's TOML file?"))?;
+    #[cfg(unix)]
+    let mode = Some(std::os::unix::fs::PermissionsExt::mode(
+        &metadata.permissions(),
+    ));
+    #[cfg(not(unix))]
+    let mode = {
+        drop(metadata);
+        None
+    };
+    Ok((text, mode))
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Which deployment an error is in: its position from 1 and, once read, its name.
+#[derive(Clone, Copy)]
+struct In<'n> {
+    position: usize,
+    name: Option<&'n str>,
+}
+
+struct Parser<'a> {
+    path: &'a Path,
+    text: &'a str,
+    mode: Option<u32>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Parser<'_> {
+    fn parse(&self) -> std::result::Result<PoolConfig, ConfigFileError> {
+        let document = DeTable::parse(self.text).map_err(|error| {
+            self.error(
+                None,
+                None,
+                error.span(),
+                format!("not valid TOML: {}", error.message()),
+            )
+        })?;
+        let mut strategy = None;
+        let mut deployments = None;
+        let mut ignored_keys = Vec::new();
+        for (key, value) in document.get_ref() {
+            match key.get_ref().as_ref() {
+                "strategy" => strategy = Some(self.strategy(value)?),
+                "deployment" => deployments = Some(value),
+                other => match near(other, &TOP_LEVEL) {
+                    Some(known) => {
+                        return Err(self.error(
+                            None,
+                            Some(other),
+                            Some(key.span()),
+                            format!("unknown key: did you mean `{known}`?"),
+                        ));
+                    }
+                    None => ignored_keys.push(other.to_owned()),
+                },
+            }
+        }
+        Ok(PoolConfig {
+            path: self.path.to_owned(),
+            strategy,
+            deployments: self.deployments(deployments)?,
+            ignored_keys,
+        })
+    }
+
+    fn strategy(&self, value: &Value<'_>) -> std::result::Result<Strategy, ConfigFileError> {
+        let at = |message: String| self.error(None, Some("strategy"), Some(value.span()), message);
+        match value.get_ref() {
+            DeValue::String(name) => name.parse().map_err(|unknown| at(format!("{unknown}"))),
+            other => Err(at(format!(
+                "must be a string (in quotes), not {}: use ordered, round_robin, weighted or least_loaded",
+                article(other.type_str())
+            ))),
+        }
+    }
+
+    fn deployments(
+        &self,
+        value: Option<&Value<'_>>,
+    ) -> std::result::Result<Vec<Deployment>, ConfigFileError> {
+        let none =
+            "no deployment: add a `[[deployment]]` section with a name and a key for each key";
+        let Some(value) = value else {
+            return Err(self.error(None, Some("deployment"), None, none));
+        };
+        let items = match value.get_ref() {
+            DeValue::Array(items) if items.is_empty() => {
+                return Err(self.error(None, Some("deployment"), Some(value.span()), none));
+            }
+            DeValue::Array(items) => items,
+            other => {
+                return Err(self.error(
+                    None,
+                    Some("deployment"),
+                    Some(value.span()),
+                    format!(
+                        "must be an array of tables, not a {}: write `[[deployment]]`, with two brackets, above each deployment",
+                        other.type_str()
+                    ),
+                ));
+            }
+        };
+        if items.len() > MAX_DEPLOYMENTS {
+            return Err(self.error(
+                Some(In {
+                    position: MAX_DEPLOYMENTS + 1,
+                    name: None,
+                }),
+                None,
+                Some(items[MAX_DEPLOYMENTS].span()),
+                format!(
+                    "{} deployments, more than the {MAX_DEPLOYMENTS} a pool holds: split them between clients",
+                    items.len()
+                ),
+            ));
+        }
+        let mut deployments: Vec<Deployment> = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let deployment = self.deployment(index + 1, item, &deployments)?;
+            deployments.push(deployment);
+        }
+        Ok(deployments)
+    }
+
+    fn deployment(
+        &self,
+        position: usize,
+        item: &Value<'_>,
+        earlier: &[Deployment],
+    ) -> std::result::Result<Deployment, ConfigFileError> {
+        let unnamed = In {
+            position,
+            name: None,
+        };
+        let DeValue::Table(table) = item.get_ref() else {
+            return Err(self.error(
+                Some(unnamed),
+                None,
+                Some(item.span()),
+                format!(
+                    "must be a table, not a {}: write each deployment as a `[[deployment]]` section",
+                    item.get_ref().type_str()
+                ),
+            ));
+        };
+        // One pass sorts the keys; an unknown one is reported once the name is known.
+        let mut fields: [Option<&Value<'_>>; FIELDS.len()] = [None; FIELDS.len()];
+        let mut unknown = None;
+        for (key, value) in table {
+            match FIELDS
+                .iter()
+                .position(|field| *field == key.get_ref().as_ref())
+            {
+                Some(index) => fields[index] = Some(value),
+                None => unknown = unknown.or(Some(key)),
+            }
+        }
+        let field = |name: &str| {
+            FIELDS
+                .iter()
+                .position(|field| *field == name)
+                .and_then(|index| fields[index])
+        };
+
+        let name = match field("name") {
+            Some(value) => self.string(unnamed, "name", value)?,
+            None => {
+                return Err(self.error(
+                    Some(unnamed),
+                    Some("name"),
+                    Some(item.span()),
+                    "missing: give each deployment a name, its label in metrics and logs",
+                ));
+            }
+        };
+        if let Some(first) = earlier.iter().position(|d| d.name == name) {
+            return Err(self.error(
+                Some(unnamed),
+                Some("name"),
+                field("name").map(Spanned::span),
+                format!(
+                    "`{name}` is also the name of deployment #{}: names label metrics and logs, so each must be different",
+                    first + 1
+                ),
+            ));
+        }
+        let at = In {
+            position,
+            name: Some(name),
+        };
+        if let Some(key) = unknown {
+            let key = key.get_ref().as_ref();
+            let hint = match near(key, &FIELDS) {
+                Some(known) => format!("did you mean `{known}`?"),
+                None => format!("the keys of a deployment are {}", FIELDS.join(", ")),
+            };
+            return Err(self.error(
+                Some(at),
+                Some(key),
+                unknown.map(Spanned::span),
+                format!("unknown key: {hint}"),
+            ));
+        }
+
+        // Every value's type and range first, then how the key is given, then the
+        // permissions and the variables: the mistakes in the file come before the
+        // environment's.
+        let text = |name: &'static str| {
+            field(name)
+                .map(|value| self.string(at, name, value))
+                .transpose()
+        };
+        let key_id = text("key_id")?;
+        let secret_env = text("secret_env")?;
+        let secret = text("secret")?;
+        let api_key_env = text("api_key_env")?;
+        let api_key = text("api_key")?;
+        let base_url = text("base_url")?;
+        let model = text("model")?;
+        let rpm = self.count(at, "rpm", field("rpm"), "leave it out for no limit")?;
+        let tpm = self.count(at, "tpm", field("tpm"), "leave it out for no limit")?;
+        let weight = self.count(at, "weight", field("weight"), "leave it out for 1")?;
+        if let Some(base_url) = base_url {
+            self.check_url(at, field("base_url"), base_url)?;
+        }
+
+        let both = |one: &'static str, other: &'static str, advice: &str| {
+            self.error(
+                Some(at),
+                Some(other),
+                field(other).map(Spanned::span),
+                format!("both `{one}` and `{other}` are set: {advice}"),
+            )
+        };
+        if secret_env.is_some() && secret.is_some() {
+            return Err(both(
+                "secret_env",
+                "secret",
+                "keep one, preferably `secret_env`",
+            ));
+        }
+        if api_key_env.is_some() && api_key.is_some() {
+            return Err(both(
+                "api_key_env",
+                "api_key",
+                "keep one, preferably `api_key_env`",
+            ));
+        }
+        let iam = key_id.is_some() || secret_env.is_some() || secret.is_some();
+        let static_key = api_key_env.is_some() || api_key.is_some();
+        let missing = |name: &'static str, message: &str| {
+            self.error(Some(at), Some(name), Some(item.span()), message)
+        };
+        if iam && static_key {
+            let (static_field, iam_field) = (
+                if api_key.is_some() {
+                    "api_key"
+                } else {
+                    "api_key_env"
+                },
+                if key_id.is_some() {
+                    "key_id"
+                } else if secret.is_some() {
+                    "secret"
+                } else {
+                    "secret_env"
+                },
+            );
+            return Err(both(
+                iam_field,
+                static_field,
+                "a deployment has one key: keep `key_id` with `secret_env` for an IAM access key, or `api_key_env` for an API key",
+            ));
+        }
+        if !iam && !static_key {
+            return Err(missing(
+                "key_id",
+                "missing: give the deployment a key, `key_id` with `secret_env` (or `secret`) for an IAM access key, or `api_key_env` (or `api_key`) for an API key",
+            ));
+        }
+        if iam && key_id.is_none() {
+            return Err(missing(
+                "key_id",
+                "missing: `secret_env` (or `secret`) needs `key_id`, the id of the access key",
+            ));
+        }
+        if iam && secret_env.is_none() && secret.is_none() {
+            return Err(missing(
+                "secret_env",
+                "missing: `key_id` needs `secret_env` (the variable holding the secret) or `secret`",
+            ));
+        }
+        for inline in ["secret", "api_key"] {
+            if field(inline).is_some() {
+                self.check_private(at, inline, field(inline))?;
+            }
+        }
+
+        let secret_of = |variable: Option<&str>, inline: Option<&str>, name: &'static str| match (
+            variable, inline,
+        ) {
+            (Some(variable), _) => self.variable(at, name, field(name), variable),
+            (None, Some(inline)) => Ok(inline.to_owned()),
+            (None, None) => Ok(String::new()),
+        };
+        let mut deployment = match key_id {
+            Some(key_id) => {
+                Deployment::new(name, key_id, secret_of(secret_env, secret, "secret_env")?)
+            }
+            None => Deployment::api_key(name, secret_of(api_key_env, api_key, "api_key_env")?),
+        };
+        if let Some(base_url) = base_url {
+            deployment = deployment.base_url(base_url);
+        }
+        if let Some(model) = model {
+            deployment = deployment.model(model);
+        }
+        if let Some(rpm) = rpm {
+            deployment = deployment.rpm(rpm);
+        }
+        if let Some(tpm) = tpm {
+            deployment = deployment.tpm(tpm);
+        }
+        if let Some(weight) = weight {
+            deployment = deployment.weight(weight);
+        }
+        Ok(deployment)
+    }
+
+    /// A non-empty string, trimmed. Its value is never quoted: it may be a secret.
+    fn string<'v>(
+        &self,
+        at: In<'_>,
+        name: &str,
+        value: &'v Value<'_>,
+    ) -> std::result::Result<&'v str, ConfigFileError> {
+        let error = |message: String| self.error(Some(at), Some(name), Some(value.span()), message);
+        match value.get_ref() {
+            DeValue::String(text) if !text.trim().is_empty() => Ok(text.trim()),
+            DeValue::String(_) => Err(error("must not be empty".to_owned())),
+            other => Err(error(format!(
+                "must be a string (in quotes), not {}",
+                article(other.type_str())
+            ))),
+        }
+    }
+
+    /// A whole number from 1 to `u32::MAX`, if given.
+    fn count(
+        &self,
+        at: In<'_>,
+        name: &str,
+        value: Option<&Value<'_>>,
+        hint: &str,
+    ) -> std::result::Result<Option<u32>, ConfigFileError> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let range = format!("must be a whole number from 1 to {}", u32::MAX);
+        let error = |message: String| self.error(Some(at), Some(name), Some(value.span()), message);
+        match value.get_ref() {
+            DeValue::Integer(integer) => {
+                match i128::from_str_radix(integer.as_str(), integer.radix()) {
+                    Ok(number) => match u32::try_from(number) {
+                        Ok(number) if number > 0 => Ok(Some(number)),
+                        _ => Err(error(format!("{range}, not {number}: {hint}"))),
+                    },
+                    Err(_) => Err(error(format!("{range}: {hint}"))),
+                }
+            }
+            other => Err(error(format!(
+                "{range}, not {}: {hint}",
+                article(other.type_str())
+            ))),
+        }
+    }
+
+    /// An http(s) URL. Whether plain http is allowed is the builder's to say.
+    fn check_url(
+        &self,
+        at: In<'_>,
+        value: Option<&Value<'_>>,
+        url: &str,
+    ) -> std::result::Result<(), ConfigFileError> {
+        // The URL is not quoted back: it may hold a user and password.
+        let error = |message: String| {
+            self.error(
+                Some(at),
+                Some("base_url"),
+                value.map(Spanned::span),
+                message,
+            )
+        };
+        match url::Url::parse(url) {
+            Ok(url) if matches!(url.scheme(), "https" | "http") => Ok(()),
+            Ok(url) => Err(error(format!(
+                "the scheme is `{}`: use an https:// URL ending in /v1",
+                url.scheme()
+            ))),
+            Err(problem) => Err(error(format!(
+                "not a URL ({problem}): use an https:// URL ending in /v1"
+            ))),
+        }
+    }
+
+    /// A secret written in the file is refused unless only the file's owner may read it.
+    fn check_private(
+        &self,
+        at: In<'_>,
+        name: &str,
+        value: Option<&Value<'_>>,
+    ) -> std::result::Result<(), ConfigFileError> {
+        match self.mode {
+            Some(mode) if mode & 0o077 != 0 => Err(self.error(
+                Some(at),
+                Some(name),
+                value.map(Spanned::span),
+                format!(
+                    "a secret written in a file that group or others may read (mode {:o}): run `chmod 600 {}`, or give the name of a variable holding it in `{name}_env`",
+                    mode & 0o777,
+                    self.path.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The value of the variable a `*_env` key names.
+    fn variable(
+        &self,
+        at: In<'_>,
+        name: &str,
+        value: Option<&Value<'_>>,
+        variable: &str,
+    ) -> std::result::Result<String, ConfigFileError> {
+        let error =
+            |message: String| self.error(Some(at), Some(name), value.map(Spanned::span), message);
+        // Anything but a variable's name is not quoted: it may be the secret itself, put
+        // here by mistake.
+        let is_name = !variable.starts_with(|c: char| c.is_ascii_digit())
+            && variable
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            return Err(error(
+                "not a variable name (letters, digits and `_`): give the name of the environment variable that holds the secret".to_owned(),
+            ));
+        }
+        match (self.env)(variable).map(|value| value.trim().to_owned()) {
+            Some(value) if !value.is_empty() => Ok(value),
+            Some(_) => Err(error(format!(
+                "the variable {variable} is empty: set it to the secret"
+            ))),
+            None => Err(error(format!(
+                "the variable {variable} is not set: set it to the secret, or name another variable"
+            ))),
+        }
+    }
+
+    fn error(
+        &self,
+        at: Option<In<'_>>,
+        field: Option<&str>,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> ConfigFileError {
+        ConfigFileError(Box::new(Details {
+            path: self.path.to_owned(),
+            position: span.map(|span| line_and_column(self.text, span.start)),
+            deployment: at.map(|at| (at.position, at.name.map(str::to_owned))),
+            field: field.map(str::to_owned),
+            message: message.into(),
+        }))
+    }
+}
+
+/// Line and column (in characters), from 1, of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let line = before.matches('\n').count() + 1;
+    (line, before[line_start..].chars().count() + 1)
+}
+
+fn article(type_name: &str) -> String {
+    match type_name {
+        "integer" | "array" => format!("an {type_name}"),
+        other => format!("a {other}"),
+    }
+}
+
+/// The known key that `key` is probably a misspelling of.
+fn near<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|candidate| (distance(key, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance > 0 && *distance <= candidate.len() / 4 + 1)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance, over characters; keys are short.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, a) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, b) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a != *b);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> std::result::Result<PoolConfig, ConfigFileError> {
+        let env = |name: &str| {
+            env.iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        Parser {
+            path: Path::new("pool.toml"),
+            text,
+            mode: Some(0o100600),
+            env: &env,
+        }
+        .parse()
+    }
+
+    #[test]
+    fn deployments_keep_every_value_of_the_file() {
+        use secrecy::ExposeSecret;
+        use std::num::NonZeroU32;
+
+        let text = r#"
+[[deployment]]
+name = " main "
+key_id = "key-1"
+secret_env = "MAIN_SECRET"
+base_url = "https://other.example/v1"
+model = "other-model"
+rpm = 600
+tpm = 100_000
+weight = 0x3
+
+[[deployment]]
+name = "spare"
+api_key = "inline-api-key"
+"#;
+        let config = parse(text, &[("MAIN_SECRET", " secret-1\n")]).unwrap();
+        assert_eq!(config.strategy(), None);
+        let [main, spare] = config.deployments() else {
+            panic!("{config:?}")
+        };
+        assert_eq!(main.name, "main");
+        assert_eq!(main.credentials.key_id(), "key-1");
+        assert_eq!(main.credentials.secret().expose_secret(), "secret-1");
+        assert_eq!(main.base_url.as_deref(), Some("https://other.example/v1"));
+        assert_eq!(main.model.as_deref(), Some("other-model"));
+        assert_eq!(main.rpm, NonZeroU32::new(600));
+        assert_eq!(main.tpm, NonZeroU32::new(100_000));
+        assert_eq!(main.weight, 3);
+        assert!(spare.credentials.is_api_key());
+        assert_eq!(spare.credentials.secret().expose_secret(), "inline-api-key");
+        assert_eq!(
+            (
+                &spare.base_url,
+                &spare.model,
+                spare.rpm,
+                spare.tpm,
+                spare.weight
+            ),
+            (&None, &None, None, None, 1)
+        );
+    }
+
+    #[test]
+    fn near_misses_are_found_and_other_keys_are_not() {
+        assert_eq!(near("secret_evn", &FIELDS), Some("secret_env"));
+        assert_eq!(near("deployments", &TOP_LEVEL), Some("deployment"));
+        assert_eq!(near("stratgy", &TOP_LEVEL), Some("strategy"));
+        assert_eq!(near("gateway", &TOP_LEVEL), None);
+        assert_eq!(near("rps", &FIELDS), Some("rpm"));
+        assert_eq!(near("region", &FIELDS), None);
+    }
+
+    #[test]
+    fn positions_count_lines_and_characters_from_one() {
+        let text = "a = 1\nключ = 2\n";
+        assert_eq!(line_and_column(text, 0), (1, 1));
+        assert_eq!(line_and_column(text, 6), (2, 1));
+        assert_eq!(line_and_column(text, text.find('=').unwrap()), (1, 3));
+        let second = text.rfind('=').unwrap();
+        assert_eq!(line_and_column(text, second), (2, 6));
+    }
+}
