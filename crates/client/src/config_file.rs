@@ -85,6 +85,7 @@ use crate::builder::EvolutionInferenceBuilder;
 use crate::client::EvolutionInference;
 use crate::deployment::Deployment;
 use crate::{Error, Result};
+use evolution_token::Credentials;
 
 /// Files larger than this are refused: 64 deployments fit in a few KiB, and a path to
 /// something else (a log, `/dev/zero`) must not be read into memory whole.
@@ -380,6 +381,44 @@ struct In<'n> {
     name: Option<&'n str>,
 }
 
+/// The values of one `[[deployment]]`, in the order of [`FIELDS`].
+struct Fields<'t, 'i>([Option<&'t Value<'i>>; FIELDS.len()]);
+
+impl<'t, 'i> Fields<'t, 'i> {
+    fn get(&self, name: &str) -> Option<&'t Value<'i>> {
+        let index = FIELDS.iter().position(|field| *field == name)?;
+        self.0[index]
+    }
+
+    fn span(&self, name: &str) -> Option<Range<usize>> {
+        self.get(name).map(Spanned::span)
+    }
+}
+
+/// How a deployment gives its key, before it is checked.
+struct Key<'v> {
+    key_id: Option<&'v str>,
+    secret_env: Option<&'v str>,
+    secret: Option<&'v str>,
+    api_key_env: Option<&'v str>,
+    api_key: Option<&'v str>,
+}
+
+/// A secret, by the field giving it: the name of a variable, or the secret itself.
+#[derive(Clone, Copy)]
+enum Secret<'v> {
+    Variable(&'static str, &'v str),
+    Inline(&'static str, &'v str),
+}
+
+impl Secret<'_> {
+    fn field(self) -> &'static str {
+        match self {
+            Self::Variable(field, _) | Self::Inline(field, _) => field,
+        }
+    }
+}
+
 struct Parser<'a> {
     path: &'a Path,
     text: &'a str,
@@ -506,25 +545,16 @@ impl Parser<'_> {
             ));
         };
         // One pass sorts the keys; an unknown one is reported once the name is known.
-        let mut fields: [Option<&Value<'_>>; FIELDS.len()] = [None; FIELDS.len()];
+        let mut fields = Fields([None; FIELDS.len()]);
         let mut unknown = None;
         for (key, value) in table {
-            match FIELDS
-                .iter()
-                .position(|field| *field == key.get_ref().as_ref())
-            {
-                Some(index) => fields[index] = Some(value),
+            match FIELDS.iter().position(|field| *field == key.get_ref()) {
+                Some(index) => fields.0[index] = Some(value),
                 None => unknown = unknown.or(Some(key)),
             }
         }
-        let field = |name: &str| {
-            FIELDS
-                .iter()
-                .position(|field| *field == name)
-                .and_then(|index| fields[index])
-        };
 
-        let name = match field("name") {
+        let name = match fields.get("name") {
             Some(value) => self.string(unnamed, "name", value)?,
             None => {
                 return Err(self.error(
@@ -539,7 +569,7 @@ impl Parser<'_> {
             return Err(self.error(
                 Some(unnamed),
                 Some("name"),
-                field("name").map(Spanned::span),
+                fields.span("name"),
                 format!(
                     "`{name}` is also the name of deployment #{}: names label metrics and logs, so each must be different",
                     first + 1
@@ -551,126 +581,44 @@ impl Parser<'_> {
             name: Some(name),
         };
         if let Some(key) = unknown {
-            let key = key.get_ref().as_ref();
-            let hint = match near(key, &FIELDS) {
+            let hint = match near(key.get_ref(), &FIELDS) {
                 Some(known) => format!("did you mean `{known}`?"),
                 None => format!("the keys of a deployment are {}", FIELDS.join(", ")),
             };
             return Err(self.error(
                 Some(at),
-                Some(key),
-                unknown.map(Spanned::span),
+                Some(key.get_ref()),
+                Some(key.span()),
                 format!("unknown key: {hint}"),
             ));
         }
 
-        // Every value's type and range first, then how the key is given, then the
-        // permissions and the variables: the mistakes in the file come before the
-        // environment's.
+        // Every value's type and range before the key, whose variables are the
+        // environment's mistakes rather than the file's.
         let text = |name: &'static str| {
-            field(name)
+            fields
+                .get(name)
                 .map(|value| self.string(at, name, value))
                 .transpose()
         };
-        let key_id = text("key_id")?;
-        let secret_env = text("secret_env")?;
-        let secret = text("secret")?;
-        let api_key_env = text("api_key_env")?;
-        let api_key = text("api_key")?;
+        let key = Key {
+            key_id: text("key_id")?,
+            secret_env: text("secret_env")?,
+            secret: text("secret")?,
+            api_key_env: text("api_key_env")?,
+            api_key: text("api_key")?,
+        };
         let base_url = text("base_url")?;
         let model = text("model")?;
-        let rpm = self.count(at, "rpm", field("rpm"), "leave it out for no limit")?;
-        let tpm = self.count(at, "tpm", field("tpm"), "leave it out for no limit")?;
-        let weight = self.count(at, "weight", field("weight"), "leave it out for 1")?;
+        let rpm = self.count(at, "rpm", fields.get("rpm"), "leave it out for no limit")?;
+        let tpm = self.count(at, "tpm", fields.get("tpm"), "leave it out for no limit")?;
+        let weight = self.count(at, "weight", fields.get("weight"), "leave it out for 1")?;
         if let Some(base_url) = base_url {
-            self.check_url(at, field("base_url"), base_url)?;
+            self.check_url(at, fields.span("base_url"), base_url)?;
         }
 
-        let both = |one: &'static str, other: &'static str, advice: &str| {
-            self.error(
-                Some(at),
-                Some(other),
-                field(other).map(Spanned::span),
-                format!("both `{one}` and `{other}` are set: {advice}"),
-            )
-        };
-        if secret_env.is_some() && secret.is_some() {
-            return Err(both(
-                "secret_env",
-                "secret",
-                "keep one, preferably `secret_env`",
-            ));
-        }
-        if api_key_env.is_some() && api_key.is_some() {
-            return Err(both(
-                "api_key_env",
-                "api_key",
-                "keep one, preferably `api_key_env`",
-            ));
-        }
-        let iam = key_id.is_some() || secret_env.is_some() || secret.is_some();
-        let static_key = api_key_env.is_some() || api_key.is_some();
-        let missing = |name: &'static str, message: &str| {
-            self.error(Some(at), Some(name), Some(item.span()), message)
-        };
-        if iam && static_key {
-            let (static_field, iam_field) = (
-                if api_key.is_some() {
-                    "api_key"
-                } else {
-                    "api_key_env"
-                },
-                if key_id.is_some() {
-                    "key_id"
-                } else if secret.is_some() {
-                    "secret"
-                } else {
-                    "secret_env"
-                },
-            );
-            return Err(both(
-                iam_field,
-                static_field,
-                "a deployment has one key: keep `key_id` with `secret_env` for an IAM access key, or `api_key_env` for an API key",
-            ));
-        }
-        if !iam && !static_key {
-            return Err(missing(
-                "key_id",
-                "missing: give the deployment a key, `key_id` with `secret_env` (or `secret`) for an IAM access key, or `api_key_env` (or `api_key`) for an API key",
-            ));
-        }
-        if iam && key_id.is_none() {
-            return Err(missing(
-                "key_id",
-                "missing: `secret_env` (or `secret`) needs `key_id`, the id of the access key",
-            ));
-        }
-        if iam && secret_env.is_none() && secret.is_none() {
-            return Err(missing(
-                "secret_env",
-                "missing: `key_id` needs `secret_env` (the variable holding the secret) or `secret`",
-            ));
-        }
-        for inline in ["secret", "api_key"] {
-            if field(inline).is_some() {
-                self.check_private(at, inline, field(inline))?;
-            }
-        }
-
-        let secret_of = |variable: Option<&str>, inline: Option<&str>, name: &'static str| match (
-            variable, inline,
-        ) {
-            (Some(variable), _) => self.variable(at, name, field(name), variable),
-            (None, Some(inline)) => Ok(inline.to_owned()),
-            (None, None) => Ok(String::new()),
-        };
-        let mut deployment = match key_id {
-            Some(key_id) => {
-                Deployment::new(name, key_id, secret_of(secret_env, secret, "secret_env")?)
-            }
-            None => Deployment::api_key(name, secret_of(api_key_env, api_key, "api_key_env")?),
-        };
+        let mut deployment =
+            Deployment::with_credentials(name, self.credentials(at, item, &fields, key)?);
         if let Some(base_url) = base_url {
             deployment = deployment.base_url(base_url);
         }
@@ -687,6 +635,127 @@ impl Parser<'_> {
             deployment = deployment.weight(weight);
         }
         Ok(deployment)
+    }
+
+    /// The deployment's key: an IAM access key (`key_id` and `secret_env` or `secret`) or an
+    /// API key (`api_key_env` or `api_key`), and nothing else.
+    fn credentials(
+        &self,
+        at: In<'_>,
+        item: &Value<'_>,
+        fields: &Fields<'_, '_>,
+        key: Key<'_>,
+    ) -> std::result::Result<Credentials, ConfigFileError> {
+        let both = |one: &str, other: &str, advice: &str| {
+            self.error(
+                Some(at),
+                Some(other),
+                fields.span(other),
+                format!("both `{one}` and `{other}` are set: {advice}"),
+            )
+        };
+        let missing = |name: &str, message: &str| {
+            self.error(Some(at), Some(name), Some(item.span()), message)
+        };
+        let secret = match (key.secret_env, key.secret) {
+            (Some(_), Some(_)) => {
+                return Err(both(
+                    "secret_env",
+                    "secret",
+                    "keep one, preferably `secret_env`",
+                ));
+            }
+            (Some(variable), None) => Some(Secret::Variable("secret_env", variable)),
+            (None, inline) => inline.map(|inline| Secret::Inline("secret", inline)),
+        };
+        let api_key = match (key.api_key_env, key.api_key) {
+            (Some(_), Some(_)) => {
+                return Err(both(
+                    "api_key_env",
+                    "api_key",
+                    "keep one, preferably `api_key_env`",
+                ));
+            }
+            (Some(variable), None) => Some(Secret::Variable("api_key_env", variable)),
+            (None, inline) => inline.map(|inline| Secret::Inline("api_key", inline)),
+        };
+        match (key.key_id, secret, api_key) {
+            (Some(key_id), Some(secret), None) => {
+                Ok(Credentials::new(key_id, self.secret(at, fields, secret)?))
+            }
+            (None, None, Some(api_key)) => {
+                Ok(Credentials::api_key(self.secret(at, fields, api_key)?))
+            }
+            (None, None, None) => Err(missing(
+                "key_id",
+                "missing: give the deployment a key, `key_id` with `secret_env` (or `secret`) for an IAM access key, or `api_key_env` (or `api_key`) for an API key",
+            )),
+            (key_id, secret, Some(api_key)) => {
+                let iam = match (key_id, secret) {
+                    (Some(_), _) => "key_id",
+                    (None, secret) => secret.map_or("secret_env", Secret::field),
+                };
+                Err(both(
+                    iam,
+                    api_key.field(),
+                    "a deployment has one key: keep `key_id` with `secret_env` for an IAM access key, or `api_key_env` for an API key",
+                ))
+            }
+            (None, Some(_), None) => Err(missing(
+                "key_id",
+                "missing: `secret_env` (or `secret`) needs `key_id`, the id of the access key",
+            )),
+            (Some(_), None, None) => Err(missing(
+                "secret_env",
+                "missing: `key_id` needs `secret_env` (the variable holding the secret) or `secret`",
+            )),
+        }
+    }
+
+    /// A secret: the value of the variable a `*_env` key names, or one written in the file,
+    /// which is refused unless only the file's owner may read it.
+    fn secret(
+        &self,
+        at: In<'_>,
+        fields: &Fields<'_, '_>,
+        secret: Secret<'_>,
+    ) -> std::result::Result<String, ConfigFileError> {
+        let field = secret.field();
+        let error =
+            |message: String| self.error(Some(at), Some(field), fields.span(field), message);
+        let variable = match secret {
+            Secret::Inline(_, inline) => {
+                return match self.mode {
+                    Some(mode) if mode & 0o077 != 0 => Err(error(format!(
+                        "a secret written in a file that group or others may read (mode {:o}): run `chmod 600 {}`, or give the name of a variable holding it in `{field}_env`",
+                        mode & 0o777,
+                        self.path.display()
+                    ))),
+                    _ => Ok(inline.to_owned()),
+                };
+            }
+            Secret::Variable(_, variable) => variable,
+        };
+        // Anything but a variable's name is not quoted: it may be the secret itself, put
+        // here by mistake.
+        let is_name = !variable.starts_with(|c: char| c.is_ascii_digit())
+            && variable
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            return Err(error(
+                "not a variable name (letters, digits and `_`): give the name of the environment variable that holds the secret".to_owned(),
+            ));
+        }
+        match (self.env)(variable).map(|value| value.trim().to_owned()) {
+            Some(value) if !value.is_empty() => Ok(value),
+            Some(_) => Err(error(format!(
+                "the variable {variable} is empty: set it to the secret"
+            ))),
+            None => Err(error(format!(
+                "the variable {variable} is not set: set it to the secret, or name another variable"
+            ))),
+        }
     }
 
     /// A non-empty string, trimmed. Its value is never quoted: it may be a secret.
@@ -741,18 +810,11 @@ impl Parser<'_> {
     fn check_url(
         &self,
         at: In<'_>,
-        value: Option<&Value<'_>>,
+        span: Option<Range<usize>>,
         url: &str,
     ) -> std::result::Result<(), ConfigFileError> {
         // The URL is not quoted back: it may hold a user and password.
-        let error = |message: String| {
-            self.error(
-                Some(at),
-                Some("base_url"),
-                value.map(Spanned::span),
-                message,
-            )
-        };
+        let error = |message: String| self.error(Some(at), Some("base_url"), span.clone(), message);
         match url::Url::parse(url) {
             Ok(url) if matches!(url.scheme(), "https" | "http") => Ok(()),
             Ok(url) => Err(error(format!(
@@ -761,60 +823,6 @@ impl Parser<'_> {
             ))),
             Err(problem) => Err(error(format!(
                 "not a URL ({problem}): use an https:// URL ending in /v1"
-            ))),
-        }
-    }
-
-    /// A secret written in the file is refused unless only the file's owner may read it.
-    fn check_private(
-        &self,
-        at: In<'_>,
-        name: &str,
-        value: Option<&Value<'_>>,
-    ) -> std::result::Result<(), ConfigFileError> {
-        match self.mode {
-            Some(mode) if mode & 0o077 != 0 => Err(self.error(
-                Some(at),
-                Some(name),
-                value.map(Spanned::span),
-                format!(
-                    "a secret written in a file that group or others may read (mode {:o}): run `chmod 600 {}`, or give the name of a variable holding it in `{name}_env`",
-                    mode & 0o777,
-                    self.path.display()
-                ),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// The value of the variable a `*_env` key names.
-    fn variable(
-        &self,
-        at: In<'_>,
-        name: &str,
-        value: Option<&Value<'_>>,
-        variable: &str,
-    ) -> std::result::Result<String, ConfigFileError> {
-        let error =
-            |message: String| self.error(Some(at), Some(name), value.map(Spanned::span), message);
-        // Anything but a variable's name is not quoted: it may be the secret itself, put
-        // here by mistake.
-        let is_name = !variable.starts_with(|c: char| c.is_ascii_digit())
-            && variable
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !is_name {
-            return Err(error(
-                "not a variable name (letters, digits and `_`): give the name of the environment variable that holds the secret".to_owned(),
-            ));
-        }
-        match (self.env)(variable).map(|value| value.trim().to_owned()) {
-            Some(value) if !value.is_empty() => Ok(value),
-            Some(_) => Err(error(format!(
-                "the variable {variable} is empty: set it to the secret"
-            ))),
-            None => Err(error(format!(
-                "the variable {variable} is not set: set it to the secret, or name another variable"
             ))),
         }
     }
