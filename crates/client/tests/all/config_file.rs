@@ -1,7 +1,8 @@
 //! The pool's configuration file: what a good file gives, and each mistake's exact error.
 
+use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use evolution_client::config_file::{ConfigFileError, PoolConfig};
 use evolution_client::pool::Strategy;
@@ -15,14 +16,38 @@ const SECRETS: [&str; 3] = [
     "sk-123/inline+",
 ];
 
+/// A file of the temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl Deref for TempFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Writes `text` to a file of its own for test `name`, with permission bits `mode`.
-fn write(name: &str, text: &str, mode: u32) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("evolution-config-file-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
+fn write(name: &str, text: &str, mode: u32) -> TempFile {
+    let path = std::env::temp_dir().join(format!(
+        "evolution-config-file-{}-{name}.toml",
+        std::process::id()
+    ));
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path
+    TempFile(path)
 }
 
 /// The variables the files name, without touching the process's environment.
@@ -35,7 +60,7 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn load(name: &str, text: &str, mode: u32) -> (PathBuf, Result<PoolConfig, ConfigFileError>) {
+fn load(name: &str, text: &str, mode: u32) -> (TempFile, Result<PoolConfig, ConfigFileError>) {
     let path = write(name, text, mode);
     let loaded = PoolConfig::load_with(&path, env);
     (path, loaded)
@@ -50,7 +75,7 @@ fn mistake(name: &str, text: &str, mode: u32) -> String {
         assert!(!message.contains(secret), "{message}");
         assert!(!format!("{error:?}").contains(secret), "{error:?}");
     }
-    assert_eq!(error.path(), path);
+    assert_eq!(error.path(), &*path);
     message.replace(&path.display().to_string(), "FILE")
 }
 
@@ -85,7 +110,7 @@ listen = "0.0.0.0:8080"
     );
     let (path, loaded) = load("good", &text, 0o600);
     let config = loaded.unwrap();
-    assert_eq!(config.path(), path);
+    assert_eq!(config.path(), &*path);
     assert_eq!(config.strategy(), Some(Strategy::Weighted));
     assert_eq!(config.ignored_keys(), ["gateway"]);
     let names: Vec<_> = config.deployments().iter().map(|d| d.name()).collect();
@@ -130,7 +155,7 @@ fn a_good_file_builds_a_client() {
         // Until the pool's build leaves the single key out when deployments are set.
         .key_id("k")
         .secret("s")
-        .config_file(&path)
+        .config_file(&*path)
         .build();
     assert!(built.is_ok(), "{built:?}");
 }
@@ -143,7 +168,7 @@ fn the_builder_reports_the_files_mistakes_as_config_file() {
         .base_url("https://api.example/v1")
         .key_id("k")
         .secret("s")
-        .config_file(&path)
+        .config_file(&*path)
         .build()
         .unwrap_err();
     let Error::Config { field, .. } = &error else {
@@ -256,7 +281,8 @@ fn names() {
         assert_eq!(mistake(name, text, 0o600), *expected, "{name}");
     }
     let duplicate = format!("{MAIN}{}", MAIN.replace("key-1", "key-2"));
-    let error = PoolConfig::load_with(write("duplicate", &duplicate, 0o600), env).unwrap_err();
+    let path = write("duplicate", &duplicate, 0o600);
+    let error = PoolConfig::load_with(&path, env).unwrap_err();
     assert_eq!(
         error.message(),
         "`main` is also the name of deployment #1: names label metrics and logs, so each must be different"
@@ -429,8 +455,8 @@ fn from_env_reads_evolution_config() {
         ])
         .current_dir(unknown.parent().unwrap())
         .env("EVOLUTION_CHILD_OF", "from_env_reads_evolution_config")
-        .env("EVOLUTION_CONFIG", &unknown)
-        .env("EVOLUTION_CHILD_NEAR_MISS", &near_miss)
+        .env("EVOLUTION_CONFIG", &*unknown)
+        .env("EVOLUTION_CHILD_NEAR_MISS", &*near_miss)
         .env("EVOLUTION_MODEL", "m")
         .env("EVOLUTION_BASE_URL", "https://api.example/v1")
         .env("EVOLUTION_KEY_ID", "k")
