@@ -648,6 +648,46 @@ api_key = "inline-api-key"
         );
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text, however broken, gives a configuration or an error whose position is in
+        /// the text, and never shows the secret of a variable.
+        #[test]
+        fn any_text_gives_a_configuration_or_an_error_in_it(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    Just("[[deployment]]".to_owned()),
+                    Just("[deployment]".to_owned()),
+                    Just("name = \"main\"".to_owned()),
+                    Just("key_id = \"k\"".to_owned()),
+                    Just("secret_env = \"MAIN_SECRET\"".to_owned()),
+                    Just("api_key_env = \"MAIN_SECRET\"".to_owned()),
+                    Just("secret = \"inline\"".to_owned()),
+                    Just("strategy = \"weighted\"".to_owned()),
+                    "(rpm|tpm|weight) = -?[0-9]{1,12}(\\.5)?",
+                    "[a-z_]{1,11} = (\"[a-z/:.]{0,12}\"|[0-9]{1,3}|true|\\[\\])",
+                    "[\\[\\]\"= a-z]{0,8}",
+                ],
+                0..24,
+            )
+        ) {
+            let text = lines.join("\n");
+            match parse(&text, &[("MAIN_SECRET", "secret-of-the-variable")]) {
+                Ok(config) => {
+                    prop_assert!(!config.deployments().is_empty());
+                    let debug = format!("{config:?}");
+                    prop_assert!(!debug.contains("secret-of-the-variable"));
+                }
+                Err(error) => {
+                    let lines = text.split('\n').count();
+                    prop_assert!(error.line().is_none_or(|line| line <= lines), "{error}");
+                    prop_assert!(!error.to_string().contains("secret-of-the-variable"));
+                }
+            }
+        }
+    }
+
     #[test]
     fn near_misses_are_found_and_other_keys_are_not() {
         assert_eq!(near("secret_evn", &FIELDS), Some("secret_env"));
