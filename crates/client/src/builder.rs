@@ -82,7 +82,7 @@ pub struct EvolutionInferenceBuilder {
     deployments: Vec<Deployment>,
     strategy: Strategy,
     health: HealthConfig,
-    /// Read at the start of the build (`config_file.rs`).
+    /// Read at the start of the build (`config_file/`).
     pub(crate) config_file: Option<PathBuf>,
 }
 
