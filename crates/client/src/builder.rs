@@ -1,6 +1,7 @@
 //! Configuration of an [`EvolutionInference`] client.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub const ENV_MODEL: &str = "EVOLUTION_MODEL";
 pub const ENV_BACKUP_KEY_ID: &str = "EVOLUTION_BACKUP_KEY_ID";
 /// Environment variable for the backup secret.
 pub const ENV_BACKUP_SECRET: &str = "EVOLUTION_BACKUP_SECRET";
+/// Environment variable for the pool's configuration file
+/// ([`config_file`](EvolutionInferenceBuilder::config_file)).
+pub const ENV_CONFIG: &str = "EVOLUTION_CONFIG";
 
 /// Limit for one attempt (the wait for a token and the resends included), unless set (the
 /// reference SDK's 60 s).
@@ -79,6 +83,8 @@ pub struct EvolutionInferenceBuilder {
     strategy: Strategy,
     health: HealthConfig,
     all_cooling: AllCooling,
+    /// Read at the start of the build (`config_file/`).
+    pub(crate) config_file: Option<PathBuf>,
 }
 
 impl Default for EvolutionInferenceBuilder {
@@ -108,6 +114,7 @@ impl Default for EvolutionInferenceBuilder {
             strategy: Strategy::default(),
             health: HealthConfig::default(),
             all_cooling: AllCooling::default(),
+            config_file: None,
         }
     }
 }
@@ -139,6 +146,7 @@ impl EvolutionInferenceBuilder {
         builder.base_url = var(ENV_BASE_URL);
         builder.auth_url = var(ENV_TOKEN_URL);
         builder.shared_cache = var(ENV_REDIS_URL).map(SecretString::from);
+        builder.config_file = var(ENV_CONFIG).map(PathBuf::from);
         if let (Some(key_id), Some(secret)) = (var(ENV_BACKUP_KEY_ID), var(ENV_BACKUP_SECRET)) {
             builder.backup = Some((key_id, SecretString::from(secret)));
         }
@@ -529,7 +537,10 @@ impl EvolutionInferenceBuilder {
     }
 
     /// Validates the configuration and builds everything but the stack.
-    fn assemble(self) -> Result<Parts> {
+    fn assemble(mut self) -> Result<Parts> {
+        if let Some(path) = self.config_file.take() {
+            self = self.apply_config_file(&path)?;
+        }
         let pooled = !self.deployments.is_empty();
         // With deployments, the client's model and base URL are the defaults of those that
         // name none; if the client has none, the first deployment's are used.

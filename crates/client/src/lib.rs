@@ -53,6 +53,7 @@ pub mod blocking;
 mod builder;
 mod chat;
 mod client;
+pub mod config_file;
 mod counted_body;
 mod deployment;
 mod embeddings;
@@ -71,8 +72,8 @@ pub mod trace;
 mod transport;
 
 pub use self::builder::{
-    DEFAULT_REQUEST_TIMEOUT, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_MODEL,
-    EvolutionInferenceBuilder,
+    DEFAULT_REQUEST_TIMEOUT, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_CONFIG,
+    ENV_MODEL, EvolutionInferenceBuilder,
 };
 pub use self::chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Model,

@@ -5,6 +5,9 @@ mod api_key;
 mod blocking;
 mod body;
 mod config;
+// Permission bits are Unix's.
+#[cfg(unix)]
+mod config_file;
 mod errors;
 mod fallback;
 mod metrics;
