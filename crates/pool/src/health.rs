@@ -268,9 +268,14 @@ impl Health {
 
     /// Whether a call may go to the deployment now.
     pub(crate) fn admit(&self, now: Instant) -> Admit {
+        // The generation before `clean`, as `cool` writes them the other way round: a call
+        // that sees the new generation also sees `clean` false and takes the lock. Read the
+        // other way, it could pair the old `clean` with the new generation and be admitted
+        // into a cooldown as a call whose verdict counts.
+        let generation = self.generation.load(Ordering::Acquire);
         if self.clean.load(Ordering::Acquire) {
             return Admit::Yes {
-                generation: self.generation.load(Ordering::Acquire),
+                generation,
                 probe: false,
             };
         }
@@ -401,8 +406,8 @@ impl Health {
         until: Instant,
     ) -> Change {
         let from = inner.state;
-        self.generation.fetch_add(1, Ordering::AcqRel);
         self.clean.store(false, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         inner.state = to;
         inner.reason = Some(reason);
         inner.until = until;
