@@ -132,3 +132,32 @@ async fn the_response_names_the_deployment_that_served_it() {
     // `b` refused each call (three failures: the breaker opens at five), `a` still cools.
     assert_eq!(deployments.calls(), [1, 3, 3]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_pool_tries_each_of_its_64_deployments_once() {
+    let names: Vec<&'static str> = (0..evolution_pool::MAX_DEPLOYMENTS)
+        .map(|i| &*Box::leak(format!("d{i}").into_boxed_str()))
+        .collect();
+    for strategy in [
+        Strategy::Ordered,
+        Strategy::RoundRobin,
+        Strategy::Weighted,
+        Strategy::LeastLoaded,
+    ] {
+        let deployments = Deployments::new(&names);
+        deployments.answer_all(Reply::Status(503));
+        let pool = Pool::builder(deployments.members())
+            .strategy(strategy)
+            .build()
+            .unwrap();
+        assert_eq!(call(&pool).await.unwrap().status(), 503, "{strategy}");
+        assert_eq!(deployments.calls(), [1; 64], "{strategy}");
+    }
+    // In order, the 64th is reached last.
+    let deployments = Deployments::new(&names);
+    deployments.answer_all(Reply::Status(503));
+    deployments.get(63).answer(Reply::Status(200));
+    let pool = Pool::builder(deployments.members()).build().unwrap();
+    assert_eq!(served_by(&pool).await, "d63");
+    assert_eq!(deployments.calls(), [1; 64]);
+}
