@@ -1,12 +1,17 @@
-//! The bound on failover: each deployment at most once per call, all within the deadline.
+//! Failover: what moves a request to the next deployment, each at most once per call, all
+//! within the deadline.
 
+use std::io;
 use std::time::Duration;
 
-use evolution_pool::{Pool, RequestOutcome, Served, Strategy};
+use evolution_pool::{DeploymentState, HealthConfig, Pool, RequestOutcome, Served, Strategy};
 use tokio::time::Instant;
 use tower::timeout::error::Elapsed;
 
-use crate::{Deployments, Events, Reply, call, call_within, count_finished, served_by};
+use crate::{
+    Deployments, Events, Reply, TransportError, call, call_within, changed, count_finished,
+    served_by, status,
+};
 
 const EIGHT: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 
@@ -160,4 +165,55 @@ async fn a_full_pool_tries_each_of_its_64_deployments_once() {
     let pool = Pool::builder(deployments.members()).build().unwrap();
     assert_eq!(served_by(&pool).await, "d63");
     assert_eq!(deployments.calls(), [1; 64]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_fails_over_and_counts_against_the_deployment() {
+    let deployments = Deployments::new(&["main", "spare"]);
+    deployments
+        .get(0)
+        .answer(Reply::Io(io::ErrorKind::ConnectionRefused));
+    let events = Events::default();
+    let pool = deployments
+        .builder(&events)
+        .health(HealthConfig::default().breaker(2, Duration::from_secs(10), Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    // Nothing was sent: the same request goes to the next at once.
+    for _ in 0..2 {
+        assert_eq!(served_by(&pool).await, "spare");
+    }
+    let recorded = events.take();
+    assert_eq!(count_finished(&recorded, "main", RequestOutcome::Failed), 2);
+    assert!(recorded.contains(&changed(
+        "main",
+        DeploymentState::Healthy,
+        DeploymentState::Open
+    )));
+    assert_eq!(served_by(&pool).await, "spare");
+    assert_eq!(deployments.calls(), [2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_connection_is_handed_back_and_counts_against_the_deployment() {
+    let deployments = Deployments::new(&["main", "spare"]);
+    deployments
+        .get(0)
+        .answer(Reply::Io(io::ErrorKind::ConnectionReset));
+    let events = Events::default();
+    let pool = deployments
+        .builder(&events)
+        .health(HealthConfig::default().breaker(2, Duration::from_secs(10), Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    // The request may have been processed: resending it is the retry layer's decision.
+    for _ in 0..2 {
+        let error = call(&pool).await.unwrap_err();
+        assert!(error.is::<TransportError>(), "{error}");
+    }
+    assert_eq!(deployments.calls(), [2, 0]);
+    let recorded = events.take();
+    assert_eq!(count_finished(&recorded, "main", RequestOutcome::Failed), 2);
+    assert_eq!(status(&pool, "main").state, DeploymentState::Open);
+    assert_eq!(served_by(&pool).await, "spare");
 }

@@ -12,6 +12,7 @@ mod rate_limited;
 mod strategies;
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,9 +43,17 @@ pub(crate) enum Reply {
     IamRejects,
     /// Fails as IAM being down (`TokenError::Unavailable`): nothing against the key.
     IamDown,
+    /// Fails without an answer, with an `io::Error` of this kind at the bottom of the
+    /// error's chain (as reqwest reports a refused connection).
+    Io(io::ErrorKind),
     /// Never answers.
     Hang,
 }
+
+/// A transport error over its cause, as reqwest's and hyper's wrap an `io::Error`.
+#[derive(Debug, thiserror::Error)]
+#[error("error sending the request")]
+pub(crate) struct TransportError(#[source] io::Error);
 
 /// A scripted deployment: its name, what it answers, after how long, and its calls.
 #[derive(Debug)]
@@ -97,6 +106,7 @@ impl Script {
                 }
                 .into());
             }
+            Reply::Io(kind) => return Err(TransportError(kind.into()).into()),
             Reply::Hang => std::future::pending().await,
         };
         let mut response = Response::builder().status(status);
