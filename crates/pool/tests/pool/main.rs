@@ -8,6 +8,7 @@ mod cooling;
 mod deadline;
 mod failover;
 mod keys;
+mod mixed;
 mod rate_limited;
 mod strategies;
 
