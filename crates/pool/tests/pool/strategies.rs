@@ -191,3 +191,46 @@ async fn every_strategy_tries_each_deployment_at_most_once() {
         );
     }
 }
+
+/// The 99th percentile of the latencies of 16 callers × 200 calls, over three deployments
+/// answering in 2 ms and one in `slow`.
+async fn p99(strategy: Strategy, slow: Duration) -> Duration {
+    let deployments = Deployments::new(&["fast1", "fast2", "fast3", "slow"]);
+    for script in &deployments.scripts {
+        script.delay(Duration::from_millis(2));
+    }
+    deployments.get(3).delay(slow);
+    let pool = deployments
+        .builder(&Events::default())
+        .strategy(strategy)
+        .build()
+        .unwrap();
+    let mut callers = JoinSet::new();
+    for _ in 0..16 {
+        let pool = pool.clone();
+        callers.spawn(async move {
+            let mut latencies = Vec::new();
+            for _ in 0..200 {
+                let start = tokio::time::Instant::now();
+                served_by(&pool).await;
+                latencies.push(start.elapsed());
+            }
+            latencies
+        });
+    }
+    let mut latencies: Vec<Duration> = callers.join_all().await.into_iter().flatten().collect();
+    latencies.sort_unstable();
+    latencies[latencies.len() * 99 / 100 - 1]
+}
+
+/// Issue 19's balancing criterion, on paused time: with one deployment 50 ms slower, the
+/// p99 of `least_loaded` stays within 1.2× the all-fast case (round-robin's does not).
+#[tokio::test(start_paused = true)]
+async fn least_loaded_keeps_the_p99_near_the_all_fast_case() {
+    let all_fast = p99(Strategy::LeastLoaded, Duration::from_millis(2)).await;
+    assert_eq!(all_fast, Duration::from_millis(2));
+    let one_slow = p99(Strategy::LeastLoaded, Duration::from_millis(52)).await;
+    assert!(one_slow <= all_fast * 6 / 5, "p99 {one_slow:?}");
+    let round_robin = p99(Strategy::RoundRobin, Duration::from_millis(52)).await;
+    assert_eq!(round_robin, Duration::from_millis(52));
+}
