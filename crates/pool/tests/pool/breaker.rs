@@ -58,6 +58,7 @@ async fn it_opens_after_n_failures_within_the_window() {
             Some(OPEN)
         )
     );
+    assert_eq!(pool.handle().healthy(), 1);
     for _ in 0..10 {
         assert_eq!(served_by(&pool).await, "spare");
     }

@@ -32,7 +32,10 @@ fn hanging() -> (Deployments, Events, Pool<Stack>) {
 async fn a_call_dropped_at_the_deadline_is_a_timeout_against_the_deployment() {
     let (deployments, events, pool) = hanging();
     let start = Instant::now();
-    let error = call_within(&pool, DEADLINE).await.unwrap_err();
+    let pending = tokio::spawn(call_within(&pool, DEADLINE));
+    tokio::time::sleep(DEADLINE / 2).await;
+    assert_eq!(status(&pool, "main").in_flight, 1);
+    let error = pending.await.unwrap().unwrap_err();
     assert!(error.is::<Elapsed>(), "{error}");
     assert_eq!(start.elapsed(), DEADLINE);
     assert_eq!(deployments.calls(), [1, 0], "a timeout is handed back");

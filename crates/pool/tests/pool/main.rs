@@ -282,16 +282,17 @@ pub(crate) fn call(
     Box::pin(pool.clone().oneshot(request()))
 }
 
-/// One call through `pool` under a `Deadline` of `limit` above it.
-pub(crate) async fn call_within(
+/// One call through `pool` under a `Deadline` of `limit` above it (boxed as [`call`]).
+pub(crate) fn call_within(
     pool: &Pool<Stack>,
     limit: Duration,
-) -> Result<Response<String>, BoxError> {
-    ServiceBuilder::new()
-        .layer(DeadlineLayer::new(limit))
-        .service(pool.clone())
-        .oneshot(request())
-        .await
+) -> Pin<Box<dyn Future<Output = Result<Response<String>, BoxError>> + Send>> {
+    Box::pin(
+        ServiceBuilder::new()
+            .layer(DeadlineLayer::new(limit))
+            .service(pool.clone())
+            .oneshot(request()),
+    )
 }
 
 /// One call that must succeed: the deployment that served it, from [`Served`].
