@@ -275,7 +275,8 @@ pub(crate) fn request() -> Request<Bytes> {
 /// Boxed here, outside any `async` block: rustc checks that a spawned `async` block holding
 /// the pool's future is `Send` with its lifetimes erased, and then cannot prove
 /// `BoxError: Into<BoxError>` (the pool's bound on its deployments' errors) "for any
-/// lifetime" (rust-lang/rust#102211).
+/// lifetime" ("implementation of `From` is not general enough"); tower's `Timeout` over a
+/// `BoxError` service fails the same way.
 pub(crate) fn call(
     pool: &Pool<Stack>,
 ) -> Pin<Box<dyn Future<Output = Result<Response<String>, BoxError>> + Send>> {
