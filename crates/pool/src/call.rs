@@ -12,7 +12,7 @@ use tower_service::Service;
 use crate::classify::{Judgement, judge};
 use crate::error::{Unavailable, Waiting};
 use crate::event::{PoolEvent, RequestOutcome};
-use crate::health::{Admit, Change, DeploymentState, Verdict};
+use crate::health::{Admit, Change, DeploymentState, Health, Verdict};
 use crate::limit::{RateLimits, estimate_tokens};
 use crate::member::Member;
 use crate::service::{AllCooling, Shared};
@@ -103,12 +103,14 @@ where
                 }
                 Admit::Yes { generation, probe } => (generation, probe),
             };
+            let held = HeldProbe {
+                health: &member.health,
+                held: probe,
+            };
             if let Some(limits) = &member.limits
                 && let Err(limited) = limits.acquire(tokens).await
             {
-                if probe {
-                    member.health.release_probe();
-                }
+                drop(held);
                 shared.emit(&PoolEvent::RateLimited {
                     deployment: &member.name,
                     kind: limited.kind,
@@ -120,6 +122,7 @@ where
                 );
                 continue;
             }
+            held.sent();
             chosen = Some((index, generation, probe));
             break;
         }
@@ -180,6 +183,29 @@ where
         }
         failed.insert(index);
         last = Some(result);
+    }
+}
+
+/// A probe admitted but not sent yet. It is given back unless the call goes out: when a
+/// rate limit refuses the call, and when the caller leaves while the limit is being taken
+/// (an await: the shared limits ask Redis). Kept, no call would probe the deployment again.
+struct HeldProbe<'a> {
+    health: &'a Health,
+    held: bool,
+}
+
+impl HeldProbe<'_> {
+    /// The call goes out: from here its [`Attempt`] gives the probe back.
+    fn sent(mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for HeldProbe<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.health.release_probe();
+        }
     }
 }
 

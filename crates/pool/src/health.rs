@@ -5,6 +5,7 @@
 //! only if the deployment is still in the generation the call was admitted under, so a
 //! burst of calls that all fail the same way changes the state once.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -229,8 +230,10 @@ struct Inner {
     reason: Option<CooldownReason>,
     until: Instant,
     probing: bool,
-    failures: u32,
-    window_start: Instant,
+    /// When the failures counted towards the breaker happened, oldest first: the last
+    /// `breaker_failures` at most, so the window slides with them (a window that restarts
+    /// at its first failure would miss N failures that straddle its end).
+    failures: VecDeque<Instant>,
 }
 
 impl Health {
@@ -245,8 +248,7 @@ impl Health {
                 reason: None,
                 until: now,
                 probing: false,
-                failures: 0,
-                window_start: now,
+                failures: VecDeque::new(),
             }),
         }
     }
@@ -266,9 +268,14 @@ impl Health {
 
     /// Whether a call may go to the deployment now.
     pub(crate) fn admit(&self, now: Instant) -> Admit {
+        // The generation before `clean`, as `cool` writes them the other way round: a call
+        // that sees the new generation also sees `clean` false and takes the lock. Read the
+        // other way, it could pair the old `clean` with the new generation and be admitted
+        // into a cooldown as a call whose verdict counts.
+        let generation = self.generation.load(Ordering::Acquire);
         if self.clean.load(Ordering::Acquire) {
             return Admit::Yes {
-                generation: self.generation.load(Ordering::Acquire),
+                generation,
                 probe: false,
             };
         }
@@ -321,7 +328,7 @@ impl Health {
         match verdict {
             Verdict::Neutral => None,
             Verdict::Served => {
-                inner.failures = 0;
+                inner.failures.clear();
                 let from = inner.state;
                 if from == DeploymentState::Healthy || probe {
                     self.heal(&mut inner);
@@ -358,15 +365,18 @@ impl Health {
                 if self.config.breaker_failures == 0 || inner.state != DeploymentState::Healthy {
                     return None;
                 }
-                if now.saturating_duration_since(inner.window_start) > self.config.breaker_window
-                    || inner.failures == 0
+                let window = self.config.breaker_window;
+                while inner
+                    .failures
+                    .front()
+                    .is_some_and(|&at| now.saturating_duration_since(at) > window)
                 {
-                    inner.window_start = now;
-                    inner.failures = 0;
+                    inner.failures.pop_front();
                 }
-                inner.failures += 1;
+                inner.failures.push_back(now);
                 self.clean.store(false, Ordering::Release);
-                (inner.failures >= self.config.breaker_failures).then(|| {
+                let failures = u32::try_from(inner.failures.len()).unwrap_or(u32::MAX);
+                (failures >= self.config.breaker_failures).then(|| {
                     self.cool(
                         &mut inner,
                         DeploymentState::Open,
@@ -384,7 +394,7 @@ impl Health {
         }
         inner.state = DeploymentState::Healthy;
         inner.reason = None;
-        inner.failures = 0;
+        inner.failures.clear();
         self.clean.store(true, Ordering::Release);
     }
 
@@ -396,12 +406,12 @@ impl Health {
         until: Instant,
     ) -> Change {
         let from = inner.state;
-        self.generation.fetch_add(1, Ordering::AcqRel);
         self.clean.store(false, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         inner.state = to;
         inner.reason = Some(reason);
         inner.until = until;
-        inner.failures = 0;
+        inner.failures.clear();
         Change {
             from,
             to,
