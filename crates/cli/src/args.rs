@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Reads EVOLUTION_KEY_ID, EVOLUTION_SECRET, EVOLUTION_BASE_URL, EVOLUTION_MODEL and
 /// (optionally) EVOLUTION_TOKEN_URL, EVOLUTION_BACKUP_KEY_ID, EVOLUTION_BACKUP_SECRET from
-/// the environment and `.env`. Add --emulator to any command to run it against an
+/// the environment and `.env`; or many keys from the file --config (EVOLUTION_CONFIG) names. Add --emulator to any command to run it against an
 /// embedded emulator instead, with no account.
 #[derive(Debug, Parser)]
 #[command(name = "evolution", version, propagate_version = true)]
@@ -44,6 +44,17 @@ pub(crate) struct TargetArgs {
     /// Model name (overrides EVOLUTION_MODEL).
     #[arg(long, value_name = "M")]
     pub(crate) model: Option<String>,
+
+    /// A TOML file of deployments (several keys, each with optional base URL, model, rpm,
+    /// tpm and weight) and the strategy over them; EVOLUTION_KEY_ID and EVOLUTION_SECRET
+    /// are then not needed. See the README's "Many keys".
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "EVOLUTION_CONFIG",
+        conflicts_with = "emulator"
+    )]
+    pub(crate) config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use evolution_client::metrics::names::histogram_buckets;
+use evolution_client::pool::AllCooling;
 use evolution_gateway::{
     ENV_GATEWAY_KEYS, Gateway, GatewayConfig, GatewayKeys, TlsFiles, telemetry,
 };
@@ -13,6 +14,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::args::GatewayArgs;
 use crate::failure::Failure;
 use crate::target::{NO_MODEL, Target};
+
+/// The longest a gateway call waits for a deployment of its pool.
+const ALL_COOLING_MAX_WAIT: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(args: GatewayArgs) -> Result<(), Failure> {
     let config = config(&args)?;
@@ -36,7 +40,12 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), Failure> {
         if args.upstream_h2c {
             builder = builder.http_client(h2c_client());
         }
-        builder
+        // With a pool, a call waits a moment for a rate limit's next slot; a longer wait
+        // (every key cooling down) is answered 503 with Retry-After at once, rather than
+        // holding the client's connection.
+        builder.when_all_cooling(AllCooling::Wait {
+            max: ALL_COOLING_MAX_WAIT,
+        })
     })
     .await?;
     let config = GatewayConfig {

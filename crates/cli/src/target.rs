@@ -62,6 +62,16 @@ impl Target {
                 .base_url(emulator.base_url())
                 .auth_url(emulator.auth_url());
             (builder, Some(emulator))
+        } else if let Some(path) = &args.config {
+            // The file carries the keys; the base URL and model may come from it too, and
+            // the build says which is missing.
+            let builder = EvolutionInferenceBuilder::from_env().config_file(path);
+            let builder = if needs_model || model_is_set() {
+                builder
+            } else {
+                builder.model(NO_MODEL)
+            };
+            (builder, None)
         } else {
             let builder = EvolutionInferenceBuilder::from_env();
             let api_key = is_set(API_KEY);

@@ -22,7 +22,8 @@ pub(crate) struct Judgement {
 /// - A rejected key (what [`auth_failure`] calls one: 401 after the key's own token refresh,
 ///   403, IAM refusing the key) and a 429 cool the deployment down, and the call fails over.
 /// - A 5xx counts towards the circuit breaker, and the call fails over.
-/// - A connection refused counts too, and fails over: nothing was sent.
+/// - A connection refused (any reqwest connect error: DNS, TCP, TLS) counts too, and
+///   fails over: nothing was sent.
 /// - Any other failure without an answer (a reset, a broken body) counts towards the
 ///   breaker but is handed back: the request may have been processed, so whether to send it
 ///   again is the retry layer's decision (`retry_ambiguous`).
@@ -63,8 +64,11 @@ pub(crate) fn judge<B>(result: &Result<Response<B>, BoxError>) -> Judgement {
                     failover: false,
                 };
             }
+            // Nothing was sent: a refused connection, a failed DNS lookup or TLS handshake
+            // (reqwest calls all of these connect errors).
             let refused = find::<io::Error>(error)
-                .is_some_and(|io| io.kind() == io::ErrorKind::ConnectionRefused);
+                .is_some_and(|io| io.kind() == io::ErrorKind::ConnectionRefused)
+                || find::<reqwest::Error>(error).is_some_and(reqwest::Error::is_connect);
             Judgement {
                 verdict: Verdict::Failed,
                 failover: refused,
