@@ -189,3 +189,52 @@ async fn mixed_keys_every_call_succeeds_and_the_bad_keys_cool_down() {
     );
     assert_eq!(llm.stats().successes, 240);
 }
+
+/// Issue 19's balancing: `least_loaded` with one key answering 50 ms slower sends it under
+/// 15% of the calls, and its p99 stays within 1.2× the all-fast case's.
+#[tokio::test(start_paused = true)]
+async fn least_loaded_keeps_away_from_a_slow_key() {
+    async fn run(slow: bool) -> (u64, Duration) {
+        let mut builder = Emulator::builder().latency(Route::Chat, Duration::from_millis(5));
+        for key in KEYS {
+            builder = builder.key(key, format!("{key}-secret"));
+        }
+        if slow {
+            builder = builder.key_latency("key-c", Duration::from_millis(50));
+        }
+        let emu = builder.start().await.unwrap();
+        let llm = pool(&emu, Strategy::LeastLoaded).build().unwrap();
+        // Warm every key's token, then 16 callers × 50 calls.
+        for _ in 0..6 {
+            llm.invoke("warm").await.unwrap();
+        }
+        let callers: Vec<_> = (0..16)
+            .map(|_| {
+                let llm = llm.clone();
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        llm.invoke("q").await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        (
+            emu.stats().chat_requests_for("key-c"),
+            llm.stats().p99_response_time,
+        )
+    }
+    let (_, fast_p99) = run(false).await;
+    let (to_slow, p99) = run(true).await;
+    let total = 6 + 16 * 50;
+    assert!(
+        (to_slow as f64) < 0.15 * total as f64,
+        "{to_slow} of {total} calls went to the slow key"
+    );
+    assert!(
+        p99.as_secs_f64() <= 1.2 * fast_p99.as_secs_f64(),
+        "p99 {p99:?} against {fast_p99:?} with every key fast"
+    );
+}
