@@ -10,63 +10,14 @@
 #[path = "support/pool.rs"]
 mod support;
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use evolution_emulator::Emulator;
 use tokio::time::Instant;
 
+use evolution_testkit::redis;
+
 use self::support::{Scratch, command, report, run};
-
-/// A private redis-server on a free loopback port, killed on drop.
-struct RedisServer(Child);
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `EVOLUTION_TEST_REDIS_URL`, or a private server kept alive by the returned guard.
-async fn redis() -> (Option<RedisServer>, String) {
-    if let Ok(url) = std::env::var("EVOLUTION_TEST_REDIS_URL") {
-        return (None, url);
-    }
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is on PATH (apt-get install redis-server)");
-    let started = Instant::now();
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (
-        Some(RedisServer(child)),
-        format!("redis://127.0.0.1:{port}/"),
-    )
-}
 
 /// A name no other run shares: the limits live in Redis under the deployment's name.
 fn unique(name: &str) -> String {

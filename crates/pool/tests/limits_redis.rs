@@ -7,98 +7,24 @@
 //! loopback port; "Redis stopped mid-run" always starts its own. Every test limits
 //! deployments of its own, so runs may share one Redis.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::num::NonZeroU32;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use evolution_pool::limit::SharedLimits;
 use evolution_pool::{LimitKind, RateLimits};
+use evolution_testkit::{RedisServer, redis};
 use futures_util::future::join_all;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio::time::Instant;
 
-/// A private redis-server on a free loopback port, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    async fn start() -> Self {
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-        };
-        server.restart().await;
-        server
-    }
-
-    async fn restart(&mut self) {
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is on PATH (apt-get install redis-server)");
-        self.child = Some(child);
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start on port {}",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
+/// A port nothing listens on.
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// `EVOLUTION_TEST_REDIS_URL`, or a private server kept alive by the returned guard.
-async fn redis() -> (Option<RedisServer>, String) {
-    match std::env::var("EVOLUTION_TEST_REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let server = RedisServer::start().await;
-            let url = server.url();
-            (Some(server), url)
-        }
-    }
 }
 
 fn deployment(name: &str) -> String {

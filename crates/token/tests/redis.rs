@@ -6,11 +6,10 @@
 //! stopped mid-run" starts and kills its own `redis-server` (from `PATH`) on a free
 //! loopback port. Every test uses key ids of its own, so runs may share one Redis.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use evolution_testkit::RedisServer;
 use evolution_token::store::{RedisStore, TokenStore};
 use futures_util::future::join_all;
 use tokio::time::Instant;
@@ -91,71 +90,6 @@ async fn store_contract() {
     store.unlock(&key, &second).await.unwrap();
     let third = store.try_lock(&key, ttl).await.unwrap().unwrap();
     store.unlock(&key, &third).await.unwrap();
-}
-
-/// A private redis-server on a free loopback port, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    async fn start() -> Self {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self { child: None, port };
-        server.restart().await;
-        server
-    }
-
-    async fn restart(&mut self) {
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is on PATH (apt-get install redis-server)");
-        self.child = Some(child);
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start on port {}",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Redis stops mid-run: cached tokens keep being served, refreshes go to IAM directly
