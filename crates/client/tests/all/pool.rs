@@ -238,3 +238,98 @@ async fn least_loaded_keeps_away_from_a_slow_key() {
         "p99 {p99:?} against {fast_p99:?} with every key fast"
     );
 }
+
+/// A static API key the API rejects cools its deployment like a rejected IAM key, with no
+/// IAM request made for it.
+#[tokio::test(start_paused = true)]
+async fn a_rejected_api_key_cools_down_without_an_iam_request() {
+    let emu = Emulator::builder()
+        .key("healthy", "s")
+        .api_key("good-api-key")
+        .start()
+        .await
+        .unwrap();
+    let llm = EvolutionInference::builder()
+        .model(DEMO_MODEL)
+        .base_url(emu.base_url())
+        .auth_url(emu.auth_url())
+        .deployment(Deployment::api_key("revoked", "unknown-api-key"))
+        .deployment(Deployment::new("healthy", "healthy", "s"))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        let answer = llm.invoke(format!("q{i}")).await.unwrap();
+        assert_eq!(served_by(&answer), "healthy");
+    }
+    let stats = emu.stats();
+    assert_eq!(stats.iam_requests, 1, "only the IAM key's token: {stats:?}");
+    // The first call and the 401's resend with the same key, then a cooldown.
+    assert_eq!(stats.chat_status(401), 2, "{stats:?}");
+    let pool = llm.pool().unwrap().deployments();
+    assert_eq!(pool[0].state, DeploymentState::Cooling);
+}
+
+/// The pool's series, labelled by deployment name (never a key), in the metrics recorder.
+#[tokio::test(start_paused = true)]
+async fn the_pool_records_its_series_by_deployment_name() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let emu = three_keys().await;
+    emu.disable_key("key-a");
+    let llm = pool(&emu, Strategy::Ordered).build().unwrap();
+    for _ in 0..4 {
+        llm.invoke("q").await.unwrap();
+    }
+    let series: BTreeMap<String, f64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            let name = key.key().name();
+            name.starts_with("evolution_deployment") || name == "evolution_rate_limited_total"
+        })
+        .map(|(key, _, _, value)| {
+            let mut labels: Vec<String> = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let value = match value {
+                DebugValue::Counter(n) => n as f64,
+                DebugValue::Gauge(g) => g.into_inner(),
+                DebugValue::Histogram(h) => h.len() as f64,
+            };
+            (
+                format!("{}{{{}}}", key.key().name(), labels.join(",")),
+                value,
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, f64> = [
+        (
+            "evolution_deployment_cooldowns_total{deployment=key-a,reason=key_rejected}",
+            1.0,
+        ),
+        ("evolution_deployment_in_flight{deployment=key-a}", 0.0),
+        ("evolution_deployment_in_flight{deployment=key-b}", 0.0),
+        (
+            "evolution_deployment_requests_total{deployment=key-a,outcome=key_rejected}",
+            1.0,
+        ),
+        (
+            "evolution_deployment_requests_total{deployment=key-b,outcome=success}",
+            4.0,
+        ),
+        ("evolution_deployment_state{deployment=key-a}", 1.0),
+        ("evolution_deployment_state{deployment=key-b}", 0.0),
+        ("evolution_deployment_state{deployment=key-c}", 0.0),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    assert_eq!(series, expected);
+}
