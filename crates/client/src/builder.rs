@@ -558,13 +558,11 @@ impl EvolutionInferenceBuilder {
             (_, Some(base)) if pooled => base,
             (base, _) => required(base, "base_url", ENV_BASE_URL)?,
         };
-        let credentials = match (&self.api_key, &self.key_id, &self.secret) {
+        let credentials = match (first, &self.api_key, &self.key_id, &self.secret) {
             // The deployments carry the keys: the single key's settings are not used.
-            _ if pooled => first
-                .map(|d| d.credentials.clone())
-                .expect("pooled means a first deployment"),
-            (Some(api_key), None, None) => Credentials::api_key(api_key.expose_secret().trim()),
-            (Some(_), _, _) => {
+            (Some(first), ..) => first.credentials.clone(),
+            (None, Some(api_key), None, None) => Credentials::api_key(api_key.expose_secret().trim()),
+            (None, Some(_), _, _) => {
                 return Err(Error::config(
                     "api_key",
                     format!(
@@ -572,7 +570,7 @@ impl EvolutionInferenceBuilder {
                     ),
                 ));
             }
-            (None, key_id, secret) => {
+            (None, None, key_id, secret) => {
                 let key_id = required(key_id.clone(), "key_id", ENV_KEY_ID)?;
                 match secret {
                     Some(secret) if !secret.expose_secret().trim().is_empty() => {

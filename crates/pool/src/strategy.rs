@@ -150,9 +150,8 @@ impl Walk {
                             (0..len)
                                 .filter(|&index| !skip.contains(index))
                                 .nth(n as usize)
-                                .expect("n < open")
                         };
-                        let (a, b) = (nth(a), nth(b));
+                        let (a, b) = (nth(a)?, nth(b)?);
                         if members[b].load.cost() < members[a].load.cost() {
                             Some(b)
                         } else {
