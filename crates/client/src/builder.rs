@@ -561,7 +561,9 @@ impl EvolutionInferenceBuilder {
         let credentials = match (first, &self.api_key, &self.key_id, &self.secret) {
             // The deployments carry the keys: the single key's settings are not used.
             (Some(first), ..) => first.credentials.clone(),
-            (None, Some(api_key), None, None) => Credentials::api_key(api_key.expose_secret().trim()),
+            (None, Some(api_key), None, None) => {
+                Credentials::api_key(api_key.expose_secret().trim())
+            }
             (None, Some(_), _, _) => {
                 return Err(Error::config(
                     "api_key",
@@ -628,7 +630,9 @@ impl EvolutionInferenceBuilder {
             );
         }
         let has_backup = self.backup.is_some();
-        let token_manager = |credentials: Credentials, field: &'static str| {
+        let token_manager = |credentials: Credentials,
+                             field: &'static str,
+                             deployment: Option<&str>| {
             // A static key makes no IAM request: an auth URL it would never use must not
             // fail its build. A valid one is still kept, for a later `set_credentials`.
             let uses_iam = !credentials.is_api_key()
@@ -640,12 +644,14 @@ impl EvolutionInferenceBuilder {
                 .allow_insecure_http(self.allow_insecure_http);
             // With a backup key, each key's token series carry its side: one shared
             // `evolution_token_expires_in_seconds` would read whichever key reported last.
-            tokens = match (has_backup, field) {
-                (false, _) => tokens.observer(metrics.clone()),
-                (true, "backup_credentials") => {
+            // So does each deployment of a pool, with its name.
+            tokens = match (deployment, has_backup, field) {
+                (Some(name), ..) => tokens.observer(metrics.deployment_token_observer(name)),
+                (None, false, _) => tokens.observer(metrics.clone()),
+                (None, true, "backup_credentials") => {
                     tokens.observer(metrics.token_observer(FallbackSide::Backup))
                 }
-                (true, _) => tokens.observer(metrics.token_observer(FallbackSide::Primary)),
+                (None, true, _) => tokens.observer(metrics.token_observer(FallbackSide::Primary)),
             };
             if let Some(auth_url) = &self.auth_url
                 && uses_iam
@@ -680,7 +686,7 @@ impl EvolutionInferenceBuilder {
                 self.allow_insecure_http,
                 (self.strategy, self.health, self.all_cooling),
                 (base.as_str(), &model),
-                |credentials| token_manager(credentials, "deployment"),
+                |credentials, name| token_manager(credentials, "deployment", Some(name)),
             )?;
             // The replicas of a service share each deployment's limits through the Redis
             // of the shared token cache.
@@ -699,7 +705,7 @@ impl EvolutionInferenceBuilder {
             }
             (spec.members[0].tokens.clone(), Some(spec))
         } else {
-            (token_manager(credentials, "key_id")?, None)
+            (token_manager(credentials, "key_id", None)?, None)
         };
         let backup = match &self.backup {
             // A pool has no backup key: add the backup as a deployment instead.
@@ -720,6 +726,7 @@ impl EvolutionInferenceBuilder {
                 Some(token_manager(
                     Credentials::new(backup_key_id.as_str(), backup_secret.expose_secret()),
                     "backup_credentials",
+                    None,
                 )?)
             }
             None => None,
@@ -760,7 +767,7 @@ fn pool_spec(
     allow_insecure_http: bool,
     (strategy, health, all_cooling): (Strategy, HealthConfig, AllCooling),
     (client_base, client_model): (&str, &str),
-    tokens: impl Fn(Credentials) -> Result<TokenManager>,
+    tokens: impl Fn(Credentials, &str) -> Result<TokenManager>,
 ) -> Result<PoolSpec> {
     let client_base: Arc<str> = Arc::from(client_base.trim_end_matches('/'));
     let client_model: Arc<str> = Arc::from(client_model);
@@ -800,10 +807,11 @@ fn pool_spec(
                 retarget.model = Some((Arc::clone(&client_model), Arc::from(model)));
             }
         }
-        let manager = tokens(deployment.credentials.clone()).map_err(|error| match error {
-            Error::Config { message, .. } => named(message),
-            other => other,
-        })?;
+        let manager =
+            tokens(deployment.credentials.clone(), name).map_err(|error| match error {
+                Error::Config { message, .. } => named(message),
+                other => other,
+            })?;
         let limits = (deployment.rpm.is_some() || deployment.tpm.is_some())
             .then(|| RateLimits::new(deployment.rpm, deployment.tpm));
         members.push(MemberSpec {

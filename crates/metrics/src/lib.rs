@@ -96,7 +96,7 @@ pub use self::config::{ConfigError, MetricsBuilder};
 pub use self::deployments::{DeploymentStats, PoolMetrics};
 pub use self::handle::{FallbackSide, Metrics};
 pub use self::layer::MetricsLayer;
-pub use self::observer::SideObserver;
+pub use self::observer::{DeploymentTokenObserver, SideObserver};
 pub use self::outcome::Outcome;
 pub use self::pending::{Capture, PendingCall, capture};
 pub use self::service::MetricsService;

@@ -7,8 +7,9 @@ use metrics::{Label, SharedString, counter, gauge, histogram};
 use tokio::time::Duration;
 
 use crate::names::{
-    LABEL_KEY_ID, LABEL_RESULT, LABEL_SIDE, LABEL_TRIGGER, RESULT_FAILURE, RESULT_SUCCESS,
-    TOKEN_EXPIRES_IN_SECONDS, TOKEN_REFRESH_DURATION_SECONDS, TOKEN_REFRESHES_TOTAL,
+    LABEL_DEPLOYMENT, LABEL_KEY_ID, LABEL_RESULT, LABEL_SIDE, LABEL_TRIGGER, RESULT_FAILURE,
+    RESULT_SUCCESS, TOKEN_EXPIRES_IN_SECONDS, TOKEN_REFRESH_DURATION_SECONDS,
+    TOKEN_REFRESHES_TOTAL,
 };
 use crate::{FallbackSide, Metrics};
 
@@ -48,6 +49,21 @@ impl TokenObserver for Metrics {
     }
 }
 
+/// The token observer of one deployment of a key pool: [`Metrics`]' token series, each
+/// labelled `deployment` with its name. From [`Metrics::deployment_token_observer`].
+#[derive(Debug, Clone)]
+pub struct DeploymentTokenObserver {
+    metrics: Metrics,
+    deployment: SharedString,
+}
+
+impl TokenObserver for DeploymentTokenObserver {
+    fn on_event(&self, event: &TokenEvent) {
+        let label = Label::new(LABEL_DEPLOYMENT, self.deployment.clone());
+        self.metrics.record_token_event(event, Some(label));
+    }
+}
+
 /// The token observer of one key of a primary/backup pair: [`Metrics`]' token series, each
 /// labelled `side` (`primary` or `backup`). From [`Metrics::token_observer`].
 #[derive(Debug, Clone)]
@@ -58,7 +74,8 @@ pub struct SideObserver {
 
 impl TokenObserver for SideObserver {
     fn on_event(&self, event: &TokenEvent) {
-        self.metrics.record_token_event(event, Some(self.side));
+        let label = Label::from_static_parts(LABEL_SIDE, self.side.as_str());
+        self.metrics.record_token_event(event, Some(label));
     }
 }
 
@@ -93,8 +110,19 @@ impl Metrics {
         }
     }
 
-    fn record_token_event(&self, event: &TokenEvent, side: Option<FallbackSide>) {
-        let labels = |key_id: &Arc<str>, extra: usize| self.token_labels(key_id, side, extra);
+    /// A token observer for the manager of the deployment `name` of a key pool: its token
+    /// series carry `deployment="name"`, so that each key's
+    /// `evolution_token_expires_in_seconds` is its own.
+    pub fn deployment_token_observer(&self, name: &str) -> DeploymentTokenObserver {
+        DeploymentTokenObserver {
+            metrics: self.clone(),
+            deployment: SharedString::from(name.to_owned()),
+        }
+    }
+
+    fn record_token_event(&self, event: &TokenEvent, key: Option<Label>) {
+        let labels =
+            |key_id: &Arc<str>, extra: usize| self.token_labels(key_id, key.clone(), extra);
         match event {
             TokenEvent::RefreshSucceeded {
                 key_id,
@@ -146,12 +174,7 @@ impl Metrics {
 
     /// The constant labels, then `key_id` if opted in and `side` if given, with room for
     /// `extra` more.
-    fn token_labels(
-        &self,
-        key_id: &Arc<str>,
-        side: Option<FallbackSide>,
-        extra: usize,
-    ) -> Vec<Label> {
+    fn token_labels(&self, key_id: &Arc<str>, key: Option<Label>, extra: usize) -> Vec<Label> {
         let constant = self.constant();
         let mut labels = Vec::with_capacity(constant.len() + 2 + extra);
         labels.extend_from_slice(constant);
@@ -161,9 +184,7 @@ impl Metrics {
                 SharedString::from(Arc::clone(key_id)),
             ));
         }
-        if let Some(side) = side {
-            labels.push(Label::from_static_parts(LABEL_SIDE, side.as_str()));
-        }
+        labels.extend(key);
         labels
     }
 }

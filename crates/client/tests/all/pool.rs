@@ -289,7 +289,9 @@ async fn the_pool_records_its_series_by_deployment_name() {
         .into_iter()
         .filter(|(key, ..)| {
             let name = key.key().name();
-            name.starts_with("evolution_deployment") || name == "evolution_rate_limited_total"
+            name.starts_with("evolution_deployment")
+                || name == "evolution_rate_limited_total"
+                || name == "evolution_token_expires_in_seconds"
         })
         .map(|(key, _, _, value)| {
             let mut labels: Vec<String> = key
@@ -327,6 +329,8 @@ async fn the_pool_records_its_series_by_deployment_name() {
         ("evolution_deployment_state{deployment=key-a}", 1.0),
         ("evolution_deployment_state{deployment=key-b}", 0.0),
         ("evolution_deployment_state{deployment=key-c}", 0.0),
+        // Each key's token lifetime is its own series (key-a never got one).
+        ("evolution_token_expires_in_seconds{deployment=key-b}", 3600.0),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
