@@ -4,8 +4,8 @@
 //! Every deployment is the same in-memory service, a `service_fn` answering an empty 200 at
 //! once, so the figures are the pool's own work. One call at a time, made ready then
 //! called, on 1 thread and on 2 threads at once sharing the pool (as a client's threads
-//! share theirs); the request is the client's chat request (method, URI and a 200-byte
-//! chat body, no headers), cloned for each call. Cases:
+//! share theirs); the request is the client's chat request (method, URI and a chat body
+//! of about 190 bytes, no headers), cloned for each call. Cases:
 //!
 //! - `single_key`: the service alone, no pool;
 //! - `pool_1`: through `evolution_pool::Pool` with 1 deployment;
@@ -14,7 +14,7 @@
 //! - `pool_8_rpm/round_robin`: 8 deployments each with an RPM limit (`u32::MAX` a minute,
 //!   never reached): the limiter's cost;
 //! - `pool_8_rpm_tpm/round_robin`: the same with a TPM limit too (`u32::MAX` a minute: at
-//!   about 530 estimated tokens a call, 8 deployments refill over 500,000 calls a second and
+//!   about 520 estimated tokens a call, 8 deployments refill over 500,000 calls a second and
 //!   start with a minute's worth, far above what one or two threads can call), so each
 //!   call also estimates its tokens from the body.
 //!
