@@ -16,7 +16,7 @@ use crate::health::{Admit, Change, DeploymentState, Health, Verdict};
 use crate::limit::{RateLimits, estimate_tokens};
 use crate::member::Member;
 use crate::service::{AllCooling, Shared};
-use crate::strategy::{Set, Walk};
+use crate::strategy::{Set, Strategy, Walk};
 
 /// Which deployment answered a call, put in the response's extensions: the deployment's
 /// name, and the way to correct its token limit from the answer's `usage`.
@@ -95,7 +95,7 @@ where
         while let Some(index) = walk.next(shared.strategy, members, failed.union(skipped)) {
             skipped.insert(index);
             let member = &members[index];
-            let admit = member.health.admit(Instant::now());
+            let admit = member.health.admit(Instant::now);
             let (generation, probe) = match admit {
                 Admit::No { until, reason } => {
                     note(index, until, Waiting::Cooldown(reason));
@@ -217,7 +217,8 @@ struct Attempt<'a, S> {
     generation: u64,
     probe: bool,
     deadline: Option<Instant>,
-    sent_at: Instant,
+    /// When it was sent, under `least_loaded` only: the other strategies read no latency.
+    sent_at: Option<Instant>,
     done: bool,
 }
 
@@ -241,7 +242,7 @@ impl<'a, S> Attempt<'a, S> {
             generation,
             probe,
             deadline,
-            sent_at: Instant::now(),
+            sent_at: (shared.strategy == Strategy::LeastLoaded).then(Instant::now),
             done: false,
         }
     }
@@ -260,7 +261,12 @@ impl<'a, S> Attempt<'a, S> {
             (Verdict::Failed | Verdict::Neutral, _) => RequestOutcome::Failed,
         };
         if judgement.verdict == Verdict::Served {
-            self.member.load.observe(self.sent_at.elapsed());
+            self.member.load.serve();
+            if let Some(sent_at) = self.sent_at {
+                let now = Instant::now();
+                let rtt = now.saturating_duration_since(sent_at);
+                self.member.load.observe(rtt, now);
+            }
         }
         self.end(judgement.verdict, outcome);
     }

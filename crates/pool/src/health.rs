@@ -267,7 +267,9 @@ impl Health {
     }
 
     /// Whether a call may go to the deployment now.
-    pub(crate) fn admit(&self, now: Instant) -> Admit {
+    /// `now` is read only when the deployment is not clean: a healthy one is admitted
+    /// without a clock read (most calls).
+    pub(crate) fn admit(&self, now: impl FnOnce() -> Instant) -> Admit {
         // The generation before `clean`, as `cool` writes them the other way round: a call
         // that sees the new generation also sees `clean` false and takes the lock. Read the
         // other way, it could pair the old `clean` with the new generation and be admitted
@@ -281,6 +283,7 @@ impl Health {
         }
         let mut inner = self.lock();
         let generation = self.generation.load(Ordering::Acquire);
+        let now = now();
         match inner.state {
             DeploymentState::Healthy => Admit::Yes {
                 generation,
@@ -426,7 +429,7 @@ mod tests {
     use super::*;
 
     fn admitted(health: &Health) -> (u64, bool) {
-        match health.admit(Instant::now()) {
+        match health.admit(Instant::now) {
             Admit::Yes { generation, probe } => (generation, probe),
             Admit::No { .. } => panic!("not admitted"),
         }
@@ -439,12 +442,12 @@ mod tests {
         let change = health.record(generation, false, Verdict::KeyRejected);
         assert_eq!(change.map(|c| c.to), Some(DeploymentState::Cooling));
         assert_eq!(health.record(generation, false, Verdict::KeyRejected), None);
-        assert!(matches!(health.admit(Instant::now()), Admit::No { .. }));
+        assert!(matches!(health.admit(Instant::now), Admit::No { .. }));
         tokio::time::advance(Duration::from_secs(60)).await;
         let (generation, probe) = admitted(&health);
         assert!(probe);
         assert!(
-            matches!(health.admit(Instant::now()), Admit::No { .. }),
+            matches!(health.admit(Instant::now), Admit::No { .. }),
             "one probe at a time"
         );
         let change = health.record(generation, true, Verdict::Served);

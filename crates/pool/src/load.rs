@@ -29,7 +29,8 @@ pub(crate) struct Load {
 
 #[derive(Debug)]
 struct Estimate {
-    rtt_ns: f64,
+    /// Seconds.
+    rtt: f64,
     at: Instant,
     /// Whether `rtt_ns` is still the default: the first answer replaces it.
     default: bool,
@@ -41,7 +42,7 @@ impl Load {
             in_flight: AtomicU32::new(0),
             served: AtomicU64::new(0),
             estimate: Mutex::new(Estimate {
-                rtt_ns: DEFAULT_RTT.as_nanos() as f64,
+                rtt: DEFAULT_RTT.as_secs_f64(),
                 at: Instant::now(),
                 default: true,
             }),
@@ -68,39 +69,42 @@ impl Load {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Records an answered call that took `rtt`.
-    pub(crate) fn observe(&self, rtt: Duration) {
+    /// Counts an answered call.
+    pub(crate) fn serve(&self) {
         self.served.fetch_add(1, Ordering::Relaxed);
-        let rtt = rtt.as_nanos() as f64;
-        let now = Instant::now();
+    }
+
+    /// Records an answer that took `rtt`, received at `now` (only `least_loaded` reads the
+    /// estimate, so only its calls pay for the clock reads and the lock).
+    pub(crate) fn observe(&self, rtt: Duration, now: Instant) {
+        let rtt = rtt.as_secs_f64();
         let mut estimate = self.estimate.lock().unwrap_or_else(|e| e.into_inner());
-        let decayed = estimate.decayed(now);
-        estimate.rtt_ns = if decayed < rtt || estimate.default {
+        // One `exp` for both the decay and the moving average's weight.
+        let weight = estimate.weight(now);
+        let decayed = estimate.rtt * weight;
+        estimate.rtt = if decayed < rtt || estimate.default {
             rtt
         } else {
-            let elapsed = now.saturating_duration_since(estimate.at).as_nanos() as f64;
-            let weight = (-elapsed / DECAY.as_nanos() as f64).exp();
-            estimate.rtt_ns * weight + rtt * (1.0 - weight)
+            estimate.rtt * weight + rtt * (1.0 - weight)
         };
         estimate.at = now;
         estimate.default = false;
     }
 
-    /// The latency estimate times one more than the calls in flight.
-    pub(crate) fn cost(&self) -> f64 {
+    /// The latency estimate (seconds) at `now` times one more than the calls in flight.
+    pub(crate) fn cost(&self, now: Instant) -> f64 {
         let pending = f64::from(self.in_flight());
-        let now = Instant::now();
         let estimate = self.estimate.lock().unwrap_or_else(|e| e.into_inner());
-        estimate.decayed(now) * (pending + 1.0)
+        estimate.rtt * estimate.weight(now) * (pending + 1.0)
     }
 }
 
 impl Estimate {
-    /// The estimate decayed towards zero since its last update, as tower's does between
-    /// responses (so that a deployment that was slow once is tried again).
-    fn decayed(&self, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(self.at).as_nanos() as f64;
-        self.rtt_ns * (-elapsed / DECAY.as_nanos() as f64).exp()
+    /// How much of the estimate is left at `now`: it decays towards zero between answers,
+    /// as tower's does, so that a deployment that was slow once is tried again.
+    fn weight(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        (-elapsed / DECAY.as_secs_f64()).exp()
     }
 }
 
@@ -112,14 +116,15 @@ mod tests {
     async fn a_slow_answer_raises_the_cost_at_once_and_it_decays() {
         let fast = Load::new();
         let slow = Load::new();
-        fast.observe(Duration::from_millis(1));
-        slow.observe(Duration::from_millis(50));
-        assert!(slow.cost() > 10.0 * fast.cost());
+        let now = Instant::now();
+        fast.observe(Duration::from_millis(1), now);
+        slow.observe(Duration::from_millis(50), now);
+        assert!(slow.cost(now) > 10.0 * fast.cost(now));
         slow.start();
-        let busy = slow.cost();
+        let busy = slow.cost(now);
         slow.end();
-        assert!(busy > 1.9 * slow.cost());
+        assert!(busy > 1.9 * slow.cost(now));
         tokio::time::advance(DECAY * 5).await;
-        assert!(slow.cost() < Duration::from_millis(1).as_nanos() as f64);
+        assert!(slow.cost(Instant::now()) < 0.001);
     }
 }

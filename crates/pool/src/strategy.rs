@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::time::Instant;
+
 use crate::member::Member;
 
 /// How a [`Pool`](crate::Pool) chooses a deployment for each call.
@@ -152,7 +154,8 @@ impl Walk {
                                 .nth(n as usize)
                         };
                         let (a, b) = (nth(a)?, nth(b)?);
-                        if members[b].load.cost() < members[a].load.cost() {
+                        let now = Instant::now();
+                        if members[b].load.cost(now) < members[a].load.cost(now) {
                             Some(b)
                         } else {
                             Some(a)

@@ -330,7 +330,10 @@ async fn the_pool_records_its_series_by_deployment_name() {
         ("evolution_deployment_state{deployment=key-b}", 0.0),
         ("evolution_deployment_state{deployment=key-c}", 0.0),
         // Each key's token lifetime is its own series (key-a never got one).
-        ("evolution_token_expires_in_seconds{deployment=key-b}", 3600.0),
+        (
+            "evolution_token_expires_in_seconds{deployment=key-b}",
+            3600.0,
+        ),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
