@@ -9,7 +9,7 @@ use evolution_client::metrics::names;
 use serde_json::Value;
 
 /// Every series evolution-metrics exports.
-const SERIES: [&str; 10] = [
+const SERIES: [&str; 15] = [
     names::REQUESTS_TOTAL,
     names::REQUEST_DURATION_SECONDS,
     names::REQUEST_ATTEMPTS,
@@ -20,6 +20,11 @@ const SERIES: [&str; 10] = [
     names::FALLBACK_ACTIVE,
     names::FALLBACK_SWITCHES_TOTAL,
     names::AUTH_ERRORS_TOTAL,
+    names::DEPLOYMENT_REQUESTS_TOTAL,
+    names::DEPLOYMENT_STATE,
+    names::DEPLOYMENT_COOLDOWNS_TOTAL,
+    names::DEPLOYMENT_IN_FLIGHT,
+    names::RATE_LIMITED_TOTAL,
 ];
 
 fn dashboard() -> Value {
