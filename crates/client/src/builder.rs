@@ -83,6 +83,7 @@ pub struct EvolutionInferenceBuilder {
     strategy: Strategy,
     health: HealthConfig,
     all_cooling: AllCooling,
+    local_fraction: Option<f64>,
     /// Read at the start of the build (`config_file/`).
     pub(crate) config_file: Option<PathBuf>,
 }
@@ -114,6 +115,7 @@ impl Default for EvolutionInferenceBuilder {
             strategy: Strategy::default(),
             health: HealthConfig::default(),
             all_cooling: AllCooling::default(),
+            local_fraction: None,
             config_file: None,
         }
     }
@@ -460,6 +462,17 @@ impl EvolutionInferenceBuilder {
         self
     }
 
+    /// With the deployments' limits shared through Redis (`shared_cache`,
+    /// `EVOLUTION_REDIS_URL`, the `redis` feature): the share of each limit a replica keeps
+    /// to itself while Redis is unreachable, above 0 and at most 1. Defaults to 0.5
+    /// (`evolution_pool::limit::DEFAULT_LOCAL_FRACTION`): set it
+    /// to 1 / the number of replicas to stay under the key's limit through an outage. Also
+    /// `local_fraction` in a pool file.
+    pub fn rate_limit_local_fraction(mut self, fraction: f64) -> Self {
+        self.local_fraction = Some(fraction);
+        self
+    }
+
     /// Validates everything and builds the client. No request is made.
     ///
     /// # Errors
@@ -590,6 +603,12 @@ impl EvolutionInferenceBuilder {
         if self.request_timeout.is_zero() {
             return Err(Error::config("request_timeout", "must be longer than zero"));
         }
+        if self.local_fraction.is_some_and(|f| !(f > 0.0 && f <= 1.0)) {
+            return Err(Error::config(
+                "rate_limit_local_fraction",
+                "must be above 0 and at most 1 (the share of each limit a replica keeps while Redis is unreachable)",
+            ));
+        }
         if self.total_timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::config("total_timeout", "must be longer than zero"));
         }
@@ -694,8 +713,11 @@ impl EvolutionInferenceBuilder {
             if let Some(url) = &self.shared_cache
                 && spec.members.iter().any(|m| m.limits.is_some())
             {
-                let shared = evolution_pool::SharedLimits::new(url.expose_secret())
+                let mut shared = evolution_pool::SharedLimits::new(url.expose_secret())
                     .map_err(|error| Error::config("shared_cache", error.to_string()))?;
+                if let Some(fraction) = self.local_fraction {
+                    shared = shared.local_fraction(fraction);
+                }
                 for member in &mut spec.members {
                     member.limits = member
                         .limits

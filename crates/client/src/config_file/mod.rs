@@ -99,6 +99,7 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 pub struct PoolConfig {
     path: PathBuf,
     strategy: Option<Strategy>,
+    local_fraction: Option<f64>,
     deployments: Vec<Deployment>,
     ignored_keys: Vec<String>,
 }
@@ -153,6 +154,13 @@ impl PoolConfig {
         self.strategy
     }
 
+    /// `local_fraction`, if the file sets it: the share of each rate limit a replica keeps
+    /// while the Redis that shares the limits is unreachable (see
+    /// [`rate_limit_local_fraction`](crate::EvolutionInferenceBuilder::rate_limit_local_fraction)).
+    pub fn local_fraction(&self) -> Option<f64> {
+        self.local_fraction
+    }
+
     /// The deployments, in the file's order (at least one, at most
     /// [`MAX_DEPLOYMENTS`](evolution_pool::MAX_DEPLOYMENTS), with distinct names).
     pub fn deployments(&self) -> &[Deployment] {
@@ -185,6 +193,9 @@ impl EvolutionInferenceBuilder {
     pub fn pool_config(mut self, config: PoolConfig) -> Self {
         if let Some(strategy) = config.strategy {
             self = self.strategy(strategy);
+        }
+        if let Some(fraction) = config.local_fraction {
+            self = self.rate_limit_local_fraction(fraction);
         }
         config
             .deployments

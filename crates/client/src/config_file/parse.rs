@@ -28,7 +28,7 @@ const FIELDS: [&str; 11] = [
 ];
 
 /// The keys of the file's top level.
-const TOP_LEVEL: [&str; 2] = ["strategy", "deployment"];
+const TOP_LEVEL: [&str; 3] = ["strategy", "deployment", "local_fraction"];
 
 /// The file's text and, on Unix, its permission bits.
 pub(super) fn read(path: &Path) -> std::result::Result<(String, Option<u32>), ConfigFileError> {
@@ -135,11 +135,13 @@ impl Parser<'_> {
             )
         })?;
         let mut strategy = None;
+        let mut local_fraction = None;
         let mut deployments = None;
         let mut ignored_keys = Vec::new();
         for (key, value) in document.get_ref() {
             match key.get_ref().as_ref() {
                 "strategy" => strategy = Some(self.strategy(value)?),
+                "local_fraction" => local_fraction = Some(self.local_fraction(value)?),
                 "deployment" => deployments = Some(value),
                 other => match near(other, &TOP_LEVEL) {
                     Some(known) => {
@@ -157,6 +159,7 @@ impl Parser<'_> {
         Ok(PoolConfig {
             path: self.path.to_owned(),
             strategy,
+            local_fraction,
             deployments: self.deployments(deployments)?,
             ignored_keys,
         })
@@ -170,6 +173,28 @@ impl Parser<'_> {
                 "must be a string (in quotes), not {}: use ordered, round_robin, weighted or least_loaded",
                 article(other.type_str())
             ))),
+        }
+    }
+
+    /// The share of each rate limit a replica keeps while Redis is down: above 0, at most 1.
+    fn local_fraction(&self, value: &Value<'_>) -> std::result::Result<f64, ConfigFileError> {
+        let at =
+            |message: String| self.error(None, Some("local_fraction"), Some(value.span()), message);
+        let fraction = match value.get_ref() {
+            DeValue::Float(number) => number.as_str().parse::<f64>().ok(),
+            DeValue::Integer(number) => number.as_str().parse::<f64>().ok(),
+            other => {
+                return Err(at(format!(
+                    "must be a number, not {}: the share of each limit a replica keeps while Redis is unreachable, e.g. 0.5",
+                    article(other.type_str())
+                )));
+            }
+        };
+        match fraction {
+            Some(fraction) if fraction > 0.0 && fraction <= 1.0 => Ok(fraction),
+            _ => Err(at(
+                "must be above 0 and at most 1: the share of each limit a replica keeps while Redis is unreachable, e.g. 0.5".into(),
+            )),
         }
     }
 

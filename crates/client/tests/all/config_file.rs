@@ -503,3 +503,42 @@ fn child_reads_evolution_config() {
     let llm = EvolutionInference::from_config(&good).unwrap();
     assert_eq!(&*llm.deployments()[0].0, "only");
 }
+
+#[test]
+fn local_fraction_is_a_share_of_each_limit() {
+    let (_path, loaded) = load("fraction", &format!("local_fraction = 0.25\n{MAIN}"), 0o600);
+    assert_eq!(loaded.unwrap().local_fraction(), Some(0.25));
+    let (_path, loaded) = load(
+        "fraction_one",
+        &format!("local_fraction = 1\n{MAIN}"),
+        0o600,
+    );
+    assert_eq!(loaded.unwrap().local_fraction(), Some(1.0));
+    for (name, value) in [("zero", "0.0"), ("above", "1.5"), ("negative", "-0.5")] {
+        assert_eq!(
+            mistake(name, &format!("local_fraction = {value}\n{MAIN}"), 0o600),
+            "FILE:1:18: field `local_fraction`: must be above 0 and at most 1: the share of each limit a replica keeps while Redis is unreachable, e.g. 0.5",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        mistake("text", &format!("local_fraction = \"half\"\n{MAIN}"), 0o600),
+        "FILE:1:18: field `local_fraction`: must be a number, not a string: the share of each limit a replica keeps while Redis is unreachable, e.g. 0.5"
+    );
+}
+
+#[test]
+fn the_builder_refuses_a_local_fraction_out_of_range() {
+    let error = EvolutionInference::builder()
+        .model("m")
+        .base_url("https://api.example/v1")
+        .key_id("k")
+        .secret("s")
+        .rate_limit_local_fraction(0.0)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid configuration of `rate_limit_local_fraction`: must be above 0 and at most 1 (the share of each limit a replica keeps while Redis is unreachable)"
+    );
+}
