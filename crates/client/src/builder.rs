@@ -719,10 +719,13 @@ impl EvolutionInferenceBuilder {
                     shared = shared.local_fraction(fraction);
                 }
                 for member in &mut spec.members {
+                    // Named by deployment and key id (never a secret): the replicas of
+                    // this service share them, another service's `main` does not.
+                    let bucket = format!("{}/{}", member.name, member.tokens.key_id());
                     member.limits = member
                         .limits
                         .take()
-                        .map(|limits| limits.shared(&shared, &member.name));
+                        .map(|limits| limits.shared_as(&shared, &member.name, &bucket));
                 }
             }
             (spec.members[0].tokens.clone(), Some(spec))

@@ -9,7 +9,7 @@ use http::HeaderValue;
 use http::header::CONTENT_TYPE;
 use serde_json::json;
 
-use evolution_client::pool::DeploymentState;
+use evolution_client::pool::{DeploymentState, DeploymentStatus};
 
 use crate::Gateway;
 use crate::error::ApiError;
@@ -24,8 +24,9 @@ pub(crate) async fn healthz() -> Response {
 
 /// 200 when a token for the key in use is held or can be obtained; else 503 and why.
 ///
-/// With a pool of deployments, the key in use is the first healthy deployment's, and the
-/// answer lists every deployment's state; when none is healthy, 503 names their states.
+/// With a pool of deployments, the key in use is the first deployment that is healthy or
+/// due for its probe, and the answer lists every deployment's state; when every one is
+/// cooling, 503 names their states (until the soonest's cooldown ends).
 pub(crate) async fn readyz(State(gateway): State<Gateway>) -> Response {
     let client = &gateway.inner.client;
     let mut report = serde_json::Map::new();
@@ -43,10 +44,12 @@ pub(crate) async fn readyz(State(gateway): State<Gateway>) -> Response {
                 })
             })
             .collect();
-        let Some(index) = statuses
-            .iter()
-            .position(|d| d.state == DeploymentState::Healthy)
-        else {
+        // Healthy, or cooled down with its probe due (no call has come to probe it yet: a
+        // replica taken out of the balancer for it would never get one).
+        let servable = |d: &DeploymentStatus| {
+            d.state == DeploymentState::Healthy || d.ready_in.is_some_and(|t| t.is_zero())
+        };
+        let Some(index) = statuses.iter().position(servable) else {
             let states: Vec<String> = statuses
                 .iter()
                 .map(|d| format!("`{}` {}", d.name, d.state))

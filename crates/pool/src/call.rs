@@ -12,7 +12,7 @@ use tower_service::Service;
 use crate::classify::{Judgement, judge};
 use crate::error::{Unavailable, Waiting};
 use crate::event::{PoolEvent, RequestOutcome};
-use crate::health::{Admit, Change, DeploymentState, Health, Verdict};
+use crate::health::{Admit, Change, DeploymentState, Health, Verdict, after};
 use crate::limit::{RateLimits, estimate_tokens};
 use crate::member::Member;
 use crate::service::{AllCooling, Shared};
@@ -84,6 +84,9 @@ where
     let mut failed = Set::default();
     let mut skipped = Set::default();
     let mut last: Option<Result<Response<ResB>, BoxError>> = None;
+    // Set the first time every deployment is cooling: the call waits until then at most,
+    // however many times it finds them all cooling again (`max` bounds the whole wait).
+    let mut wait_limit: Option<Instant> = None;
     loop {
         let mut soonest: Option<Soonest> = None;
         let mut note = |index: usize, at: Instant, why: Waiting| {
@@ -146,7 +149,10 @@ where
             match shared.all_cooling {
                 AllCooling::Fail => return Err(unavailable().into()),
                 AllCooling::Wait { max } => {
-                    let limit = deadline.map_or(now + max, |deadline| deadline.min(now + max));
+                    let limit = *wait_limit.get_or_insert_with(|| {
+                        let max = after(now, max);
+                        deadline.map_or(max, |deadline| deadline.min(max))
+                    });
                     if soonest.at > limit {
                         return Err(unavailable().into());
                     }
@@ -299,9 +305,8 @@ impl<S> Drop for Attempt<'_, S> {
         if timed_out {
             self.end(Verdict::Failed, RequestOutcome::Timeout);
         } else {
-            if self.probe {
-                self.member.health.release_probe();
-            }
+            // `record` gives a probe's turn back (a release here first would let a second
+            // probe in, whose flag `record` would then clear).
             self.end(Verdict::Neutral, RequestOutcome::Cancelled);
         }
     }

@@ -212,6 +212,16 @@ pub(crate) struct Change {
     pub(crate) until: Option<Instant>,
 }
 
+/// About 30 years: what a duration too large to add to the clock is cut to (as tokio and
+/// the token crate's deadlines do).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `duration` after `now`, without overflowing: a cooldown of `Duration::MAX` is "for good".
+pub(crate) fn after(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + FAR_FUTURE)
+}
+
 /// How long callers skip a deployment whose probe is in flight.
 const PROBE_WAIT: Duration = Duration::from_millis(100);
 
@@ -294,7 +304,7 @@ impl Health {
                 reason: inner.reason.unwrap_or(CooldownReason::CircuitOpen),
             },
             _ if inner.probing => Admit::No {
-                until: now + PROBE_WAIT,
+                until: after(now, PROBE_WAIT),
                 reason: inner.reason.unwrap_or(CooldownReason::CircuitOpen),
             },
             _ => {
@@ -347,13 +357,13 @@ impl Health {
                 &mut inner,
                 DeploymentState::Cooling,
                 CooldownReason::KeyRejected,
-                now + self.config.key_cooldown,
+                after(now, self.config.key_cooldown),
             )),
             Verdict::RateLimited(retry_after) => Some(self.cool(
                 &mut inner,
                 DeploymentState::Cooling,
                 CooldownReason::RateLimited,
-                now + self.config.rate_limit_for(retry_after),
+                after(now, self.config.rate_limit_for(retry_after)),
             )),
             Verdict::Failed => {
                 if probe && inner.state != DeploymentState::Healthy {
@@ -362,7 +372,7 @@ impl Health {
                         &mut inner,
                         DeploymentState::Open,
                         CooldownReason::CircuitOpen,
-                        now + self.config.breaker_open,
+                        after(now, self.config.breaker_open),
                     ));
                 }
                 if self.config.breaker_failures == 0 || inner.state != DeploymentState::Healthy {
@@ -384,7 +394,7 @@ impl Health {
                         &mut inner,
                         DeploymentState::Open,
                         CooldownReason::CircuitOpen,
-                        now + self.config.breaker_open,
+                        after(now, self.config.breaker_open),
                     )
                 })
             }

@@ -106,3 +106,24 @@ async fn a_pool_that_cannot_serve_is_not_ready_and_answers_503_with_retry_after(
     let ready = Answer::of(http().get(gateway.at("/readyz")).send().await.unwrap()).await;
     assert_eq!(ready.status, 503, "{ready:?}");
 }
+
+/// A cooled-down deployment with no call to probe it counts as ready: a replica taken out
+/// of the balancer while every key cooled would otherwise never get the call that heals it.
+#[tokio::test(start_paused = true)]
+async fn readiness_returns_when_the_cooldowns_end_without_a_call() {
+    let emu = two_keys().await;
+    emu.set_key_fault("good", Fault::status(429).with_header("retry-after", "2"));
+    let client = pooled_builder(&emu).no_retry().build().unwrap();
+    // One call cools both (the revoked key for 5 minutes, the limited one for 2 s).
+    let _ = client.invoke("q").await;
+    let gateway = Served::with(client, config()).await;
+    let ready = Answer::of(http().get(gateway.at("/readyz")).send().await.unwrap()).await;
+    assert_eq!(ready.status, 503, "{ready:?}");
+    emu.clear_key_fault("good");
+    tokio::time::advance(std::time::Duration::from_secs(2)).await;
+    // A new connection: the paused clock's jump may have timed out the idle one.
+    let fresh = reqwest::Client::new();
+    let ready = Answer::of(fresh.get(gateway.at("/readyz")).send().await.unwrap()).await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+    assert_eq!(ready.json()["deployment"], "good");
+}

@@ -301,6 +301,15 @@ impl RateLimits {
     /// Without any limit, nothing is shared: no call asks Redis.
     #[must_use]
     pub fn shared(self, shared: &SharedLimits, deployment: &str) -> Self {
+        self.shared_as(shared, deployment, deployment)
+    }
+
+    /// As [`shared`](Self::shared), with the Redis buckets named by `bucket` instead of the
+    /// deployment's name: the client names them by name and key id, so that two services
+    /// sharing one Redis with a deployment of the same name but other keys do not share
+    /// limits, and the replicas of one service (same name, same key) do.
+    #[must_use]
+    pub fn shared_as(self, shared: &SharedLimits, deployment: &str, bucket: &str) -> Self {
         let Inner {
             rpm, tpm, carry, ..
         } = &*self.inner;
@@ -308,8 +317,7 @@ impl RateLimits {
         if rpm.is_none() && tpm.is_none() {
             return self;
         }
-        let key =
-            |kind: LimitKind| format!("evolution:ratelimit:{{{deployment}}}:{}", kind.as_str());
+        let key = |kind: LimitKind| format!("evolution:ratelimit:{{{bucket}}}:{}", kind.as_str());
         let shared = SharedDeployment {
             shared: shared.clone(),
             deployment: deployment.to_owned(),

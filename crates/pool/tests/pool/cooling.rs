@@ -155,3 +155,54 @@ async fn wait_fails_at_once_when_the_soonest_is_after_max() {
     assert_eq!(unavailable(&error).ready_in, Duration::from_secs(7));
     assert_eq!(deployments.calls(), [1, 1]);
 }
+
+/// `max` bounds a call's whole wait: a call that finds every deployment cooling again after
+/// waiting (another caller took the slot) waits no longer than `max` in total.
+#[tokio::test(start_paused = true)]
+async fn max_bounds_the_whole_wait_not_each_wait() {
+    use std::num::NonZeroU32;
+
+    use evolution_pool::RateLimits;
+
+    let deployments = Deployments::new(&["only"]);
+    let members: Vec<_> = deployments
+        .members()
+        .into_iter()
+        // One request a minute.
+        .map(|member| member.limits(RateLimits::new(NonZeroU32::new(1), None)))
+        .collect();
+    let pool = Pool::builder(members)
+        .when_all_cooling(AllCooling::Wait {
+            max: Duration::from_secs(90),
+        })
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..3).map(|_| tokio::spawn(call(&pool))).collect();
+    let mut ended = Vec::new();
+    for call in calls {
+        let outcome = call.await.unwrap();
+        ended.push((outcome.is_ok(), started.elapsed().as_secs()));
+    }
+    ended.sort();
+    // One at once, one after the minute's refill; the third would need 120 s: past its
+    // 90 s, it fails when it finds the slot taken again, not two minutes later.
+    assert_eq!(ended, [(false, 60), (true, 0), (true, 60)], "{ended:?}");
+}
+
+/// A cooldown of `Duration::MAX` is "for good", not an overflow.
+#[tokio::test(start_paused = true)]
+async fn an_endless_cooldown_does_not_overflow() {
+    let deployments = Deployments::new(&["main", "spare"]);
+    deployments.get(0).answer(Reply::Status(401));
+    let pool = deployments
+        .builder(&Events::default())
+        .health(HealthConfig::default().key_cooldown(Duration::MAX))
+        .when_all_cooling(AllCooling::Wait { max: Duration::MAX })
+        .build()
+        .unwrap();
+    assert_eq!(served_by(&pool).await, "spare");
+    tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
+    assert_eq!(served_by(&pool).await, "spare");
+    assert_eq!(deployments.calls(), [1, 2]);
+}
