@@ -88,7 +88,8 @@ pub(crate) struct TokenArgs {
     #[command(flatten)]
     pub(crate) target: TargetArgs,
 
-    /// Also print the token itself (it grants access: keep it private).
+    /// Also print the token itself (it grants access: keep it private). For a static API
+    /// key, the "token" is the key itself, valid for up to a year.
     #[arg(long)]
     pub(crate) show_token: bool,
 }

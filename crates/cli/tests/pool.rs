@@ -145,3 +145,62 @@ async fn a_mistake_in_the_file_names_the_file_the_deployment_and_the_field() {
     );
     assert!(stderr.contains("NOT_SET_ANYWHERE"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_checks_static_api_keys_with_the_api() {
+    let emu = Emulator::builder()
+        .key("iam", "secret-1")
+        .api_key("good-api-key")
+        .start()
+        .await
+        .unwrap();
+    let scratch = Scratch::new();
+    let config = scratch.file(
+        "pool.toml",
+        r#"
+[[deployment]]
+name = "iam"
+key_id = "iam"
+secret_env = "IAM_SECRET"
+
+[[deployment]]
+name = "good"
+api_key_env = "GOOD_KEY"
+
+[[deployment]]
+name = "revoked"
+api_key_env = "REVOKED_KEY"
+"#,
+    );
+    let secrets = [
+        ("IAM_SECRET", "secret-1"),
+        ("GOOD_KEY", "good-api-key"),
+        ("REVOKED_KEY", "revoked-api-key"),
+    ];
+    let output = evolution(&emu, &config, &secrets, &["token"]).await;
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report[0]["key_id"], "iam");
+    assert_eq!(report[1]["api_key"], true);
+    assert!(
+        report[1]["checked"]
+            .as_str()
+            .unwrap()
+            .ends_with("/models: 200 OK"),
+        "{report}"
+    );
+    assert!(
+        report[2]["error"].as_str().unwrap().contains("401"),
+        "{report}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (_, secret) in secrets {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{stdout}{stderr}"
+        );
+    }
+    // Each API key was checked by the API itself: one request each, none to IAM.
+    assert_eq!(emu.stats().models_requests, 2);
+}

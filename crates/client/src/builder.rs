@@ -488,11 +488,7 @@ impl EvolutionInferenceBuilder {
             &parts.config,
         )
         .map_err(pool_error)?;
-        let deployments = parts
-            .pool
-            .as_ref()
-            .map(PoolSpec::tokens)
-            .unwrap_or_default();
+        let deployments = parts.pool.as_ref().map(PoolSpec::keys).unwrap_or_default();
         EvolutionInference::new(
             built,
             &parts.base,
@@ -815,11 +811,21 @@ fn pool_spec(
             ));
         }
         let mut retarget = Retarget::default();
+        let mut to = Arc::clone(&client_base);
         if let Some(base_url) = &deployment.base_url {
+            // Checked before the URL can be quoted in an error: a password must not be.
+            if url::Url::parse(base_url.trim())
+                .is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
+            {
+                return Err(named(
+                    "base_url: it holds a user name or password; remove them (the deployment's key goes in key_id and secret, or api_key)".into(),
+                ));
+            }
             let base = parse_endpoint_url("base URL", base_url, allow_insecure_http)
                 .map_err(|message| named(format!("base_url: {message}")))?;
             let base: Arc<str> = Arc::from(base.as_str().trim_end_matches('/'));
             if base != client_base {
+                to = Arc::clone(&base);
                 retarget.base = Some((Arc::clone(&client_base), base));
             }
         }
@@ -843,6 +849,7 @@ fn pool_spec(
             name: name.to_owned(),
             tokens: manager,
             retarget,
+            base_url: to,
             weight: deployment.weight,
             limits,
         });

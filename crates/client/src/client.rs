@@ -15,8 +15,8 @@ use crate::params::{Params, validate_generation};
 use crate::stack::{Built, EvolutionService, StackConfig};
 use crate::thread_stacks::Stacks;
 use crate::{
-    Body, ChatRequest, ChatResponse, ChatStream, EmbeddingsRequest, EmbeddingsResponse, Error,
-    EvolutionInferenceBuilder, Model, Result,
+    Body, ChatRequest, ChatResponse, ChatStream, DeploymentKey, EmbeddingsRequest,
+    EmbeddingsResponse, Error, EvolutionInferenceBuilder, Model, Result,
 };
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{DeploymentStats, Metrics, PendingCall, Stats, capture};
@@ -61,8 +61,8 @@ pub(crate) struct Inner {
     fallback: Option<FallbackHandle>,
     backup_tokens: Option<TokenManager>,
     pool: Option<PoolHandle>,
-    /// The pool's deployments and their token managers, in order (empty without a pool).
-    deployments: Vec<(Arc<str>, TokenManager)>,
+    /// The pool's deployments, in order (empty without a pool).
+    deployments: Vec<DeploymentKey>,
     chat_url: Uri,
     embeddings_url: Uri,
     models_url: Uri,
@@ -94,7 +94,7 @@ impl EvolutionInference {
         params: Params,
         tokens: TokenManager,
         backup_tokens: Option<TokenManager>,
-        deployments: Vec<(Arc<str>, TokenManager)>,
+        deployments: Vec<DeploymentKey>,
         config: StackConfig,
     ) -> Result<Self> {
         let base = base.as_str().trim_end_matches('/');
@@ -269,9 +269,9 @@ impl EvolutionInference {
         self.inner.pool.as_ref()
     }
 
-    /// Each deployment's name and token manager, in the configured order: empty without
-    /// deployments. `evolution token` checks every key with them.
-    pub fn deployments(&self) -> &[(Arc<str>, TokenManager)] {
+    /// Each deployment's name, token manager and base URL, in the configured order: empty
+    /// without deployments. `evolution token` checks every key with them.
+    pub fn deployments(&self) -> &[DeploymentKey] {
         &self.inner.deployments
     }
 

@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
-use evolution_token::Credentials;
+use evolution_token::{Credentials, TokenManager};
 
 /// One key of a [pool](crate::EvolutionInferenceBuilder::deployment): an IAM access key (key
 /// id and secret) or a static API key, and optionally its own base URL, model, limits and
@@ -110,11 +111,50 @@ impl fmt::Debug for Deployment {
         f.debug_struct("Deployment")
             .field("name", &self.name)
             .field("key_id", &self.credentials.key_id())
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.base_url.as_deref().map(without_userinfo))
             .field("model", &self.model)
             .field("rpm", &self.rpm)
             .field("tpm", &self.tpm)
             .field("weight", &self.weight)
             .finish()
+    }
+}
+
+/// `url` without a user name or password (which a `Debug` must not print).
+fn without_userinfo(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
+/// One deployment of a client's pool as built: its name, its key's token manager and the
+/// base URL its calls go to. From [`EvolutionInference::deployments`](crate::EvolutionInference::deployments).
+#[derive(Debug, Clone)]
+pub struct DeploymentKey {
+    pub(crate) name: Arc<str>,
+    pub(crate) tokens: TokenManager,
+    pub(crate) base_url: Arc<str>,
+}
+
+impl DeploymentKey {
+    /// The deployment's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its key's token manager (for a static API key, one that hands out the key).
+    pub fn token_manager(&self) -> &TokenManager {
+        &self.tokens
+    }
+
+    /// The base URL its calls go to, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 }

@@ -80,7 +80,7 @@ pub use self::chat::{
     ModelMetadata, Overrides, Role, Usage,
 };
 pub use self::client::{EvolutionInference, MAX_RESPONSE_BYTES};
-pub use self::deployment::Deployment;
+pub use self::deployment::{Deployment, DeploymentKey};
 pub use self::embeddings::{Embedding, EmbeddingsRequest, EmbeddingsResponse};
 pub use self::error::{Error, Result};
 pub use self::params::{

@@ -58,6 +58,7 @@ use tower::{Layer, Service, ServiceBuilder};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
 
+use crate::DeploymentKey;
 use crate::redirect::{Retarget, ToDeployment};
 use crate::trace::{Trace, TraceLayer};
 use crate::{Body, HttpTransport};
@@ -84,10 +85,14 @@ pub(crate) struct PoolSpec {
 
 impl PoolSpec {
     /// Each deployment's name and token manager, in order.
-    pub(crate) fn tokens(&self) -> Vec<(Arc<str>, TokenManager)> {
+    pub(crate) fn keys(&self) -> Vec<DeploymentKey> {
         self.members
             .iter()
-            .map(|m| (Arc::from(m.name.as_str()), m.tokens.clone()))
+            .map(|m| DeploymentKey {
+                name: Arc::from(m.name.as_str()),
+                tokens: m.tokens.clone(),
+                base_url: Arc::clone(&m.base_url),
+            })
             .collect()
     }
 }
@@ -97,6 +102,8 @@ pub(crate) struct MemberSpec {
     pub(crate) name: String,
     pub(crate) tokens: TokenManager,
     pub(crate) retarget: Retarget,
+    /// Where its calls go (its own base URL, or the client's).
+    pub(crate) base_url: Arc<str>,
     pub(crate) weight: u32,
     pub(crate) limits: Option<RateLimits>,
 }

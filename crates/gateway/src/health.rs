@@ -62,7 +62,7 @@ pub(crate) async fn readyz(State(gateway): State<Gateway>) -> Response {
         };
         report.insert("deployment".into(), json!(&*statuses[index].name));
         report.insert("deployments".into(), json!(listed));
-        &client.deployments()[index].1
+        client.deployments()[index].token_manager()
     } else {
         match client.backup_token_manager() {
             Some(backup) if !client.using_primary() => backup,

@@ -155,7 +155,7 @@ fn a_good_file_builds_a_client() {
         .config_file(&*path)
         .build()
         .unwrap();
-    let names: Vec<&str> = built.deployments().iter().map(|(n, _)| &**n).collect();
+    let names: Vec<&str> = built.deployments().iter().map(|d| d.name()).collect();
     assert_eq!(names, ["main"]);
     assert_eq!(built.token_manager().key_id().as_ref(), "k");
 }
@@ -501,7 +501,7 @@ fn child_reads_evolution_config() {
     // No EVOLUTION_KEY_ID or EVOLUTION_SECRET: the file's deployments carry the keys.
     let good = std::env::var("EVOLUTION_CHILD_GOOD").unwrap();
     let llm = EvolutionInference::from_config(&good).unwrap();
-    assert_eq!(&*llm.deployments()[0].0, "only");
+    assert_eq!(llm.deployments()[0].name(), "only");
 }
 
 #[test]

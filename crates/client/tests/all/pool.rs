@@ -340,3 +340,20 @@ async fn the_pool_records_its_series_by_deployment_name() {
     .collect();
     assert_eq!(series, expected);
 }
+
+#[test]
+fn a_password_in_a_deployments_base_url_is_refused_and_never_printed() {
+    let deployment =
+        Deployment::new("main", "k", "s").base_url("https://user:hunter2@api.example/v1");
+    assert!(!format!("{deployment:?}").contains("hunter2"));
+    let error = EvolutionInference::builder()
+        .model("m")
+        .base_url("https://api.example/v1")
+        .deployment(deployment)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid configuration of `deployment`: deployment `main`: base_url: it holds a user name or password; remove them (the deployment's key goes in key_id and secret, or api_key)"
+    );
+}
