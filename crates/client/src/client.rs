@@ -303,6 +303,11 @@ impl EvolutionInference {
     /// dropped at once; if traffic had moved to the backup key, the next request tries
     /// the new primary key.
     ///
+    /// With [deployments](crate::EvolutionInferenceBuilder::deployment), the primary key is
+    /// the first deployment's, and its cooldown, if any, runs on: rotate a deployment's
+    /// key through its own [`DeploymentKey::token_manager`] (`set_credentials` there), or
+    /// rebuild the client from the new file.
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] if the key id or secret is empty; the old key stays in use.
