@@ -256,11 +256,12 @@ fn setup(server: &Runtime, client_runtime: &Runtime, scenario: Scenario) -> Setu
     }
     let client = builder.build().expect("a valid client");
     client_runtime.block_on(async {
-        for (name, tokens) in client.deployments() {
-            tokens
+        for deployment in client.deployments() {
+            deployment
+                .token_manager()
                 .get_token()
                 .await
-                .unwrap_or_else(|error| panic!("{name}'s token: {error}"));
+                .unwrap_or_else(|error| panic!("{}'s token: {error}", deployment.name()));
         }
         for _ in 0..WARM_UP {
             client
