@@ -400,7 +400,16 @@ async fn token_with_an_api_key_prints_its_label_not_the_key() {
     let run = with_api_key(&["token"], &emu).run().await;
     run.success();
     let report: Map<String, Value> = serde_json::from_str(&run.stdout).expect("JSON on stdout");
-    assert_eq!(keys(&report), BTreeSet::from(["key_id", "api_key"]));
+    assert_eq!(
+        keys(&report),
+        BTreeSet::from(["key_id", "api_key", "checked"])
+    );
+    // IAM does not know an API key: the API checks it.
+    assert_eq!(
+        report["checked"],
+        format!("GET {}/models: 200 OK", emu.base_url())
+    );
+    assert_eq!(emu.stats().models_requests, 1);
     let label = report["key_id"].as_str().unwrap_or_default();
     assert!(
         label.starts_with("api-key-") && label.len() == 16,
