@@ -22,8 +22,9 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Ask a question and print the answer.
     Chat(ChatArgs),
-    /// Check the credentials: obtain a token and print its key id, auth URL and expiry (for
-    /// a static API key, from EVOLUTION_API_KEY, its label api-key-<8 hex digits>).
+    /// Check the credentials: obtain a token and print its key id, auth URL and expiry (a
+    /// static API key, from EVOLUTION_API_KEY, is checked by the API with GET /models and
+    /// shown by its label api-key-<8 hex digits>). With --config, every deployment's key.
     Token(TokenArgs),
     /// Load the full client stack and report throughput, latency, refreshes, retries.
     Bench(BenchArgs),

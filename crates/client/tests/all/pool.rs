@@ -192,8 +192,17 @@ async fn mixed_keys_every_call_succeeds_and_the_bad_keys_cool_down() {
 
 /// Issue 19's balancing: `least_loaded` with one key answering 50 ms slower sends it under
 /// 15% of the calls, and its p99 stays within 1.2× the all-fast case's.
+///
+/// 8 callers over 3 keys: each fast key has about 4 calls in flight, so its cost (5 ms × 5)
+/// stays well under the slow key's (55 ms × 1). With 16 callers a fast key's cost (5 ms × 9)
+/// nears the slow key's, and `least_loaded` rightly sends the slow key more: about 1%, where
+/// the p99 of 800 calls turns into its latency.
 #[tokio::test(start_paused = true)]
 async fn least_loaded_keeps_away_from_a_slow_key() {
+    const CALLERS: usize = 8;
+    const CALLS: usize = 100;
+
+    /// The calls measured (after a warm-up) that went to the slow key, and their p99.
     async fn run(slow: bool) -> (u64, Duration) {
         let mut builder = Emulator::builder().latency(Route::Chat, Duration::from_millis(5));
         for key in KEYS {
@@ -204,38 +213,43 @@ async fn least_loaded_keeps_away_from_a_slow_key() {
         }
         let emu = builder.start().await.unwrap();
         let llm = pool(&emu, Strategy::LeastLoaded).build().unwrap();
-        // Warm every key's token, then 16 callers × 50 calls.
-        for _ in 0..6 {
+        // Every key's token and a first latency for each, outside the measurement.
+        for _ in 0..30 {
             llm.invoke("warm").await.unwrap();
         }
-        let callers: Vec<_> = (0..16)
+        let warm = emu.stats().chat_requests_for("key-c");
+        let callers: Vec<_> = (0..CALLERS)
             .map(|_| {
                 let llm = llm.clone();
                 tokio::spawn(async move {
-                    for _ in 0..50 {
+                    let mut latencies = Vec::with_capacity(CALLS);
+                    for _ in 0..CALLS {
+                        let started = tokio::time::Instant::now();
                         llm.invoke("q").await.unwrap();
+                        latencies.push(started.elapsed());
                     }
+                    latencies
                 })
             })
             .collect();
+        let mut latencies = Vec::new();
         for caller in callers {
-            caller.await.unwrap();
+            latencies.extend(caller.await.unwrap());
         }
-        (
-            emu.stats().chat_requests_for("key-c"),
-            llm.stats().p99_response_time,
-        )
+        latencies.sort();
+        let p99 = latencies[latencies.len() * 99 / 100];
+        (emu.stats().chat_requests_for("key-c") - warm, p99)
     }
     let (_, fast_p99) = run(false).await;
     let (to_slow, p99) = run(true).await;
-    let total = 6 + 16 * 50;
+    let total = CALLERS * CALLS;
     assert!(
         (to_slow as f64) < 0.15 * total as f64,
         "{to_slow} of {total} calls went to the slow key"
     );
     assert!(
         p99.as_secs_f64() <= 1.2 * fast_p99.as_secs_f64(),
-        "p99 {p99:?} against {fast_p99:?} with every key fast"
+        "p99 {p99:?} against {fast_p99:?} with every key fast ({to_slow} of {total} calls to the slow key)"
     );
 }
 
