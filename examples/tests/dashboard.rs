@@ -9,7 +9,7 @@ use evolution_client::metrics::names;
 use serde_json::Value;
 
 /// Every series evolution-metrics exports.
-const SERIES: [&str; 15] = [
+const SERIES: [&str; 16] = [
     names::REQUESTS_TOTAL,
     names::REQUEST_DURATION_SECONDS,
     names::REQUEST_ATTEMPTS,
@@ -25,6 +25,7 @@ const SERIES: [&str; 15] = [
     names::DEPLOYMENT_COOLDOWNS_TOTAL,
     names::DEPLOYMENT_IN_FLIGHT,
     names::RATE_LIMITED_TOTAL,
+    names::TOKENS_TOTAL,
 ];
 
 fn dashboard() -> Value {

@@ -8,7 +8,6 @@ use futures_util::future::try_join_all;
 use http::{HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt;
 
-use crate::HttpTransport;
 use crate::chat::{ModelList, WireRequest};
 use crate::counted_body::counted;
 use crate::params::{Params, validate_generation};
@@ -18,6 +17,7 @@ use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, DeploymentKey, EmbeddingsRequest,
     EmbeddingsResponse, Error, EvolutionInferenceBuilder, Model, Result,
 };
+use crate::{HttpTransport, Usage};
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{DeploymentStats, Metrics, PendingCall, Stats, capture};
 use evolution_pool::{PoolHandle, Served};
@@ -134,6 +134,7 @@ impl EvolutionInference {
         let (response, call) = self
             .answer::<ChatResponse>(request, "the chat completion")
             .await?;
+        self.record_usage(response.usage.as_ref());
         match response.choices.into_iter().next() {
             Some(choice) => verdict(call, Ok(choice.message.content)),
             None => verdict(call, Err(Error::Decode("the answer has no choices".into()))),
@@ -160,7 +161,10 @@ impl EvolutionInference {
     /// See [`Error`].
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
         let request = self.chat_request(&request, false)?;
-        let (response, call) = self.answer(request, "the chat completion").await?;
+        let (response, call) = self
+            .answer::<ChatResponse>(request, "the chat completion")
+            .await?;
+        self.record_usage(response.usage.as_ref());
         verdict(call, Ok(response))
     }
 
@@ -223,6 +227,7 @@ impl EvolutionInference {
         let (response, call) = self
             .answer::<EmbeddingsResponse>(request, "the embeddings answer")
             .await?;
+        self.record_usage(response.usage.as_ref());
         verdict(call, Ok(response.in_input_order()))
     }
 
@@ -566,6 +571,16 @@ impl EvolutionInference {
             Error::from_service(error, limit)
         })?;
         Ok((response, call))
+    }
+
+    /// Counts an answer's `usage` in the metrics (`evolution_tokens_total`, `Stats`).
+    fn record_usage(&self, usage: Option<&Usage>) {
+        if let Some(usage) = usage {
+            self.inner
+                .config
+                .metrics
+                .record_tokens(usage.prompt_tokens, usage.completion_tokens);
+        }
     }
 
     async fn read_body(&self, body: Body) -> Result<Bytes> {

@@ -164,6 +164,21 @@ impl Metrics {
         self.shared.stats.record_request(outcome, duration);
     }
 
+    /// Records the tokens an answer's `usage` reported: `evolution_tokens_total{type}` and
+    /// [`Stats::input_tokens`] / [`Stats::output_tokens`]. The client calls it for every
+    /// answer that carries a usage.
+    pub fn record_tokens(&self, input: u64, output: u64) {
+        let keys = &self.shared.keys;
+        metrics::with_recorder(|recorder| {
+            for (key, tokens) in keys.tokens.iter().zip([input, output]) {
+                if tokens > 0 {
+                    recorder.register_counter(key, &METADATA).increment(tokens);
+                }
+            }
+        });
+        self.shared.stats.record_tokens(input, output);
+    }
+
     /// Records one retry: `evolution_retries_total{reason}` and [`Stats::retries`].
     ///
     /// `reason` must come from a small fixed set, such as evolution-retry's

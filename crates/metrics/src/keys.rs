@@ -10,8 +10,8 @@ use metrics::{Key, Label, Level, Metadata};
 
 use crate::Outcome;
 use crate::names::{
-    AUTH_ERRORS_TOTAL, LABEL_OUTCOME, LABEL_STATUS, REQUEST_ATTEMPTS, REQUEST_DURATION_SECONDS,
-    REQUESTS_TOTAL,
+    AUTH_ERRORS_TOTAL, LABEL_OUTCOME, LABEL_STATUS, LABEL_TYPE, REQUEST_ATTEMPTS,
+    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TOKENS_TOTAL,
 };
 use crate::outcome::status_label;
 
@@ -29,6 +29,8 @@ pub(crate) struct RequestKeys {
     pub(crate) duration: Key,
     pub(crate) attempts: Key,
     pub(crate) auth_errors: Key,
+    /// `evolution_tokens_total{type="input"}` and `{type="output"}`.
+    pub(crate) tokens: [Key; 2],
     /// `evolution_requests_total{outcome, status="none"}`, by [`Outcome::index`].
     without_status: Vec<Key>,
     /// `evolution_requests_total{outcome=from_status(status), status}`, by `COMMON_STATUSES`.
@@ -46,6 +48,8 @@ impl RequestKeys {
             duration: key(REQUEST_DURATION_SECONDS, &[]),
             attempts: key(REQUEST_ATTEMPTS, &[]),
             auth_errors: key(AUTH_ERRORS_TOTAL, &[]),
+            tokens: ["input", "output"]
+                .map(|kind| key(TOKENS_TOTAL, &[Label::from_static_parts(LABEL_TYPE, kind)])),
             without_status: Outcome::ALL
                 .iter()
                 .map(|&outcome| key(REQUESTS_TOTAL, &requests_labels(outcome, None)))

@@ -28,6 +28,12 @@ pub const FALLBACK_SWITCHES_TOTAL: &str = "evolution_fallback_switches_total";
 /// Counter of logical calls that ended in an authentication or authorisation failure.
 pub const AUTH_ERRORS_TOTAL: &str = "evolution_auth_errors_total";
 
+/// Counter of tokens the API reported in its answers' `usage`, labelled `type` (`input`:
+/// the prompt's, `output`: the generated ones).
+pub const TOKENS_TOTAL: &str = "evolution_tokens_total";
+/// Label: `input` or `output`, on [`TOKENS_TOTAL`].
+pub const LABEL_TYPE: &str = "type";
+
 /// Counter of calls sent to one deployment of a key pool, labelled `deployment` and
 /// `outcome` (`success`, `key_rejected`, `rate_limited`, `server_error`, `failed`,
 /// `timeout`, `cancelled`).
@@ -84,6 +90,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     LABEL_SIDE,
     LABEL_DEPLOYMENT,
     LABEL_KIND,
+    LABEL_TYPE,
     "le",
     "quantile",
 ];
@@ -170,6 +177,11 @@ pub(crate) fn describe() {
         FALLBACK_SWITCHES_TOTAL,
         Unit::Count,
         "Switches between the primary and the backup key, by reason"
+    );
+    describe_counter!(
+        TOKENS_TOTAL,
+        Unit::Count,
+        "Tokens the Evolution API reported in its answers' usage, by type (input, output)"
     );
     describe_counter!(
         DEPLOYMENT_REQUESTS_TOTAL,

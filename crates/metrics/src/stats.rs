@@ -64,6 +64,11 @@ pub struct Stats {
     pub retries: u64,
     /// Fallback switches recorded, in either direction.
     pub fallback_switches: u64,
+    /// Prompt tokens the API reported (`usage.prompt_tokens`), summed over the answers: the
+    /// sum of `evolution_tokens_total{type="input"}`.
+    pub input_tokens: u64,
+    /// Generated tokens the API reported (`usage.completion_tokens`), summed.
+    pub output_tokens: u64,
     /// The deployments of a key pool and their state, in the configured order; empty
     /// without a pool (filled in by the client, which owns the pool), and then left out of
     /// the serialised form, which stays the reference's.
@@ -87,6 +92,8 @@ pub(crate) struct StatsCells {
     using_primary: AtomicBool,
     retries: AtomicU64,
     fallback_switches: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
 }
 
 impl Default for StatsCells {
@@ -100,6 +107,8 @@ impl Default for StatsCells {
             using_primary: AtomicBool::new(true),
             retries: AtomicU64::new(0),
             fallback_switches: AtomicU64::new(0),
+            input_tokens: AtomicU64::new(0),
+            output_tokens: AtomicU64::new(0),
         }
     }
 }
@@ -130,6 +139,11 @@ impl StatsCells {
             &self.refreshes_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_tokens(&self, input: u64, output: u64) {
+        self.input_tokens.fetch_add(input, Ordering::Relaxed);
+        self.output_tokens.fetch_add(output, Ordering::Relaxed);
     }
 
     pub(crate) fn record_retry(&self) {
@@ -177,6 +191,8 @@ impl StatsCells {
             using_primary: self.using_primary.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             fallback_switches: self.fallback_switches.load(Ordering::Relaxed),
+            input_tokens: self.input_tokens.load(Ordering::Relaxed),
+            output_tokens: self.output_tokens.load(Ordering::Relaxed),
             deployments: Vec::new(),
         }
     }

@@ -16,6 +16,7 @@ mod retry;
 mod send;
 mod tokens;
 mod transport;
+mod usage;
 
 // The emulator, its key and a client for it: the set-up shared with the other test binaries.
 pub(crate) use evolution_testkit::{KEY, SECRET, builder, client, emulator};

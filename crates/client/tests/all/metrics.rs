@@ -130,6 +130,9 @@ async fn scripted_scenario_records_exactly_the_expected_series() {
             "evolution_fallback_switches_total{client=scenario,reason=iam_invalid_credentials}",
             1,
         ),
+        // What the emulator's answers reported in `usage`, summed over the 7 answers.
+        ("evolution_tokens_total{client=scenario,type=input}", 10),
+        ("evolution_tokens_total{client=scenario,type=output}", 24),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

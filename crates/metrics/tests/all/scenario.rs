@@ -358,6 +358,8 @@ fn stats_serialise_with_durations_in_seconds() {
             "using_primary": true,
             "retries": 0,
             "fallback_switches": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
         })
     );
 }
