@@ -9,7 +9,7 @@ use evolution_client::metrics::names;
 use serde_json::Value;
 
 /// Every series evolution-metrics exports.
-const SERIES: [&str; 16] = [
+const SERIES: [&str; 17] = [
     names::REQUESTS_TOTAL,
     names::REQUEST_DURATION_SECONDS,
     names::REQUEST_ATTEMPTS,
@@ -26,6 +26,7 @@ const SERIES: [&str; 16] = [
     names::DEPLOYMENT_IN_FLIGHT,
     names::RATE_LIMITED_TOTAL,
     names::TOKENS_TOTAL,
+    names::TIME_TO_FIRST_CHUNK_SECONDS,
 ];
 
 fn dashboard() -> Value {

@@ -179,6 +179,7 @@ impl EvolutionInference {
     ///
     /// See [`Error`], for failures before the first chunk.
     pub async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        let started = tokio::time::Instant::now();
         let (response, call) = self
             .send_checked(self.chat_request(&request, true)?)
             .await?;
@@ -186,6 +187,7 @@ impl EvolutionInference {
             response.into_body(),
             self.inner.config.request_timeout,
             call,
+            Some((started, self.inner.config.metrics.clone())),
         ))
     }
 

@@ -179,6 +179,18 @@ impl Metrics {
         self.shared.stats.record_tokens(input, output);
     }
 
+    /// Records a streamed call's time to its first chunk:
+    /// `evolution_time_to_first_chunk_seconds`. The client's streams call it when they yield
+    /// their first chunk.
+    pub fn record_time_to_first_chunk(&self, elapsed: Duration) {
+        let keys = &self.shared.keys;
+        metrics::with_recorder(|recorder| {
+            recorder
+                .register_histogram(&keys.first_chunk, &METADATA)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
     /// Records one retry: `evolution_retries_total{reason}` and [`Stats::retries`].
     ///
     /// `reason` must come from a small fixed set, such as evolution-retry's

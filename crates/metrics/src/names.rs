@@ -28,6 +28,10 @@ pub const FALLBACK_SWITCHES_TOTAL: &str = "evolution_fallback_switches_total";
 /// Counter of logical calls that ended in an authentication or authorisation failure.
 pub const AUTH_ERRORS_TOTAL: &str = "evolution_auth_errors_total";
 
+/// Histogram of the time from a streamed call's start to its first chunk, in seconds
+/// (time to first token, as LLM clients call it): retries and the wait for a token included.
+pub const TIME_TO_FIRST_CHUNK_SECONDS: &str = "evolution_time_to_first_chunk_seconds";
+
 /// Counter of tokens the API reported in its answers' `usage`, labelled `type` (`input`:
 /// the prompt's, `output`: the generated ones).
 pub const TOKENS_TOTAL: &str = "evolution_tokens_total";
@@ -119,9 +123,11 @@ pub const TOKEN_REFRESH_DURATION_BUCKETS: &[f64] = &[
 /// }
 /// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
 /// ```
-pub fn histogram_buckets() -> [(&'static str, &'static [f64]); 3] {
+pub fn histogram_buckets() -> [(&'static str, &'static [f64]); 4] {
     [
         (REQUEST_DURATION_SECONDS, REQUEST_DURATION_BUCKETS),
+        // A first chunk is a call's head plus the first token: the calls' buckets fit.
+        (TIME_TO_FIRST_CHUNK_SECONDS, REQUEST_DURATION_BUCKETS),
         (REQUEST_ATTEMPTS, REQUEST_ATTEMPTS_BUCKETS),
         (
             TOKEN_REFRESH_DURATION_SECONDS,
@@ -177,6 +183,11 @@ pub(crate) fn describe() {
         FALLBACK_SWITCHES_TOTAL,
         Unit::Count,
         "Switches between the primary and the backup key, by reason"
+    );
+    describe_histogram!(
+        TIME_TO_FIRST_CHUNK_SECONDS,
+        Unit::Seconds,
+        "Time from a streamed call's start to its first chunk (time to first token), retries included"
     );
     describe_counter!(
         TOKENS_TOTAL,

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use evolution_metrics::PendingCall;
+use evolution_metrics::{Metrics, PendingCall};
 use futures_util::Stream;
 use http_body::Body as _;
 use pin_project_lite::pin_project;
@@ -43,6 +43,8 @@ pin_project! {
         state: State,
         // The metrics verdict, given when the stream ends.
         call: Option<PendingCall>,
+        // When the call started and where to record its time to first chunk, until then.
+        first_chunk: Option<(Instant, Metrics)>,
     }
 }
 
@@ -55,7 +57,12 @@ enum State {
 }
 
 impl ChatStream {
-    pub(crate) fn new(body: Body, idle_timeout: Duration, call: Option<PendingCall>) -> Self {
+    pub(crate) fn new(
+        body: Body,
+        idle_timeout: Duration,
+        call: Option<PendingCall>,
+        first_chunk: Option<(Instant, Metrics)>,
+    ) -> Self {
         Self {
             body,
             parser: SseParser::default(),
@@ -63,6 +70,7 @@ impl ChatStream {
             idle_timeout,
             state: State::Streaming,
             call,
+            first_chunk,
         }
     }
 
@@ -128,7 +136,12 @@ impl Stream for ChatStream {
                 Some(SseEvent::Done) => return end(this.state, None),
                 Some(SseEvent::Data { event, data }) => {
                     return match chunk_of(event.as_deref(), &data, false) {
-                        Ok(chunk) => Poll::Ready(Some(Ok(chunk))),
+                        Ok(chunk) => {
+                            if let Some((started, metrics)) = this.first_chunk.take() {
+                                metrics.record_time_to_first_chunk(started.elapsed());
+                            }
+                            Poll::Ready(Some(Ok(chunk)))
+                        }
                         Err(error) => end(this.state, Some(Err(error))),
                     };
                 }

@@ -10,6 +10,7 @@ mod config;
 mod config_file;
 mod errors;
 mod fallback;
+mod first_chunk;
 mod metrics;
 mod pool;
 mod retry;
