@@ -22,6 +22,7 @@ use crate::deployment::Deployment;
 use crate::params::Params;
 use crate::redirect::Retarget;
 use crate::stack::{self, EvolutionService, MemberSpec, PoolSpec, StackConfig, Transport};
+use crate::stream::StreamLimits;
 use crate::{Error, Result};
 use evolution_pool::{AllCooling, HealthConfig, RateLimits, Strategy};
 
@@ -67,6 +68,9 @@ pub struct EvolutionInferenceBuilder {
     params: Params,
     request_timeout: Duration,
     total_timeout: Option<Duration>,
+    first_chunk_timeout: Option<Duration>,
+    stream_idle_timeout: Option<Duration>,
+    stream_timeout: Option<Duration>,
     allow_insecure_http: bool,
     http: Option<reqwest::Client>,
     retry: Option<RetryConfig>,
@@ -100,6 +104,9 @@ impl Default for EvolutionInferenceBuilder {
             params: Params::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             total_timeout: None,
+            first_chunk_timeout: None,
+            stream_idle_timeout: None,
+            stream_timeout: None,
             allow_insecure_http: false,
             http: None,
             retry: Some(RetryConfig::default()),
@@ -279,6 +286,34 @@ impl EvolutionInferenceBuilder {
     /// [`DEFAULT_REQUEST_TIMEOUT`] again to read the body: 3 × 60 s + 2 × 60 s + 60 s).
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout = Some(timeout);
+        self
+    }
+
+    /// Limit for a stream's first chunk, from its response head: a model slow to start, or
+    /// a server that sends the head and stalls. The caller has been given nothing yet, so
+    /// the request is sent again while the retry policy allows (counted as a retry with
+    /// reason `first_chunk_timeout`); then [`stream`](crate::EvolutionInference::stream)
+    /// fails with [`Error::StreamTimeout`] ([`StreamTimeout::FirstChunk`](crate::StreamTimeout::FirstChunk)).
+    /// Defaults to the [`request_timeout`](Self::request_timeout).
+    pub fn first_chunk_timeout(mut self, timeout: Duration) -> Self {
+        self.first_chunk_timeout = Some(timeout);
+        self
+    }
+
+    /// Limit for a stall inside a stream: the longest time without data after a chunk. It
+    /// ends the stream with [`Error::StreamTimeout`] ([`StreamTimeout::Idle`](crate::StreamTimeout::Idle));
+    /// the request is never sent again, since the caller has had part of the answer.
+    /// Defaults to the [`request_timeout`](Self::request_timeout).
+    pub fn stream_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.stream_idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Limit for a whole stream, from the call's start to its last chunk. It ends the
+    /// stream with [`Error::StreamTimeout`] ([`StreamTimeout::Total`](crate::StreamTimeout::Total)).
+    /// Defaults to none: a stream that keeps sending may run as long as it sends.
+    pub fn stream_timeout(mut self, timeout: Duration) -> Self {
+        self.stream_timeout = Some(timeout);
         self
     }
 
@@ -605,8 +640,15 @@ impl EvolutionInferenceBuilder {
                 "must be above 0 and at most 1 (the share of each limit a replica keeps while Redis is unreachable)",
             ));
         }
-        if self.total_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(Error::config("total_timeout", "must be longer than zero"));
+        for (field, timeout) in [
+            ("total_timeout", self.total_timeout),
+            ("first_chunk_timeout", self.first_chunk_timeout),
+            ("stream_idle_timeout", self.stream_idle_timeout),
+            ("stream_timeout", self.stream_timeout),
+        ] {
+            if timeout.is_some_and(|t| t.is_zero()) {
+                return Err(Error::config(field, "must be longer than zero"));
+            }
         }
         let http = match self.http {
             Some(http) => http,
@@ -765,6 +807,11 @@ impl EvolutionInferenceBuilder {
         let config = StackConfig {
             request_timeout: self.request_timeout,
             total_timeout: self.total_timeout,
+            stream: StreamLimits {
+                first_chunk: self.first_chunk_timeout.unwrap_or(self.request_timeout),
+                idle: self.stream_idle_timeout.unwrap_or(self.request_timeout),
+                total: self.stream_timeout,
+            },
             retry,
             failback: self.failback,
             metrics,
@@ -919,6 +966,9 @@ impl fmt::Debug for EvolutionInferenceBuilder {
             .field("params", &self.params)
             .field("request_timeout", &self.request_timeout)
             .field("total_timeout", &self.total_timeout)
+            .field("first_chunk_timeout", &self.first_chunk_timeout)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("stream_timeout", &self.stream_timeout)
             .field("retry", &self.retry)
             .field(
                 "backup_key_id",

@@ -298,6 +298,11 @@ pub struct ChatChunk {
     /// The choices' deltas.
     #[serde(default)]
     pub choices: Vec<ChunkChoice>,
+    /// The token usage, on the one chunk that reports it (the last, when the request asked
+    /// for `stream_options.include_usage`). [`ChatStream`](crate::ChatStream) reads it and
+    /// does not yield a chunk that carries only usage: see [`ChatStream::usage`](crate::ChatStream::usage).
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 impl ChatChunk {

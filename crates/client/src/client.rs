@@ -10,9 +10,14 @@ use http_body_util::BodyExt;
 
 use crate::chat::{ModelList, WireRequest};
 use crate::counted_body::counted;
+use crate::operation::{Kind, Operation, status_str};
 use crate::params::{Params, validate_generation};
 use crate::stack::{Built, EvolutionService, StackConfig};
+use crate::stream_usage::AskUsage;
 use crate::thread_stacks::Stacks;
+use crate::watch::Watched;
+use crate::watch::events::WatchedEvents;
+use crate::watch::json::WatchedJson;
 use crate::{
     Body, ChatRequest, ChatResponse, ChatStream, DeploymentKey, EmbeddingsRequest,
     EmbeddingsResponse, Error, EvolutionInferenceBuilder, Model, Result,
@@ -21,9 +26,10 @@ use crate::{HttpTransport, Usage};
 use evolution_fallback::FallbackHandle;
 use evolution_metrics::{DeploymentStats, Metrics, PendingCall, Stats, capture};
 use evolution_pool::{PoolHandle, Served};
-use evolution_retry::RetryAfterTooLong;
+use evolution_retry::{RetryAfterTooLong, RetryConfig};
 use evolution_token::{Credentials, TokenManager};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 /// Answers larger than this are refused instead of buffered.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -130,11 +136,8 @@ impl EvolutionInference {
     ///
     /// See [`Error`]; a 401 for a revoked token never reaches you (it is retried once).
     pub async fn invoke(&self, prompt: impl Into<String>) -> Result<String> {
-        let request = self.chat_request(&ChatRequest::from_prompt(prompt), false)?;
-        let (response, call) = self
-            .answer::<ChatResponse>(request, "the chat completion")
-            .await?;
-        self.record_usage(response.usage.as_ref());
+        let request = ChatRequest::from_prompt(prompt);
+        let (response, call) = self.complete(&request).await?;
         match response.choices.into_iter().next() {
             Some(choice) => verdict(call, Ok(choice.message.content)),
             None => verdict(call, Err(Error::Decode("the answer has no choices".into()))),
@@ -160,12 +163,15 @@ impl EvolutionInference {
     ///
     /// See [`Error`].
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
-        let request = self.chat_request(&request, false)?;
-        let (response, call) = self
-            .answer::<ChatResponse>(request, "the chat completion")
-            .await?;
-        self.record_usage(response.usage.as_ref());
+        let (response, call) = self.complete(&request).await?;
         verdict(call, Ok(response))
+    }
+
+    /// A non-streamed chat completion, in its span.
+    async fn complete(&self, request: &ChatRequest) -> Result<(ChatResponse, Option<PendingCall>)> {
+        let http = self.chat_request(request, false)?;
+        let operation = self.operation(Kind::Chat, self.model_of(request), &self.inner.chat_url);
+        self.observed(operation, http, "the chat completion").await
     }
 
     /// A streamed chat completion: chunks as the server sends them (Server-Sent Events).
@@ -180,15 +186,62 @@ impl EvolutionInference {
     /// See [`Error`], for failures before the first chunk.
     pub async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
         let started = tokio::time::Instant::now();
-        let (response, call) = self
-            .send_checked(self.chat_request(&request, true)?)
-            .await?;
-        Ok(ChatStream::new(
-            response.into_body(),
-            self.inner.config.request_timeout,
-            call,
-            Some((started, self.inner.config.metrics.clone())),
-        ))
+        let http = self.chat_request(&request, true)?;
+        let operation = self.operation(Kind::Chat, self.model_of(&request), &self.inner.chat_url);
+        let span = operation.span().clone();
+        let mut operation = Some(operation);
+        let config = &self.inner.config;
+        let attempts = config.retry.as_ref().map_or(1, RetryConfig::max_attempts);
+        let mut attempt = 1;
+        loop {
+            let sent = self
+                .send_checked(http.clone())
+                .instrument(span.clone())
+                .await;
+            let (response, call) = match sent {
+                Ok(sent) => sent,
+                Err(error) => {
+                    if let Some(operation) = operation.take() {
+                        operation.finish(Some(&error));
+                    }
+                    return Err(error);
+                }
+            };
+            if let Some(operation) = operation.as_mut() {
+                operation.served(response.extensions().get::<Served>().cloned());
+            }
+            let mut stream = ChatStream::new(
+                response.into_body(),
+                config.stream,
+                started,
+                call,
+                operation.take(),
+            );
+            match stream.first().instrument(span.clone()).await {
+                Ok(()) => return Ok(stream),
+                // Nothing reached the caller: the request may go again, while the retry
+                // policy and the call's own limits allow.
+                Err(timeout) if attempt < attempts && self.may_resend(started) => {
+                    attempt += 1;
+                    config.metrics.record_retry(timeout.as_str());
+                    tracing::debug!(parent: &span, attempt, "no first chunk in time: sending the stream's request again");
+                    operation = stream.take_operation();
+                }
+                Err(timeout) => return Err(Error::StreamTimeout(timeout)),
+            }
+        }
+    }
+
+    /// Whether a stream's request may be sent again, `started` at its call's start: not
+    /// once the call's total limit or the stream's would be over by the end of the attempt.
+    fn may_resend(&self, started: tokio::time::Instant) -> bool {
+        let config = &self.inner.config;
+        let by_end = started.elapsed() + config.request_timeout;
+        config.total_timeout.is_none_or(|total| by_end <= total)
+            && config
+                .stream
+                .total
+                .is_none_or(|total| started.elapsed() < total)
     }
 
     /// Embeddings of one or more texts (`POST {base_url}/embeddings`), through the same
@@ -222,14 +275,16 @@ impl EvolutionInference {
         &self,
         request: impl Into<EmbeddingsRequest>,
     ) -> Result<EmbeddingsResponse> {
-        let body = request.into().to_body(&self.inner.params.model)?;
-        let mut request = Request::new(body);
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.inner.embeddings_url.clone();
+        let request = request.into();
+        let body = request.to_body(&self.inner.params.model)?;
+        let model = request.model.as_deref().unwrap_or(&self.inner.params.model);
+        let operation = self.operation(Kind::Embeddings, model, &self.inner.embeddings_url);
+        let mut http = Request::new(body);
+        *http.method_mut() = Method::POST;
+        *http.uri_mut() = self.inner.embeddings_url.clone();
         let (response, call) = self
-            .answer::<EmbeddingsResponse>(request, "the embeddings answer")
+            .observed::<EmbeddingsResponse>(operation, http, "the embeddings answer")
             .await?;
-        self.record_usage(response.usage.as_ref());
         verdict(call, Ok(response.in_input_order()))
     }
 
@@ -244,7 +299,7 @@ impl EvolutionInference {
             .uri(self.inner.models_url.clone())
             .body(Bytes::new())
             .map_err(|error| Error::Decode(error.to_string()))?;
-        let (list, call) = self.answer::<ModelList>(request, "the model list").await?;
+        let (list, call, _) = self.answer::<ModelList>(request, "the model list").await?;
         verdict(call, Ok(list.data))
     }
 
@@ -398,8 +453,16 @@ impl EvolutionInference {
     /// The call is counted in [`stats`](Self::stats) as `chat` counts it, but when the
     /// body ends: a success is `ok` once its last frame has been read, `body_error` if a
     /// frame fails, and `cancelled` if the body is dropped before its end; an error status
-    /// is counted when it arrives. What the bytes say is not looked at: an error event
+    /// is counted when it arrives. What the bytes say is not judged: an error event
     /// inside a `200` event stream is `ok` here (use [`stream`](Self::stream) for that).
+    ///
+    /// A chat completion or embeddings request (a `POST` to `…/chat/completions` or
+    /// `…/embeddings` with a JSON object body) is also a GenAI operation, as
+    /// [`chat`](Self::chat)'s are: its span (`chat {model}`), its token usage, time to first
+    /// chunk and time per chunk are recorded from the answer as it passes, without holding
+    /// it back. A streamed chat request without `stream_options` of its own is sent asking
+    /// for its usage (`stream_options.include_usage`), and the usage-only chunk this adds is
+    /// taken out of the answer: the body you read has exactly the events you asked for.
     ///
     /// ```no_run
     /// use bytes::Bytes;
@@ -425,9 +488,42 @@ impl EvolutionInference {
     ///
     /// See [`Error`], for failures before the response head; a 401 for a revoked token
     /// never reaches you (it is resent once with a fresh token).
-    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<Body>> {
-        let (response, call) = self.call(request).await?;
-        Ok(response.map(|body| counted(body, call)))
+    pub async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Body>> {
+        let Some(watched) = Watched::of(&request) else {
+            let (response, call) = self.call(request).await?;
+            return Ok(response.map(|body| counted(body, call)));
+        };
+        let strip = watched.asks_usage();
+        if strip {
+            request.extensions_mut().insert(AskUsage);
+        }
+        let model = if watched.model.is_empty() {
+            self.model()
+        } else {
+            &watched.model
+        };
+        let mut operation = self.operation(watched.kind, model, request.uri());
+        let span = operation.span().clone();
+        let (response, call) = match self.call(request).instrument(span).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                operation.finish(Some(&error));
+                return Err(error);
+            }
+        };
+        if !response.status().is_success() {
+            operation.fail(status_str(response.status()));
+            return Ok(response.map(|body| counted(body, call)));
+        }
+        operation.served(response.extensions().get::<Served>().cloned());
+        Ok(response.map(|body| {
+            let watched = if watched.stream {
+                WatchedEvents::new(body, strip, operation).boxed()
+            } else {
+                WatchedJson::new(body, operation).boxed()
+            };
+            counted(watched, call)
+        }))
     }
 
     /// The assembled tower service, to call directly or wrap in layers of your own.
@@ -498,6 +594,7 @@ impl EvolutionInference {
                 header::ACCEPT,
                 HeaderValue::from_static("text/event-stream"),
             );
+            request.extensions_mut().insert(AskUsage);
         }
         Ok(request)
     }
@@ -508,24 +605,19 @@ impl EvolutionInference {
         &self,
         request: Request<Bytes>,
         what: &str,
-    ) -> Result<(T, Option<PendingCall>)> {
+    ) -> Result<(T, Option<PendingCall>, Option<Served>)> {
         let (response, call) = self.send_checked(request).await?;
         let served = response.extensions().get::<Served>().cloned();
         let parsed = match self.read_body(response.into_body()).await {
-            Ok(body) => {
-                if let Some(served) = served.filter(|s| s.estimated_tokens() > 0) {
-                    settle(&served, &body);
-                }
-                serde_json::from_slice(&body).map_err(|error| {
-                    Error::Decode(format!(
-                        "{what} is not valid JSON of the expected shape ({error})"
-                    ))
-                })
-            }
+            Ok(body) => serde_json::from_slice(&body).map_err(|error| {
+                Error::Decode(format!(
+                    "{what} is not valid JSON of the expected shape ({error})"
+                ))
+            }),
             Err(error) => Err(error),
         };
         match parsed {
-            Ok(parsed) => Ok((parsed, call)),
+            Ok(parsed) => Ok((parsed, call, served)),
             Err(error) => verdict(call, Err(error)),
         }
     }
@@ -575,13 +667,43 @@ impl EvolutionInference {
         Ok((response, call))
     }
 
-    /// Counts an answer's `usage` in the metrics (`evolution_tokens_total`, `Stats`).
-    fn record_usage(&self, usage: Option<&Usage>) {
-        if let Some(usage) = usage {
-            self.inner
-                .config
-                .metrics
-                .record_tokens(usage.prompt_tokens, usage.completion_tokens);
+    /// The span and GenAI record of a call for `model` to `uri`.
+    fn operation(&self, kind: Kind, model: &str, uri: &Uri) -> Operation {
+        Operation::start(&self.inner.config.metrics, kind, model, uri)
+    }
+
+    /// The model a chat request asks for.
+    fn model_of<'a>(&'a self, request: &'a ChatRequest) -> &'a str {
+        request
+            .overrides
+            .model
+            .as_deref()
+            .unwrap_or(&self.inner.params.model)
+    }
+
+    /// [`answer`](Self::answer) in `operation`'s span; the answer's model and usage are
+    /// recorded on it, and it ends with the call.
+    async fn observed<T: DeserializeOwned + Answer>(
+        &self,
+        mut operation: Operation,
+        request: Request<Bytes>,
+        what: &str,
+    ) -> Result<(T, Option<PendingCall>)> {
+        let span = operation.span().clone();
+        match self.answer::<T>(request, what).instrument(span).await {
+            Ok((answer, call, served)) => {
+                operation.served(served);
+                operation.response_model(answer.model());
+                if let Some(usage) = answer.usage() {
+                    operation.usage(usage);
+                }
+                operation.finish(None);
+                Ok((answer, call))
+            }
+            Err(error) => {
+                operation.finish(Some(&error));
+                Err(error)
+            }
         }
     }
 
@@ -593,20 +715,27 @@ impl EvolutionInference {
     }
 }
 
-/// Corrects the token limit of the deployment that served a call from the answer's
-/// `usage.total_tokens` (chat and embeddings answers both carry it). An answer without one
-/// leaves the estimate standing.
-fn settle(served: &Served, body: &[u8]) {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        usage: Option<TotalTokens>,
+/// An answer that names its model and may report its usage.
+trait Answer {
+    fn model(&self) -> &str;
+    fn usage(&self) -> Option<&Usage>;
+}
+
+impl Answer for ChatResponse {
+    fn model(&self) -> &str {
+        &self.model
     }
-    #[derive(serde::Deserialize)]
-    struct TotalTokens {
-        total_tokens: u32,
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
     }
-    if let Ok(Answer { usage: Some(usage) }) = serde_json::from_slice::<Answer>(body) {
-        served.settle(usage.total_tokens);
+}
+
+impl Answer for EmbeddingsResponse {
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
     }
 }
 

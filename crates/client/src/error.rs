@@ -104,6 +104,10 @@ pub enum Error {
         "no answer from the Evolution API within {0:?}: the server is slow or unreachable; raise the timeout or try again"
     )]
     Timeout(Duration),
+    /// A stream's limit ran out: no first chunk in time, a stall between chunks, or a
+    /// stream longer than its total limit; each says which and what to change.
+    #[error("{0}")]
+    StreamTimeout(crate::StreamTimeout),
     /// The answer was not what the OpenAI-compatible protocol promises.
     #[error(
         "unexpected answer from the Evolution API: {0}; check that the base URL points to an OpenAI-compatible endpoint"
@@ -200,7 +204,9 @@ impl Error {
             Self::Transport(error) => classify_error(&**error) == Retryable::Transient,
             // `from_service` makes it of an `Elapsed` (or of a reqwest timeout, which the
             // rule treats alike); the stream's and rig's idle limits are the same failure.
-            Self::Timeout(_) => classify_error(&Elapsed::new()) == Retryable::Transient,
+            Self::Timeout(_) | Self::StreamTimeout(_) => {
+                classify_error(&Elapsed::new()) == Retryable::Transient
+            }
             Self::RetryAfterTooLong { .. } => true,
             Self::Config { .. }
             | Self::Decode(_)

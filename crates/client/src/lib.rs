@@ -59,6 +59,7 @@ mod deployment;
 mod embeddings;
 mod error;
 mod error_body;
+mod operation;
 mod params;
 mod recent_urls;
 mod redirect;
@@ -67,9 +68,11 @@ pub mod rig;
 pub mod sse;
 pub mod stack;
 mod stream;
+mod stream_usage;
 mod thread_stacks;
 pub mod trace;
 mod transport;
+mod watch;
 
 pub use self::builder::{
     DEFAULT_REQUEST_TIMEOUT, ENV_BACKUP_KEY_ID, ENV_BACKUP_SECRET, ENV_BASE_URL, ENV_CONFIG,
@@ -86,7 +89,7 @@ pub use self::error::{Error, Result};
 pub use self::params::{
     DEFAULT_MAX_TOKENS, DEFAULT_N, DEFAULT_PENALTY, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
 };
-pub use self::stream::{ChatStream, STREAM_ERROR_STATUS};
+pub use self::stream::{ChatStream, STREAM_ERROR_STATUS, StreamTimeout};
 pub use self::transport::{Body, HttpTransport};
 pub use evolution_fallback::{self as fallback, Failback, FallbackHandle};
 pub use evolution_metrics::{self as metrics, Metrics, Stats};

@@ -12,6 +12,7 @@
 //!   Auth                        per key: Authorization: Bearer; on 401 invalidate-if-current, resend once
 //!   SetSensitiveRequestHeaders  (tower-http)
 //!   SetRequestHeader            (tower-http) Content-Type: application/json unless set
+//!   StreamUsage                 asks a stream for its usage, unless the endpoint refuses that
 //!   Trace                       a debug span per request sent: method, URI, status, latency
 //!   HttpTransport               reqwest::Client (rustls), shared by both keys
 //! ```
@@ -60,6 +61,7 @@ use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
 
 use crate::DeploymentKey;
 use crate::redirect::{Retarget, ToDeployment};
+use crate::stream_usage::{Refusals, StreamUsage, StreamUsageLayer};
 use crate::trace::{Trace, TraceLayer};
 use crate::{Body, HttpTransport};
 
@@ -70,6 +72,7 @@ pub type EvolutionService = BoxCloneSyncService<Request<Bytes>, Response<Body>, 
 pub(crate) struct StackConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) total_timeout: Option<Duration>,
+    pub(crate) stream: crate::stream::StreamLimits,
     pub(crate) retry: Option<RetryConfig>,
     pub(crate) failback: Failback,
     pub(crate) metrics: Metrics,
@@ -129,7 +132,8 @@ type DeploymentStack<T> = ToDeployment<KeyStack<T>>;
 /// One key's stack, concrete like the rest of [`Stack`]: no box between layers, so that
 /// cloning it copies plain `Arc`s rather than a chain of boxes. Its time limit is above it
 /// (above `Fallback` in [`Stack`]).
-type KeyStack<T> = Auth<SetSensitiveRequestHeaders<SetRequestHeader<Trace<T>, HeaderValue>>>;
+type KeyStack<T> =
+    Auth<SetSensitiveRequestHeaders<SetRequestHeader<StreamUsage<Trace<T>>, HeaderValue>>>;
 
 /// What a transport under the stack must be: `http::Request<Bytes>` in, a streaming
 /// [`Body`] out, [`BoxError`] for failures, and cheap to clone (each call clones it).
@@ -156,7 +160,11 @@ where
     type Pending = T::Future;
 }
 
-fn key_stack<T: Transport>(transport: T, tokens: TokenManager) -> KeyStack<T> {
+fn key_stack<T: Transport>(
+    transport: T,
+    tokens: TokenManager,
+    refusals: &Arc<Refusals>,
+) -> KeyStack<T> {
     ServiceBuilder::new()
         .layer(AuthLayer::new(tokens))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
@@ -166,6 +174,8 @@ fn key_stack<T: Transport>(transport: T, tokens: TokenManager) -> KeyStack<T> {
             CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         ))
+        // Under `Auth`, where the URI is final: the refusals are remembered per endpoint.
+        .layer(StreamUsageLayer::new(Arc::clone(refusals)))
         .layer(TraceLayer)
         .service(transport)
 }
@@ -188,7 +198,11 @@ pub fn authenticated_over<T: Transport>(
     tokens: TokenManager,
     per_attempt: Duration,
 ) -> EvolutionService {
-    BoxCloneSyncService::new(Deadline::new(key_stack(transport, tokens), per_attempt))
+    let refusals = Arc::default();
+    BoxCloneSyncService::new(Deadline::new(
+        key_stack(transport, tokens, &refusals),
+        per_attempt,
+    ))
 }
 
 /// The pool of `spec`'s deployments over `transport`, recording into `metrics`.
@@ -200,10 +214,11 @@ fn pool<T: Transport>(
     transport: &T,
     spec: &PoolSpec,
     metrics: &Metrics,
+    refusals: &Arc<Refusals>,
 ) -> Result<Pool<DeploymentStack<T>>, evolution_pool::BuildError> {
     let members = spec.members.iter().map(|member| {
         let stack = ToDeployment::new(
-            key_stack(transport.clone(), member.tokens.clone()),
+            key_stack(transport.clone(), member.tokens.clone(), refusals),
             member.retarget.clone(),
         );
         let mut pool_member = PoolMember::new(member.name.as_str(), stack).weight(member.weight);
@@ -228,17 +243,18 @@ pub(crate) fn build<T: Transport>(
     config: &StackConfig,
 ) -> Result<Built<T>, evolution_pool::BuildError> {
     let metrics = &config.metrics;
+    let refusals = Arc::default();
     if let Some(spec) = pool_spec {
-        let pool = pool(&transport, spec, metrics)?;
+        let pool = pool(&transport, spec, metrics, &refusals)?;
         let handle = pool.handle();
         return Ok(finish(Either::Right(pool), None, Some(handle), config));
     }
-    let main = key_stack(transport.clone(), primary.clone());
+    let main = key_stack(transport.clone(), primary.clone(), &refusals);
     let (keys, fallback) = match backup {
         None => (Either::Left(main), None),
         Some(backup) => {
             let observer = metrics.clone();
-            let layer = FallbackLayer::new(key_stack(transport, backup.clone()))
+            let layer = FallbackLayer::new(key_stack(transport, backup.clone(), &refusals))
                 .key_ids_from(primary, backup)
                 .failback(config.failback)
                 .observer(move |event: &FallbackEvent| {

@@ -1,21 +1,24 @@
 //! [`ChatStream`]: the chunks of a streamed completion.
 
 mod error;
+mod timeouts;
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
-use evolution_metrics::{Metrics, PendingCall};
+use evolution_metrics::PendingCall;
 use futures_util::Stream;
 use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
+use crate::operation::Operation;
 use crate::sse::{MAX_EVENT_BYTES, SseEvent, SseParser};
-use crate::{Body, ChatChunk, Error, Result};
+use crate::{Body, ChatChunk, Error, Result, Usage};
 
 pub use self::error::STREAM_ERROR_STATUS;
+pub(crate) use self::timeouts::StreamLimits;
+pub use self::timeouts::StreamTimeout;
 
 pin_project! {
     /// A stream of [`ChatChunk`]s, from [`EvolutionInference::stream`](crate::EvolutionInference::stream).
@@ -29,7 +32,13 @@ pin_project! {
     /// - a connection that breaks: [`Error::Transport`];
     /// - a stream that ends without `[DONE]`, a chunk that is not a JSON chunk, or an event
     ///   larger than [`MAX_EVENT_BYTES`]: [`Error::Decode`];
-    /// - no data for the request timeout: [`Error::Timeout`].
+    /// - a limit that runs out: [`Error::StreamTimeout`], saying which ([`StreamTimeout`]):
+    ///   no chunk within `first_chunk_timeout` of the head, nothing for `stream_idle_timeout`
+    ///   after a chunk, or no end within `stream_timeout` of the call's start.
+    ///
+    /// The client asks the server for the stream's token usage
+    /// (`stream_options.include_usage`); the chunk that carries only the usage is not
+    /// yielded: [`usage`](Self::usage) gives it once read, and the client's metrics count it.
     ///
     /// The call is counted in the client's metrics when the stream ends: `ok` after
     /// `[DONE]`, `body_error` after an error, `cancelled` if the stream is dropped before
@@ -38,13 +47,21 @@ pin_project! {
         #[pin]
         body: Body,
         parser: SseParser,
-        idle: Pin<Box<Sleep>>,
-        idle_timeout: Duration,
+        // Before the first chunk, the first-chunk deadline; then the idle one, pushed back by
+        // each frame.
+        timer: Pin<Box<Sleep>>,
+        waiting_first: bool,
+        limits: StreamLimits,
+        // The whole stream's deadline, if any.
+        total: Option<Pin<Box<Sleep>>>,
         state: State,
+        // The first item, read before `stream` returned the stream.
+        peeked: Option<Result<ChatChunk>>,
+        usage: Option<Usage>,
         // The metrics verdict, given when the stream ends.
         call: Option<PendingCall>,
-        // When the call started and where to record its time to first chunk, until then.
-        first_chunk: Option<(Instant, Metrics)>,
+        // The call's span and GenAI record, finished when the stream ends.
+        operation: Option<Operation>,
     }
 }
 
@@ -57,21 +74,54 @@ enum State {
 }
 
 impl ChatStream {
+    /// A stream over `body`, whose head has just arrived; the call started at `started`.
     pub(crate) fn new(
         body: Body,
-        idle_timeout: Duration,
+        limits: StreamLimits,
+        started: Instant,
         call: Option<PendingCall>,
-        first_chunk: Option<(Instant, Metrics)>,
+        operation: Option<Operation>,
     ) -> Self {
         Self {
             body,
             parser: SseParser::default(),
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
-            idle_timeout,
+            timer: Box::pin(tokio::time::sleep(limits.first_chunk)),
+            waiting_first: true,
+            limits,
+            total: limits
+                .total
+                .map(|total| Box::pin(tokio::time::sleep_until(started + total))),
             state: State::Streaming,
+            peeked: None,
+            usage: None,
             call,
-            first_chunk,
+            operation,
         }
+    }
+
+    /// Reads the first item and keeps it for the caller; `Err` if no chunk came within
+    /// `first_chunk_timeout`: the stream has ended then, and a new request may be sent.
+    pub(crate) async fn first(&mut self) -> std::result::Result<(), StreamTimeout> {
+        use futures_util::StreamExt;
+        match self.next().await {
+            Some(Err(Error::StreamTimeout(timeout @ StreamTimeout::FirstChunk(_)))) => Err(timeout),
+            item => {
+                self.peeked = item;
+                Ok(())
+            }
+        }
+    }
+
+    /// The call's record, for the request sent again after a first-chunk timeout.
+    pub(crate) fn take_operation(&mut self) -> Option<Operation> {
+        self.operation.take()
+    }
+
+    /// The token usage the server reported for this stream: `None` until its usage chunk
+    /// has been read (it comes last, just before the end), and for good if the server
+    /// reports none.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
     }
 
     /// Collects the first choice's text until the end of the stream.
@@ -87,6 +137,30 @@ impl ChatStream {
         })
         .await
     }
+}
+
+/// Ends the stream: gives the verdict for the metrics and the span, and the last item.
+fn end(
+    state: &mut State,
+    call: &mut Option<PendingCall>,
+    operation: &mut Option<Operation>,
+    item: Option<Result<ChatChunk>>,
+) -> Poll<Option<Result<ChatChunk>>> {
+    *state = State::Ended;
+    let error = match &item {
+        Some(Err(error)) => Some(error),
+        _ => None,
+    };
+    if let Some(call) = call.take() {
+        match error {
+            None => call.ok(),
+            Some(_) => call.body_error(),
+        }
+    }
+    if let Some(operation) = operation.take() {
+        operation.finish(error);
+    }
+    Poll::Ready(item)
 }
 
 fn cut() -> Error {
@@ -115,76 +189,100 @@ impl Stream for ChatStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
-        // Ends the stream: the verdict for the metrics, and the last item.
-        let mut end = |state: &mut State, item: Option<Result<ChatChunk>>| {
-            *state = State::Ended;
-            if let Some(call) = this.call.take() {
-                match item {
-                    None => call.ok(),
-                    Some(_) => call.body_error(),
-                }
-            }
-            Poll::Ready(item)
-        };
+        if let Some(item) = this.peeked.take() {
+            return Poll::Ready(Some(item));
+        }
+        // Ends the stream: the verdict for the metrics and the span, and the last item.
+        macro_rules! end {
+            ($item:expr) => {
+                end(this.state, this.call, this.operation, $item)
+            };
+        }
         loop {
             match *this.state {
                 State::Streaming => {}
-                State::Cut => return end(this.state, Some(Err(cut()))),
+                State::Cut => return end!(Some(Err(cut()))),
                 State::Ended => return Poll::Ready(None),
             }
             match this.parser.next_event() {
-                Some(SseEvent::Done) => return end(this.state, None),
+                Some(SseEvent::Done) => return end!(None),
                 Some(SseEvent::Data { event, data }) => {
-                    return match chunk_of(event.as_deref(), &data, false) {
-                        Ok(chunk) => {
-                            if let Some((started, metrics)) = this.first_chunk.take() {
-                                metrics.record_time_to_first_chunk(started.elapsed());
-                            }
-                            Poll::Ready(Some(Ok(chunk)))
-                        }
-                        Err(error) => end(this.state, Some(Err(error))),
+                    let chunk = match chunk_of(event.as_deref(), &data, false) {
+                        Ok(chunk) => chunk,
+                        Err(error) => return end!(Some(Err(error))),
                     };
+                    if *this.waiting_first {
+                        // From now on the idle limit applies, from this chunk.
+                        *this.waiting_first = false;
+                        this.timer.as_mut().reset(Instant::now() + this.limits.idle);
+                    }
+                    if let Some(operation) = this.operation.as_mut() {
+                        operation.chunk();
+                        if let Some(usage) = &chunk.usage {
+                            operation.response_model(&chunk.model);
+                            operation.usage(usage);
+                        }
+                    }
+                    if let Some(usage) = chunk.usage {
+                        *this.usage = Some(usage);
+                        if chunk.choices.is_empty() {
+                            // The usage-only chunk the client asked for: nothing to yield.
+                            continue;
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(chunk)));
                 }
                 None => {}
             }
             if this.parser.pending() > MAX_EVENT_BYTES {
-                return end(
-                    this.state,
-                    Some(Err(Error::Decode(format!(
-                        "a stream event is larger than {MAX_EVENT_BYTES} bytes"
-                    )))),
-                );
+                return end!(Some(Err(Error::Decode(format!(
+                    "a stream event is larger than {MAX_EVENT_BYTES} bytes"
+                )))));
+            }
+            if let Some(total) = this.total.as_mut()
+                && total.as_mut().poll(cx).is_ready()
+            {
+                let limit = this.limits.total.unwrap_or_default();
+                return end!(Some(Err(Error::StreamTimeout(StreamTimeout::Total(limit)))));
             }
             match this.body.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    this.idle
-                        .as_mut()
-                        .reset(Instant::now() + *this.idle_timeout);
+                    if !*this.waiting_first {
+                        this.timer.as_mut().reset(Instant::now() + this.limits.idle);
+                    }
                     if let Ok(data) = frame.into_data() {
                         this.parser.feed(&data);
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
-                    return end(this.state, Some(Err(Error::Transport(error))));
+                    return end!(Some(Err(Error::Transport(error))));
                 }
                 Poll::Ready(None) => {
                     return match this.parser.finish() {
-                        Some(SseEvent::Done) => end(this.state, None),
+                        Some(SseEvent::Done) => end!(None),
                         Some(SseEvent::Data { event, data }) => {
                             match chunk_of(event.as_deref(), &data, true) {
                                 Ok(chunk) => {
+                                    if let Some(operation) = this.operation.as_mut() {
+                                        operation.chunk();
+                                    }
                                     *this.state = State::Cut;
                                     Poll::Ready(Some(Ok(chunk)))
                                 }
-                                Err(error) => end(this.state, Some(Err(error))),
+                                Err(error) => end!(Some(Err(error))),
                             }
                         }
-                        _ => end(this.state, Some(Err(cut()))),
+                        _ => end!(Some(Err(cut()))),
                     };
                 }
                 Poll::Pending => {
-                    ready!(this.idle.as_mut().poll(cx));
-                    return end(this.state, Some(Err(Error::Timeout(*this.idle_timeout))));
+                    ready!(this.timer.as_mut().poll(cx));
+                    let timeout = if *this.waiting_first {
+                        StreamTimeout::FirstChunk(this.limits.first_chunk)
+                    } else {
+                        StreamTimeout::Idle(this.limits.idle)
+                    };
+                    return end!(Some(Err(Error::StreamTimeout(timeout))));
                 }
             }
         }

@@ -15,6 +15,8 @@ mod metrics;
 mod pool;
 mod retry;
 mod send;
+mod stream_deadlines;
+mod stream_usage;
 mod tokens;
 mod transport;
 mod usage;

@@ -1,0 +1,240 @@
+//! Asking a streamed completion for its token usage, and doing without where the server
+//! refuses to be asked.
+//!
+//! An OpenAI-compatible server reports a stream's usage only when the request says
+//! `"stream_options": {"include_usage": true}`: it then sends one last chunk with the usage
+//! and no choices. Most servers (OpenAI, vLLM, Evolution) take the option; a few older ones
+//! answer `400` naming it (`Unrecognized request argument supplied: stream_options`).
+//!
+//! [`StreamUsage`] sits in each key's stack, where the request's URI is final (a pool's
+//! deployment may have its own base URL). A request marked [`AskUsage`] gets the option
+//! spliced into its body, unless that URI is known to refuse it. A `400` whose body names
+//! `stream_options` marks the URI and the request is sent again as it was: the call costs one
+//! extra round trip, once per URI and process, and then goes without usage.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use evolution_token::BoxError;
+use futures_util::future::Either;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::Body;
+
+/// A request extension: splice `"stream_options":{"include_usage":true}` into this
+/// request's body (a JSON object without a `stream_options` member of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AskUsage;
+
+/// The member spliced in, with the comma that follows it when the object has other members.
+const OPTION: &[u8] = br#""stream_options":{"include_usage":true}"#;
+
+/// The most of a `400` body read to see whether it is about `stream_options`.
+const MAX_REFUSAL_BODY: usize = 64 * 1024;
+
+/// The most URIs remembered as refusing: past it, new ones are still handled, with a resend
+/// each time.
+const MAX_REMEMBERED: usize = 256;
+
+/// The URIs known to refuse `stream_options`, shared by every key's stack of one client.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    uris: RwLock<HashSet<Uri>>,
+}
+
+impl Refusals {
+    fn refuses(&self, uri: &Uri) -> bool {
+        // Poisoning cannot leave the set half-changed: an insert is one call.
+        let uris = self.uris.read().unwrap_or_else(|e| e.into_inner());
+        !uris.is_empty() && uris.contains(uri)
+    }
+
+    fn remember(&self, uri: &Uri) {
+        let mut uris = self.uris.write().unwrap_or_else(|e| e.into_inner());
+        if uris.len() < MAX_REMEMBERED && uris.insert(uri.clone()) {
+            tracing::warn!(
+                uri = %uri,
+                "the server refuses `stream_options`: streams to it are sent without it, and their token usage is not counted"
+            );
+        }
+    }
+}
+
+/// The layer of [`StreamUsage`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamUsageLayer {
+    refusals: Arc<Refusals>,
+}
+
+impl StreamUsageLayer {
+    pub(crate) fn new(refusals: Arc<Refusals>) -> Self {
+        Self { refusals }
+    }
+}
+
+impl<S> Layer<S> for StreamUsageLayer {
+    type Service = StreamUsage<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        StreamUsage {
+            inner,
+            refusals: Arc::clone(&self.refusals),
+        }
+    }
+}
+
+/// Splices `stream_options.include_usage` into requests marked [`AskUsage`]; see the
+/// [module docs](self).
+#[derive(Debug, Clone)]
+pub(crate) struct StreamUsage<S> {
+    inner: S,
+    refusals: Arc<Refusals>,
+}
+
+type Asking = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+impl<S> Service<Request<Bytes>> for StreamUsage<S>
+where
+    S: Service<Request<Bytes>, Response = Response<Body>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Either<S::Future, Asking>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        if request.extensions().get::<AskUsage>().is_none() || self.refusals.refuses(request.uri())
+        {
+            return Either::Left(self.inner.call(request));
+        }
+        let Some(asking) = with_option(request.body()) else {
+            return Either::Left(self.inner.call(request));
+        };
+        let plain = request.clone();
+        let (parts, _) = request.into_parts();
+        let sent = self.inner.call(Request::from_parts(parts, asking));
+        // The resend, if any, goes through a clone that was not polled ready: `oneshot`
+        // readies it (take the ready one for the first call, as tower's own `Retry` does).
+        let again = self.inner.clone();
+        let refusals = Arc::clone(&self.refusals);
+        Either::Right(Box::pin(async move {
+            let response = sent.await?;
+            if response.status() != StatusCode::BAD_REQUEST {
+                return Ok(response);
+            }
+            let (head, body) = response.into_parts();
+            let body = read_some(body).await?;
+            if !mentions_stream_options(&body) {
+                return Ok(Response::from_parts(head, full(body)));
+            }
+            refusals.remember(plain.uri());
+            again.oneshot(plain).await
+        }))
+    }
+}
+
+/// `body` with the option as its first member; `None` if it is not a JSON object.
+fn with_option(body: &Bytes) -> Option<Bytes> {
+    let open = body.iter().position(|byte| !byte.is_ascii_whitespace())?;
+    if body[open] != b'{' {
+        return None;
+    }
+    let rest = &body[open + 1..];
+    let empty = rest
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'}');
+    let mut spliced = BytesMut::with_capacity(body.len() + OPTION.len() + 1);
+    spliced.extend_from_slice(&body[..=open]);
+    spliced.extend_from_slice(OPTION);
+    if !empty {
+        spliced.extend_from_slice(b",");
+    }
+    spliced.extend_from_slice(rest);
+    Some(spliced.freeze())
+}
+
+fn mentions_stream_options(body: &[u8]) -> bool {
+    body.windows(b"stream_options".len())
+        .any(|window| window == b"stream_options")
+}
+
+/// The first [`MAX_REFUSAL_BODY`] bytes of `body` (an error body is small; more is cut).
+async fn read_some(mut body: Body) -> Result<Bytes, BoxError> {
+    let mut read = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = MAX_REFUSAL_BODY - read.len();
+            read.extend_from_slice(&data[..data.len().min(room)]);
+            if read.len() == MAX_REFUSAL_BODY {
+                break;
+            }
+        }
+    }
+    Ok(read.freeze())
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spliced(body: &str) -> Option<serde_json::Value> {
+        with_option(&Bytes::copy_from_slice(body.as_bytes()))
+            .map(|bytes| serde_json::from_slice(&bytes).expect("still JSON"))
+    }
+
+    #[test]
+    fn the_option_is_spliced_into_any_object() {
+        for body in [
+            r#"{"model":"m","stream":true}"#,
+            r#"  { "model" : "m" }"#,
+            "{}",
+            " { \n } ",
+        ] {
+            let value = spliced(body).unwrap_or_else(|| panic!("{body}"));
+            assert_eq!(
+                value["stream_options"],
+                serde_json::json!({"include_usage": true}),
+                "{body}"
+            );
+        }
+        let value = spliced(r#"{"model":"m","stream":true}"#).unwrap();
+        assert_eq!(value["model"], "m");
+        assert_eq!(value["stream"], true);
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_left_alone() {
+        for body in ["", "  ", "[1]", "null", "\"{\""] {
+            assert!(with_option(&Bytes::copy_from_slice(body.as_bytes())).is_none());
+        }
+    }
+
+    #[test]
+    fn refusals_are_remembered_per_uri() {
+        let refusals = Refusals::default();
+        let a: Uri = "http://a/v1/chat/completions".parse().unwrap();
+        let b: Uri = "http://b/v1/chat/completions".parse().unwrap();
+        assert!(!refusals.refuses(&a));
+        refusals.remember(&a);
+        assert!(refusals.refuses(&a));
+        assert!(!refusals.refuses(&b));
+    }
+}

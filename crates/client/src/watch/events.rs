@@ -1,0 +1,248 @@
+//! An event stream's body, watched event by event as it passes.
+//!
+//! The body is cut into whole events (at blank lines) and each is passed on as one frame,
+//! at once: servers send an event per write, so nothing waits in practice. Each event with
+//! data is a chunk for the [`Operation`] (the first one's time is the time to first chunk);
+//! a chunk with `usage` reports the tokens. With `strip`, a chunk that carries only usage
+//! (no choices) is not passed on: the client asked for it, not the caller.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use evolution_token::BoxError;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::operation::Operation;
+use crate::sse::{SseEvent, SseParser};
+use crate::{Body, Usage};
+
+pin_project! {
+    /// See the [module docs](self).
+    pub(crate) struct WatchedEvents {
+        #[pin]
+        body: Body,
+        // Bytes of the event being received.
+        partial: BytesMut,
+        // How much of `partial` is known to hold no event end.
+        scanned: usize,
+        // Whole events, to pass on.
+        ready: VecDeque<Bytes>,
+        strip: bool,
+        ended: bool,
+        operation: Option<Operation>,
+    }
+}
+
+impl WatchedEvents {
+    pub(crate) fn new(body: Body, strip: bool, operation: Operation) -> Self {
+        Self {
+            body,
+            partial: BytesMut::new(),
+            scanned: 0,
+            ready: VecDeque::new(),
+            strip,
+            ended: false,
+            operation: Some(operation),
+        }
+    }
+}
+
+impl HttpBody for WatchedEvents {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if let Some(event) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(event))));
+            }
+            if *this.ended {
+                return Poll::Ready(None);
+            }
+            match this.body.as_mut().poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        this.partial.extend_from_slice(&data);
+                        while let Some(end) = event_end(this.partial, this.scanned) {
+                            let event = this.partial.split_to(end).freeze();
+                            *this.scanned = 0;
+                            if keep(&event, *this.strip, this.operation) {
+                                this.ready.push_back(event);
+                            }
+                        }
+                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Poll::Ready(Some(Err(error))) => {
+                    *this.ended = true;
+                    if let Some(operation) = this.operation.take() {
+                        operation.fail("transport");
+                    }
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(None) => {
+                    *this.ended = true;
+                    let rest = std::mem::take(this.partial).freeze();
+                    if !rest.is_empty() && keep(&rest, *this.strip, this.operation) {
+                        this.ready.push_back(rest);
+                    }
+                    if let Some(operation) = this.operation.take() {
+                        operation.finish(None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.ready.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// Where the first whole event of `bytes` ends (after its blank line), searching from
+/// `*scanned`; when there is none yet, records where to search from next time.
+fn event_end(bytes: &[u8], scanned: &mut usize) -> Option<usize> {
+    // A blank line is a line end right after another: `\n\n`, `\r\r`, `\r\n\r\n`, or a mix.
+    let mut at = (*scanned).min(bytes.len());
+    loop {
+        let Some(found) = memchr::memchr2(b'\n', b'\r', &bytes[at..]) else {
+            *scanned = bytes.len();
+            return None;
+        };
+        let end = at + found;
+        // Until the byte after a `\r` has come, the line end's length is not known.
+        let mut wait = || {
+            *scanned = end;
+            None
+        };
+        let next = match (bytes[end], bytes.get(end + 1)) {
+            (b'\r', Some(b'\n')) => end + 2,
+            (b'\r', None) => return wait(),
+            _ => end + 1,
+        };
+        match (bytes.get(next), bytes.get(next + 1)) {
+            (Some(b'\n'), _) => return Some(next + 1),
+            (Some(b'\r'), Some(b'\n')) => return Some(next + 2),
+            (Some(b'\r'), Some(_)) => return Some(next + 1),
+            (Some(b'\r'), None) | (None, _) => return wait(),
+            (Some(_), _) => at = next,
+        }
+    }
+}
+
+/// Watches one whole event: whether to pass it on.
+fn keep(event: &[u8], strip: bool, operation: &mut Option<Operation>) -> bool {
+    let mut parser = SseParser::default();
+    parser.feed(event);
+    let data = match parser.next_event().or_else(|| parser.finish()) {
+        Some(SseEvent::Data { data, .. }) => data,
+        // `[DONE]`, a comment, a keep-alive: passed on as they are.
+        _ => return true,
+    };
+    let Some(operation) = operation.as_mut() else {
+        return true;
+    };
+    operation.chunk();
+    // A chunk never has an unescaped `"usage"` but as its key: most chunks are passed on
+    // without being parsed.
+    if !data.contains("\"usage\"") {
+        return true;
+    }
+    #[derive(Deserialize)]
+    struct UsageChunk {
+        #[serde(default)]
+        model: String,
+        #[serde(default)]
+        choices: Vec<IgnoredAny>,
+        #[serde(default)]
+        usage: Option<Usage>,
+    }
+    match serde_json::from_str::<UsageChunk>(&data) {
+        Ok(UsageChunk {
+            model,
+            choices,
+            usage: Some(usage),
+        }) => {
+            operation.response_model(&model);
+            operation.usage(&usage);
+            !(strip && choices.is_empty())
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(stream: &[u8]) -> Vec<&[u8]> {
+        let mut rest = stream;
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        while let Some(end) = event_end(rest, &mut scanned) {
+            found.push(&rest[..end]);
+            rest = &rest[end..];
+            scanned = 0;
+        }
+        found
+    }
+
+    #[test]
+    fn events_end_at_blank_lines_of_any_line_ending() {
+        assert_eq!(
+            events(b"data: a\n\ndata: b\r\n\r\ndata: c\r\rdata: d\n\ndata: e"),
+            [
+                &b"data: a\n\n"[..],
+                b"data: b\r\n\r\n",
+                b"data: c\r\r",
+                b"data: d\n\n"
+            ]
+        );
+        assert_eq!(
+            events(b"event: x\ndata: a\ndata: b\n\n: ping\n\n"),
+            [&b"event: x\ndata: a\ndata: b\n\n"[..], b": ping\n\n"]
+        );
+        // Not yet whole: a `\r` whose `\n` may follow.
+        assert!(events(b"data: a\r\n\r").is_empty());
+        assert!(events(b"data: a\n").is_empty());
+    }
+
+    #[test]
+    fn an_event_split_over_reads_is_found_once_whole() {
+        let stream = b"data: {\"a\":1}\r\n\r\ndata: [DONE]\n\n";
+        for cut in 0..stream.len() {
+            let mut partial = BytesMut::new();
+            let mut scanned = 0;
+            let mut found = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                partial.extend_from_slice(part);
+                while let Some(end) = event_end(&partial, &mut scanned) {
+                    found.push(partial.split_to(end).freeze());
+                    scanned = 0;
+                }
+            }
+            assert_eq!(
+                found,
+                [
+                    Bytes::from_static(b"data: {\"a\":1}\r\n\r\n"),
+                    Bytes::from_static(b"data: [DONE]\n\n")
+                ],
+                "cut at {cut}"
+            );
+        }
+    }
+}
