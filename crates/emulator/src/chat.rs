@@ -12,6 +12,9 @@
 //! `message.reasoning_content` too (`"thinking about: <last user message>"`), streamed as
 //! `delta.reasoning_content` pieces before the content. With a configured model list, a
 //! request for another model answers 404 with code `model_not_found`.
+//!
+//! An emulator that [refuses `stream_options`](crate::EmulatorBuilder::refuse_stream_options)
+//! answers a request with that member 400, as older OpenAI-compatible servers do.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,7 +30,7 @@ use crate::exchange::{Answer, inference};
 use crate::models::ModelSpec;
 use crate::route::Route;
 use crate::state::Shared;
-use crate::stats::Counters;
+use crate::stats::{Counters, ReportedUsage};
 
 /// Most choices one request may ask for.
 const MAX_CHOICES: u32 = 128;
@@ -44,9 +47,25 @@ struct ChatRequest {
     n: Option<u32>,
     #[serde(default)]
     stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
+    /// Kept as sent (`null` included) so that an emulator refusing the member sees it
+    /// whatever its value; read as [`StreamOptions`] after.
+    #[serde(default, deserialize_with = "present")]
+    stream_options: Option<serde_json::Value>,
+    /// `stream_options.include_usage`, as [`parse`] reads it.
+    #[serde(skip)]
+    include_usage: bool,
 }
+
+/// A member that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+/// The 400 an older OpenAI-compatible server (Azure OpenAI's older API versions) answers a
+/// request naming `stream_options`, byte for byte.
+const STREAM_OPTIONS_REFUSED: &[u8] = br#"{"error":{"message":"Unrecognized request argument supplied: stream_options","type":"invalid_request_error","param":"stream_options","code":null}}"#;
 
 #[derive(Deserialize)]
 struct Message {
@@ -97,7 +116,7 @@ fn content<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, 
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
@@ -134,6 +153,15 @@ struct Usage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
+}
+
+impl Usage {
+    fn reported(self) -> ReportedUsage {
+        ReportedUsage {
+            input: self.prompt_tokens,
+            output: self.completion_tokens,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -177,7 +205,8 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
             Some("invalid_request_error"),
         );
     }
-    let request = match body.and_then(|body| parse(&body)) {
+    let refuse_stream_options = shared.refuse_stream_options();
+    let request = match body.and_then(|body| parse(&body, refuse_stream_options)) {
         Ok(request) => request,
         Err(answer) => return answer,
     };
@@ -202,6 +231,7 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
     };
+    let include_usage = request.include_usage;
     let id = format!("chatcmpl-{}", shared.next_completion());
     let created = unix_now();
     let reply = Reply {
@@ -216,13 +246,9 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
     };
     if request.stream.unwrap_or(false) {
         Counters::bump(&shared.counters.chat_streams);
-        let include_usage = request
-            .stream_options
-            .and_then(|options| options.include_usage)
-            .unwrap_or(false);
-        Answer::Events(reply.events(include_usage))
+        reply.events(include_usage)
     } else {
-        Answer::ok(reply.completion())
+        Answer::reporting(reply.completion(), usage.reported())
     }
 }
 
@@ -235,7 +261,8 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn parse(body: &[u8]) -> Result<ChatRequest, Answer> {
+/// A chat request, checked; `refuse_stream_options` answers one naming `stream_options` 400.
+fn parse(body: &[u8], refuse_stream_options: bool) -> Result<ChatRequest, Answer> {
     let invalid = |message: &str| {
         Answer::error(
             StatusCode::BAD_REQUEST,
@@ -247,8 +274,21 @@ fn parse(body: &[u8]) -> Result<ChatRequest, Answer> {
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(invalid("request body must be a JSON object"));
     }
-    let request: ChatRequest = serde_json::from_slice(body)
+    let mut request: ChatRequest = serde_json::from_slice(body)
         .map_err(|error| invalid(&format!("invalid request body: {error}")))?;
+    if refuse_stream_options && request.stream_options.is_some() {
+        return Err(Answer::Json {
+            status: StatusCode::BAD_REQUEST,
+            body: Bytes::from_static(STREAM_OPTIONS_REFUSED),
+            usage: None,
+        });
+    }
+    let options = match request.stream_options.take() {
+        None | Some(serde_json::Value::Null) => StreamOptions::default(),
+        Some(options) => StreamOptions::deserialize(options).map_err(|error| {
+            invalid(&format!("invalid request body: `stream_options`: {error}"))
+        })?,
+    };
     if request.messages.is_empty() {
         return Err(invalid("`messages` must not be empty"));
     }
@@ -257,6 +297,7 @@ fn parse(body: &[u8]) -> Result<ChatRequest, Answer> {
     {
         return Err(invalid("`n` must be between 1 and 128"));
     }
+    request.include_usage = options.include_usage.unwrap_or(false);
     Ok(request)
 }
 
@@ -302,7 +343,7 @@ impl Reply<'_> {
 
     /// Per choice: a role event, one event per piece of reasoning (a reasoning model's), one
     /// per piece of content, a finish event; then the usage event if asked for, then `[DONE]`.
-    fn events(&self, include_usage: bool) -> Vec<Bytes> {
+    fn events(&self, include_usage: bool) -> Answer {
         let mut events = Vec::new();
         for index in 0..self.n {
             let role = Delta {
@@ -331,6 +372,7 @@ impl Reply<'_> {
             }
             events.push(self.chunk(index, Delta::default(), Some("stop")));
         }
+        let usage = include_usage.then(|| (events.len(), self.usage.reported()));
         if include_usage {
             events.push(event(&Chunk {
                 id: self.id,
@@ -342,7 +384,7 @@ impl Reply<'_> {
             }));
         }
         events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-        events
+        Answer::Events { events, usage }
     }
 
     fn chunk(&self, index: u32, delta: Delta<'_>, finish_reason: Option<&'static str>) -> Bytes {

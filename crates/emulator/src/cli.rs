@@ -103,6 +103,11 @@ pub struct Args {
     /// HTTP/1.1.
     #[arg(long)]
     pub http2: bool,
+
+    /// Answer chat requests that name stream_options 400 ("Unrecognized request argument
+    /// supplied: stream_options"), as older OpenAI-compatible servers do.
+    #[arg(long)]
+    pub refuse_stream_options: bool,
 }
 
 /// A `--key-latency ID:MS` argument.
@@ -246,6 +251,7 @@ impl Args {
             .http2(self.http2)
             .stream_interval(Duration::from_millis(self.stream_interval_ms))
             .stream_chunks(self.stream_chunks.unwrap_or(0))
+            .refuse_stream_options(self.refuse_stream_options)
             .ttl(Duration::from_secs(self.ttl));
         for key in &self.keys {
             builder = builder.key(&key.id, &key.secret);

@@ -43,6 +43,7 @@ pub struct EmulatorBuilder {
     pub(crate) stream_interval: Duration,
     /// 0: one content piece per word.
     pub(crate) stream_chunks: usize,
+    pub(crate) refuse_stream_options: bool,
 }
 
 impl fmt::Debug for EmulatorBuilder {
@@ -64,6 +65,7 @@ impl fmt::Debug for EmulatorBuilder {
             .field("http2", &self.http2)
             .field("stream_interval", &self.stream_interval)
             .field("stream_chunks", &self.stream_chunks)
+            .field("refuse_stream_options", &self.refuse_stream_options)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +88,7 @@ impl Default for EmulatorBuilder {
             http2: false,
             stream_interval: Duration::ZERO,
             stream_chunks: 0,
+            refuse_stream_options: false,
         }
     }
 }
@@ -245,6 +248,20 @@ impl EmulatorBuilder {
     /// reasoning model's `reasoning_content` pieces stay one per word. 0 restores the default.
     pub fn stream_chunks(mut self, chunks: usize) -> Self {
         self.stream_chunks = chunks;
+        self
+    }
+
+    /// Answer every chat request whose body has a `stream_options` member (whatever its
+    /// value) 400, as older OpenAI-compatible servers (Azure OpenAI's older API versions) do,
+    /// with exactly the body
+    /// `{"error":{"message":"Unrecognized request argument supplied: stream_options","type":"invalid_request_error","param":"stream_options","code":null}}`.
+    /// As [`Emulator::set_refuse_stream_options`] sets it. Defaults to false: `stream_options`
+    /// is accepted and `include_usage: true` adds a usage event to a stream.
+    ///
+    /// The 400 counts like any chat answer (`chat_requests`, `chat_by_status`, `chat_by_key`);
+    /// a bad token still answers 401 first, and a key's or a scripted fault replaces it.
+    pub fn refuse_stream_options(mut self, refuse: bool) -> Self {
+        self.refuse_stream_options = refuse;
         self
     }
 

@@ -22,6 +22,7 @@
 //! | `clear_key_fault` | `key_id` | that key's requests are answered normally again |
 //! | `set_stream_interval` | `ms` | gap between two events of streamed chat answers from now on |
 //! | `set_stream_chunks` | `chunks` | content pieces per streamed chat answer (0: one per word) |
+//! | `set_refuse_stream_options` | `refuse` | chat requests naming `stream_options` answer 400 (true) or not (false) |
 //! | `set_fault_probability` | `probability`, `seed`, `routes` | seeded random faults (0 stops them) |
 //! | `reset_stats` | | zero the counters |
 //!
@@ -39,6 +40,7 @@
 //! {"kind": "close"}
 //! {"kind": "cut_stream", "chunks": 2}
 //! {"kind": "stream_error", "after": 2, "body": {"error": {"message": "generation failed", "code": 500}}}
+//! {"kind": "stall_stream", "after_chunks": 0, "pause_ms": 30000}
 //! ```
 //!
 //! `malformed` is one of `not_json`, `empty`, `truncated`, `missing_field`.
@@ -155,6 +157,9 @@ enum Command {
     SetStreamChunks {
         chunks: usize,
     },
+    SetRefuseStreamOptions {
+        refuse: bool,
+    },
     SetFaultProbability {
         probability: f64,
         seed: u64,
@@ -222,6 +227,9 @@ impl Command {
             Command::SetStreamChunks { chunks } => {
                 shared.set_stream_chunks(chunks);
             }
+            Command::SetRefuseStreamOptions { refuse } => {
+                shared.set_refuse_stream_options(refuse);
+            }
             Command::SetFaultProbability {
                 probability,
                 seed,
@@ -274,6 +282,10 @@ enum FaultKind {
         after: usize,
         body: Value,
     },
+    StallStream {
+        after_chunks: usize,
+        pause_ms: u64,
+    },
 }
 
 impl FaultSpec {
@@ -300,6 +312,10 @@ impl FaultSpec {
             FaultKind::Close => Fault::close(),
             FaultKind::CutStream { chunks } => Fault::cut_stream(chunks),
             FaultKind::StreamError { after, body } => Fault::stream_error_after(after, body),
+            FaultKind::StallStream {
+                after_chunks,
+                pause_ms,
+            } => Fault::stall_stream(after_chunks, Duration::from_millis(pause_ms)),
         };
         fault = fault.with_delay(Duration::from_millis(self.delay_ms));
         for (name, value) in &self.headers {

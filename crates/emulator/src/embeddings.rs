@@ -26,6 +26,7 @@ use crate::config::DEFAULT_EMBEDDING_DIMENSIONS;
 use crate::exchange::{Answer, inference};
 use crate::route::Route;
 use crate::state::Shared;
+use crate::stats::ReportedUsage;
 
 /// Most inputs one request may carry, as OpenAI's limit.
 const MAX_INPUTS: usize = 2048;
@@ -189,11 +190,16 @@ fn answer(shared: &Shared, headers: &HeaderMap, body: Result<Bytes, Answer>) -> 
             total_tokens: prompt_tokens,
         },
     };
+    let usage = ReportedUsage {
+        input: prompt_tokens,
+        output: 0,
+    };
     // Serializing plain structs cannot fail.
-    Answer::ok(
+    Answer::reporting(
         serde_json::to_vec(&list)
             .map(Bytes::from)
             .unwrap_or_default(),
+        usage,
     )
 }
 

@@ -131,6 +131,7 @@ impl Emulator {
         }
         shared.set_stream_interval(config.stream_interval);
         shared.set_stream_chunks(config.stream_chunks);
+        shared.set_refuse_stream_options(config.refuse_stream_options);
         for (route, fault) in config.faults {
             shared.faults.push(route, fault);
         }
@@ -230,6 +231,12 @@ impl Emulator {
     /// [`EmulatorBuilder::stream_chunks`].
     pub fn set_stream_chunks(&self, chunks: usize) {
         self.shared().set_stream_chunks(chunks);
+    }
+
+    /// Whether chat requests naming `stream_options` answer 400 from now on, as an older
+    /// OpenAI-compatible server does. See [`EmulatorBuilder::refuse_stream_options`].
+    pub fn set_refuse_stream_options(&self, refuse: bool) {
+        self.shared().set_refuse_stream_options(refuse);
     }
 
     /// Lifetime of tokens issued from now on; tokens already issued keep theirs.

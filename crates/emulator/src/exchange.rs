@@ -18,7 +18,7 @@ use crate::error;
 use crate::fault::{Action, Fault, Malformed};
 use crate::route::Route;
 use crate::state::Shared;
-use crate::stats::{Counters, InFlight, StreamGauge};
+use crate::stats::{Counters, InFlight, ReportedUsage, StreamGauge, UsageTally};
 
 /// Largest request body read; anything longer is a 400.
 const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -26,10 +26,18 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// A route's normal answer, before faults shape it.
 #[derive(Debug)]
 pub(crate) enum Answer {
-    /// A JSON answer (success or error).
-    Json { status: StatusCode, body: Bytes },
-    /// `200 OK` server-sent events, each chunk one complete event.
-    Events(Vec<Bytes>),
+    /// A JSON answer (success or error), with the token usage it reports, if any.
+    Json {
+        status: StatusCode,
+        body: Bytes,
+        usage: Option<ReportedUsage>,
+    },
+    /// `200 OK` server-sent events, each chunk one complete event; `usage` names the event
+    /// that reports token usage (its index) and what it reports.
+    Events {
+        events: Vec<Bytes>,
+        usage: Option<(usize, ReportedUsage)>,
+    },
 }
 
 impl Answer {
@@ -37,6 +45,16 @@ impl Answer {
         Answer::Json {
             status: StatusCode::OK,
             body,
+            usage: None,
+        }
+    }
+
+    /// A successful answer whose body reports `usage`.
+    pub(crate) fn reporting(body: Bytes, usage: ReportedUsage) -> Self {
+        Answer::Json {
+            status: StatusCode::OK,
+            body,
+            usage: Some(usage),
         }
     }
 
@@ -44,6 +62,7 @@ impl Answer {
         Answer::Json {
             status,
             body: error::body(message, error::kind_for(status), code),
+            usage: None,
         }
     }
 
@@ -51,12 +70,16 @@ impl Answer {
     /// Any other answer is left as it is.
     fn with_stream_error(self, after: usize, event: Bytes) -> Self {
         match self {
-            Answer::Events(mut events) => {
+            Answer::Events {
+                mut events,
+                mut usage,
+            } => {
                 let done = events.pop();
                 events.truncate(after);
+                usage = usage.filter(|&(at, _)| at < events.len());
                 events.push(event);
                 events.extend(done);
-                Answer::Events(events)
+                Answer::Events { events, usage }
             }
             json => json,
         }
@@ -65,8 +88,20 @@ impl Answer {
     /// The response; a stream's events go out paced by `pace`.
     fn into_response(self, pace: &Pace<'_>) -> Response {
         match self {
-            Answer::Json { status, body } => error::json(status, body),
-            Answer::Events(events) => event_stream(pace.apply(Chunks::new(events))),
+            Answer::Json {
+                status,
+                body,
+                usage,
+            } => {
+                // The whole body goes to the connection with the head.
+                if let Some(usage) = usage {
+                    pace.tally.add(usage);
+                }
+                error::json(status, body)
+            }
+            Answer::Events { events, usage } => {
+                event_stream(pace.apply(Chunks::new(events), usage))
+            }
         }
     }
 
@@ -78,36 +113,72 @@ impl Answer {
         pace: &Pace<'_>,
     ) -> Response {
         match self {
-            Answer::Json { status, body } => {
-                let length = body.len();
-                let half = body.slice(..length / 2);
-                let mut response = error::json(status, Bytes::new());
-                *response.body_mut() = Body::from_stream(Chunks::cut_after(vec![half], 1, closer));
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-                response
+            Answer::Json { status, body, .. } => {
+                let half = body.slice(..body.len() / 2);
+                streamed_json(status, body.len(), Chunks::cut_after(vec![half], 1, closer))
             }
-            Answer::Events(all) => {
+            Answer::Events { events: all, usage } => {
                 // Never as far as the last event, `data: [DONE]`.
                 let sent = events.min(all.len().saturating_sub(1));
-                event_stream(pace.apply(Chunks::cut_after(all, sent, closer)))
+                event_stream(pace.apply(Chunks::cut_after(all, sent, closer), usage))
+            }
+        }
+    }
+
+    /// Send the head at once and the first `events` events, then wait `pause` before the
+    /// rest. A JSON answer's body is sent in two halves, the pause before the first (`events`
+    /// 0) or between them.
+    fn into_stalled_response(self, events: usize, pause: Duration, pace: &Pace<'_>) -> Response {
+        match self {
+            Answer::Json {
+                status,
+                body,
+                usage,
+            } => {
+                let length = body.len();
+                let halves = vec![body.slice(..length / 2), body.slice(length / 2..)];
+                let mut chunks = Chunks::new(halves).stalled(events.min(1), pause);
+                if let Some(usage) = usage {
+                    // Reported once the whole body is out.
+                    chunks = chunks.reporting(1, usage, pace.tally.clone());
+                }
+                streamed_json(status, length, chunks)
+            }
+            Answer::Events { events: all, usage } => {
+                event_stream(pace.apply(Chunks::new(all).stalled(events, pause), usage))
             }
         }
     }
 }
 
-/// How a stream's events are sent: the gap between two, and the gauge of open streams.
+/// A JSON answer of `length` bytes whose body `chunks` sends: the head, with the full
+/// `content-length`, leaves at once.
+fn streamed_json(status: StatusCode, length: usize, chunks: Chunks) -> Response {
+    let mut response = error::json(status, Bytes::new());
+    *response.body_mut() = Body::from_stream(chunks);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// How a stream's events are sent: the gap between two, the gauge of open streams, and the
+/// tally of the usage answers report.
 struct Pace<'a> {
     interval: Duration,
     gauge: &'a Arc<StreamGauge>,
+    tally: &'a Arc<UsageTally>,
 }
 
 impl Pace<'_> {
-    fn apply(&self, chunks: Chunks) -> Chunks {
-        chunks
+    fn apply(&self, chunks: Chunks, usage: Option<(usize, ReportedUsage)>) -> Chunks {
+        let chunks = chunks
             .with_interval(self.interval)
-            .counted(self.gauge.open())
+            .counted(self.gauge.open());
+        match usage {
+            Some((at, usage)) => chunks.reporting(at, usage, self.tally.clone()),
+            None => chunks,
+        }
     }
 }
 
@@ -163,6 +234,7 @@ impl<'a> Exchange<'a> {
         let pace = Pace {
             interval: self.shared.stream_interval(),
             gauge: &self.shared.counters.open_streams,
+            tally: &self.shared.counters.reported,
         };
         if !latency.is_zero() {
             sleep(latency).await;
@@ -198,6 +270,7 @@ impl<'a> Exchange<'a> {
             Action::StreamError { after, event } => normal()
                 .with_stream_error(after, event)
                 .into_response(&pace),
+            Action::Stall { after, pause } => normal().into_stalled_response(after, pause, &pace),
             Action::Cut(events) => match self.closer.clone() {
                 Some(closer) => {
                     Counters::bump(&self.shared.counters.connections_dropped);
@@ -269,14 +342,24 @@ fn to_bytes(value: &Value) -> Bytes {
 
 /// Merge `fields` into a successful JSON object answer; `null` removes a field.
 fn patch(answer: Answer, fields: serde_json::Map<String, Value>) -> Answer {
-    let Answer::Json { status, body } = answer else {
+    let Answer::Json {
+        status,
+        body,
+        usage,
+    } = answer
+    else {
         return answer;
     };
+    let unpatched = |body| Answer::Json {
+        status,
+        body,
+        usage,
+    };
     if !status.is_success() {
-        return Answer::Json { status, body };
+        return unpatched(body);
     }
     let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(&body) else {
-        return Answer::Json { status, body };
+        return unpatched(body);
     };
     for (name, value) in fields {
         if value.is_null() {
@@ -285,7 +368,13 @@ fn patch(answer: Answer, fields: serde_json::Map<String, Value>) -> Answer {
             object.insert(name, value);
         }
     }
-    Answer::ok(to_bytes(&Value::Object(object)))
+    // An answer that reported usage reports what its patched body says.
+    let usage = usage.map(|_| ReportedUsage::of(&object));
+    Answer::Json {
+        status,
+        body: to_bytes(&Value::Object(object)),
+        usage,
+    }
 }
 
 /// A canned malformed `200 OK` body shaped for `route`.

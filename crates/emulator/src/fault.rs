@@ -26,7 +26,8 @@ use serde_json::Value;
 ///     3,
 ///     serde_json::json!({ "error": { "message": "generation failed", "code": 500 } }),
 /// );
-/// # let _ = (throttled, slow, short_lived, garbage, dropped, failed_midway);
+/// let silent_first = Fault::stall_stream(0, Duration::from_secs(30));
+/// # let _ = (throttled, slow, short_lived, garbage, dropped, failed_midway, silent_first);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Fault {
@@ -63,6 +64,8 @@ pub(crate) enum Action {
     Cut(usize),
     /// On a stream: this many events, then this `data:` event, then `data: [DONE]`.
     StreamError { after: usize, event: Bytes },
+    /// Send the answer's head and this many body chunks at once, then wait before the rest.
+    Stall { after: usize, pause: Duration },
 }
 
 /// Kinds of malformed `200 OK` answers, each shaped for the route it is injected into.
@@ -192,6 +195,27 @@ impl Fault {
         Self::new(Action::StreamError {
             after: chunks,
             event: Bytes::from(event),
+        })
+    }
+
+    /// Stall a stream after its `200` head, as an overloaded server does: send the head at
+    /// once, then the first `after_chunks` events (the first is the `role: assistant` event),
+    /// then wait `pause` before sending the rest as usual.
+    ///
+    /// `after_chunks = 0` sends nothing after the head for `pause` (a first-chunk timeout
+    /// test); a larger value is an idle gap mid-stream. The wait comes on top of the stream's
+    /// [interval](crate::EmulatorBuilder::stream_interval); with `after_chunks` at or past the
+    /// stream's last event there is nothing left to wait for. The wait is a timer on tokio's
+    /// clock (virtual under `tokio::time::pause()`), and ends with the connection: a client
+    /// that goes away mid-stall drops the stream (see
+    /// [`Stats::chat_streams_open`](crate::Stats::chat_streams_open)).
+    ///
+    /// On any other answer the head (with the full `content-length`) leaves at once and the
+    /// body in two halves, the pause before the first (`after_chunks = 0`) or between them.
+    pub fn stall_stream(after_chunks: usize, pause: Duration) -> Self {
+        Self::new(Action::Stall {
+            after: after_chunks,
+            pause,
         })
     }
 

@@ -10,7 +10,8 @@
 //!   answer is `"[<key id>] echo: <last user message>"` (a message's content is a string or
 //!   OpenAI's array of parts, whose text parts are read); a
 //!   [reasoning model](EmulatorBuilder::reasoning_model) also answers `reasoning_content`;
-//!   with a configured model list, another model answers 404 `model_not_found`;
+//!   with a configured model list, another model answers 404 `model_not_found`; it can play
+//!   an older server that [refuses `stream_options`](EmulatorBuilder::refuse_stream_options);
 //! - `POST /v1/embeddings` — OpenAI-compatible embeddings: one deterministic unit vector per
 //!   input (a string, an array of strings, or token arrays), as floats or base64;
 //! - `GET /v1/models` — the configured models, with `owned_by` and `metadata` as the real API
@@ -20,9 +21,13 @@
 //!
 //! Tokens expire on tokio's clock, so a test under `tokio::time::pause()` sees expiry and delays
 //! in virtual time. Faults — error statuses with headers, delays, malformed bodies, dropped
-//! connections, cut streams — are queued per [`Route`], drawn at random from a seed, or set on
-//! one key's chat and embeddings requests until cleared ([`Emulator::set_key_fault`]: a
-//! throttled or failing deployment among several).
+//! connections, cut, failed or stalled streams — are queued per [`Route`], drawn at random
+//! from a seed, or set on one key's chat and embeddings requests until cleared
+//! ([`Emulator::set_key_fault`]: a throttled or failing deployment among several).
+//!
+//! [`Stats`] counts requests and answers, and tallies the token usage the answers reported
+//! ([`Stats::reported_input_tokens`]), so a test can compare a client's own token counts with
+//! what was actually sent.
 //!
 //! # Error answers
 //!

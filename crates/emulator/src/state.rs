@@ -1,6 +1,6 @@
 //! The state shared by the server and every [`Emulator`](crate::Emulator) handle.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     stream_interval_nanos: AtomicU64,
     /// Content pieces per streamed answer; 0 for one piece per word.
     stream_chunks: AtomicUsize,
+    /// Whether chat requests naming `stream_options` answer 400.
+    refuse_stream_options: AtomicBool,
     completions: AtomicU64,
     /// The body of the last request per route, for tests that check what a client sent.
     last_bodies: [std::sync::Mutex<Option<Bytes>>; Route::COUNT],
@@ -51,6 +53,7 @@ impl Shared {
             latency_nanos: Default::default(),
             stream_interval_nanos: AtomicU64::new(0),
             stream_chunks: AtomicUsize::new(0),
+            refuse_stream_options: AtomicBool::new(false),
             completions: AtomicU64::new(0),
             last_bodies: Default::default(),
         }
@@ -115,6 +118,14 @@ impl Shared {
     /// 0 restores one piece per word.
     pub(crate) fn set_stream_chunks(&self, chunks: usize) {
         self.stream_chunks.store(chunks, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refuse_stream_options(&self) -> bool {
+        self.refuse_stream_options.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_refuse_stream_options(&self, refuse: bool) {
+        self.refuse_stream_options.store(refuse, Ordering::Relaxed);
     }
 
     /// The next `chatcmpl-<n>` number, starting at 1.

@@ -71,6 +71,23 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Connections dropped on purpose (close and cut-stream faults).
     pub connections_dropped: u64,
+    /// The sum of `usage.prompt_tokens` over the answers that reported usage: successful
+    /// non-streamed chat and embeddings answers, and the usage event of streamed chat answers
+    /// (`stream_options.include_usage: true`).
+    ///
+    /// An answer counts when its usage is handed to the connection: a non-streamed answer
+    /// once its full body is (a [cut](crate::Fault::cut_stream) one never), a stream's usage
+    /// event when that event is, so a stream cut or failed by a fault before it, or one its
+    /// client left, does not count. A [patched](crate::Fault::patch_body) answer counts the
+    /// usage it sends. Bodies a fault supplies whole ([`raw_body`](crate::Fault::raw_body),
+    /// [`iam_body`](crate::Fault::iam_body), [`malformed`](crate::Fault::malformed)) and
+    /// error answers do not count.
+    #[serde(default)]
+    pub reported_input_tokens: u64,
+    /// The sum of `usage.completion_tokens` over the same answers as
+    /// [`reported_input_tokens`](Self::reported_input_tokens) (embeddings answers report none).
+    #[serde(default)]
+    pub reported_output_tokens: u64,
 }
 
 impl Stats {
@@ -207,6 +224,45 @@ impl Drop for OpenStream {
     }
 }
 
+/// The token usage of one answer: its `usage.prompt_tokens` and `usage.completion_tokens`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ReportedUsage {
+    pub(crate) input: u64,
+    pub(crate) output: u64,
+}
+
+impl ReportedUsage {
+    /// The usage a JSON answer reports in its `usage` object (a missing count is 0).
+    pub(crate) fn of(answer: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let count = |name: &str| {
+            answer
+                .get("usage")
+                .and_then(|usage| usage.get(name))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        ReportedUsage {
+            input: count("prompt_tokens"),
+            output: count("completion_tokens"),
+        }
+    }
+}
+
+/// The sums of the usage answers reported. A stream's body adds its usage event's when it
+/// sends it, so the tally is shared (`Arc`) rather than borrowed.
+#[derive(Debug, Default)]
+pub(crate) struct UsageTally {
+    input: AtomicU64,
+    output: AtomicU64,
+}
+
+impl UsageTally {
+    pub(crate) fn add(&self, usage: ReportedUsage) {
+        self.input.fetch_add(usage.input, Ordering::Relaxed);
+        self.output.fetch_add(usage.output, Ordering::Relaxed);
+    }
+}
+
 /// Every counter of the emulator except the per-key request counts, which live on [`Key`].
 #[derive(Debug)]
 pub(crate) struct Counters {
@@ -216,6 +272,7 @@ pub(crate) struct Counters {
     pub(crate) api_key_requests: AtomicU64,
     pub(crate) chat_streams: AtomicU64,
     pub(crate) open_streams: Arc<StreamGauge>,
+    pub(crate) reported: Arc<UsageTally>,
     pub(crate) embeddings_inputs: AtomicU64,
     pub(crate) faults_injected: AtomicU64,
     pub(crate) connections_dropped: AtomicU64,
@@ -230,6 +287,7 @@ impl Counters {
             api_key_requests: AtomicU64::new(0),
             chat_streams: AtomicU64::new(0),
             open_streams: Arc::default(),
+            reported: Arc::default(),
             embeddings_inputs: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
             connections_dropped: AtomicU64::new(0),
@@ -286,6 +344,8 @@ impl Counters {
             embeddings_in_flight_max: embeddings.in_flight_max.load(Ordering::Acquire),
             faults_injected: self.faults_injected.load(Ordering::Relaxed),
             connections_dropped: self.connections_dropped.load(Ordering::Relaxed),
+            reported_input_tokens: self.reported.input.load(Ordering::Relaxed),
+            reported_output_tokens: self.reported.output.load(Ordering::Relaxed),
         }
     }
 
@@ -303,6 +363,8 @@ impl Counters {
             &self.embeddings_inputs,
             &self.faults_injected,
             &self.connections_dropped,
+            &self.reported.input,
+            &self.reported.output,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
