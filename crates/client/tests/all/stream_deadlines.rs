@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use evolution_client::retry::DEFAULT_MAX_ATTEMPTS;
 use evolution_client::{ChatRequest, Error, StreamTimeout};
+use evolution_emulator::{Fault, Route};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -118,4 +120,72 @@ async fn a_zero_stream_limit_is_a_configuration_error() {
             "{field}: {error:?}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_with_no_first_chunk_in_time_is_sent_again() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let emu = emulator().await;
+    emu.push_fault(Route::Chat, Fault::stall_stream(0, Duration::from_secs(30)));
+    let llm = builder(&emu)
+        .first_chunk_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    llm.token_manager().get_token().await.unwrap();
+    let started = Instant::now();
+    let stream = llm.stream(ChatRequest::from_prompt("again")).await.unwrap();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "one wait, then the resend's head"
+    );
+    let (text, error) = drain(stream).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(text, format!("[{}] echo: again", super::KEY));
+    assert_eq!(emu.stats().chat_requests, 2);
+    assert_eq!(llm.stats().retries, 1);
+    let retried: Vec<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "evolution_retries_total")
+        .flat_map(|(key, ..)| {
+            key.key()
+                .labels()
+                .filter(|label| label.key() == "reason")
+                .map(|label| label.value().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(retried, ["first_chunk_timeout"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_never_starts_fails_after_the_retry_policys_attempts() {
+    let emu = emulator().await;
+    for _ in 0..5 {
+        emu.push_fault(Route::Chat, Fault::stall_stream(0, Duration::from_secs(30)));
+    }
+    let llm = builder(&emu)
+        .first_chunk_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    llm.token_manager().get_token().await.unwrap();
+    let started = Instant::now();
+    let error = llm
+        .stream(ChatRequest::from_prompt("never"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::StreamTimeout(StreamTimeout::FirstChunk(limit)) if limit == Duration::from_secs(2)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("first_chunk_timeout"), "{error}");
+    assert_eq!(emu.stats().chat_requests, u64::from(DEFAULT_MAX_ATTEMPTS));
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(2) * DEFAULT_MAX_ATTEMPTS
+    );
 }

@@ -150,3 +150,65 @@ async fn send_counts_the_usage_of_a_json_answer() {
         (2 * usage.prompt_tokens, 2 * usage.completion_tokens)
     );
 }
+
+/// The measure: every way of calling, and the client's sums equal, exactly, what
+/// the emulator says its answers reported.
+#[tokio::test]
+async fn the_tokens_counted_equal_the_tokens_the_server_reported() {
+    let emu = evolution_testkit::emulator_builder()
+        .model(evolution_emulator::DEMO_MODEL)
+        .embedding_model("embedder")
+        .start()
+        .await
+        .unwrap();
+    let llm = client(&emu);
+    for prompt in ["one", "two words", "three more words"] {
+        llm.chat(ChatRequest::from_prompt(prompt)).await.unwrap();
+        llm.invoke(prompt).await.unwrap();
+        let mut stream = llm.stream(ChatRequest::from_prompt(prompt)).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            chunk.unwrap();
+        }
+    }
+    llm.embeddings(evolution_client::EmbeddingsRequest::many(["a b", "c d e"]).model("embedder"))
+        .await
+        .unwrap();
+    for extra in [
+        json!({}),
+        json!({ "stream": false }),
+        json!({ "stream_options": { "include_usage": true } }),
+    ] {
+        let response = llm.send(streamed(&llm, extra)).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+    let reported = emu.stats();
+    assert!(reported.reported_input_tokens > 0 && reported.reported_output_tokens > 0);
+    assert_eq!(
+        tokens(&llm),
+        (
+            reported.reported_input_tokens,
+            reported.reported_output_tokens
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_stream_options_is_remembered_and_streams_go_on() {
+    let emu = emulator().await;
+    emu.set_refuse_stream_options(true);
+    let llm = client(&emu);
+    for _ in 0..3 {
+        let stream = llm.stream(ChatRequest::from_prompt(PROMPT)).await.unwrap();
+        let text = stream.collect_text().await.unwrap();
+        assert!(text.ends_with(PROMPT), "{text}");
+    }
+    let response = llm.send(streamed(&llm, json!({}))).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+    let stats = emu.stats();
+    // One refusal, learnt once for the endpoint; every stream then went without the option.
+    assert_eq!(stats.chat_status(400), 1);
+    assert_eq!(stats.chat_requests, 5);
+    assert_eq!(tokens(&llm), (0, 0), "no usage to count without the option");
+    assert_eq!(llm.stats().successes, 4);
+}
