@@ -60,6 +60,8 @@ mod embeddings;
 mod error;
 mod error_body;
 mod operation;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod params;
 mod recent_urls;
 mod redirect;
