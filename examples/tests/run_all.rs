@@ -86,6 +86,12 @@ examples! {
         "# TYPE evolution_request_duration_seconds histogram",
         "evolution_fallback_active{client=\"prometheus-example\"} 0",
     ];
+    otel => [
+        "OTLP/HTTP receiver at http://127.0.0.1:",
+        "span(s) of `otel-example`:",
+        "    chat demo-model (client) gen_ai.operation.name=chat gen_ai.provider.name=cloud.ru gen_ai.request.model=demo-model server.address=127.0.0.1",
+        "✓ two `chat demo-model` client spans, for the call and for the stream, in the trace of `ask`",
+    ];
     full => [
         "Question 3: Что такое нейронные сети?",
         "[backup-key-id] echo: Что такое нейронные сети?",
