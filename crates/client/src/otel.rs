@@ -30,8 +30,10 @@
 //!
 //! # Metrics
 //!
-//! This feature exports traces only. The client's metrics go through the `metrics` facade;
-//! to get them into an OpenTelemetry pipeline, expose them with
+//! This feature exports traces only. The client's metrics go through the `metrics` facade,
+//! and no maintained bridge from it to OpenTelemetry exists (metrics-rs has none; the
+//! third-party ones lag the OpenTelemetry releases or lose the state of a gauge between
+//! handles). To get them into an OpenTelemetry pipeline, expose them with
 //! `metrics-exporter-prometheus` and let the Collector's `prometheus` receiver scrape them.
 
 use std::fmt;
@@ -287,9 +289,10 @@ where
         .with_tracked_inactivity(false)
 }
 
-/// Sets up OpenTelemetry for the whole process: a [`tracer_provider`] for `config`, and a
-/// global `tracing` subscriber with its [`layer`] (and a log layer printing to standard
-/// error, unless turned off), both filtered by [`OtelConfig::filter`].
+/// Sets up OpenTelemetry for the whole process: a [`tracer_provider`] for `config`, also
+/// made OpenTelemetry's global provider (for libraries instrumented with OpenTelemetry
+/// directly), and a global `tracing` subscriber with its [`layer`] (and a log layer printing
+/// to standard error, unless turned off), both filtered by [`OtelConfig::filter`].
 ///
 /// Fails if the configuration is invalid or a global subscriber is already set. Keep the
 /// returned guard for as long as spans should be exported.
@@ -325,6 +328,7 @@ pub fn init(config: OtelConfig) -> Result<OtelGuard, OtelError> {
         .with(log);
     let guard = OtelGuard { provider };
     tracing::subscriber::set_global_default(subscriber).map_err(OtelError::SubscriberAlreadySet)?;
+    opentelemetry::global::set_tracer_provider(guard.provider.clone());
     Ok(guard)
 }
 

@@ -22,7 +22,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 /// The attributes of the span contract, and those `otel::layer` adds (the source location).
 /// Nothing else may be on a span: no header, key or token can slip onto one.
-const ALLOWED: [&str; 15] = [
+const ALLOWED: [&str; 14] = [
     "gen_ai.operation.name",
     "gen_ai.provider.name",
     "gen_ai.request.model",
@@ -37,8 +37,6 @@ const ALLOWED: [&str; 15] = [
     "code.module.name",
     "code.line.number",
     "target",
-    // tracing-opentelemetry's record of a span's `level`, off in `otel::layer` but harmless.
-    "level",
 ];
 
 /// Spans of this thread's calls, at the level `otel::init` exports by default.
