@@ -2,7 +2,9 @@
 //! stream's usage whether or not its client did, counts it, and forwards the usage chunk
 //! only to a client that asked. A binary of its own: the Prometheus recorder is global.
 
+// Shared with the other test binaries, which use the parts this one does not.
 #[path = "support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use evolution_gateway::{Gateway, telemetry};
