@@ -4,7 +4,7 @@
 
 // Shared with the other test binaries, which use the parts this one does not.
 #[path = "support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use evolution_gateway::{Gateway, telemetry};
