@@ -54,6 +54,12 @@
 //! per-call series are built once per handle. Measured by
 //! `cargo bench -p evolution-metrics --bench layer_overhead`.
 //!
+//! An [`Operation`] with the Prometheus recorder costs about 70 ns per chunk of a stream
+//! (50 ns with the GenAI series off): it registers its chunk histograms once and keeps
+//! them, where registering them on every chunk would cost 430 ns. Its start and end cost
+//! about 2 µs with the GenAI series (their keys carry the call's model), 0.15 µs without.
+//! Measured by `cargo bench -p evolution-metrics --bench operation`.
+//!
 //! # Example
 //!
 //! ```

@@ -337,6 +337,13 @@ mod tests {
         (address.map(|a| a.to_string()), port.map(|p| p.to_string()))
     }
 
+    /// The client moves an operation into the stream it returns.
+    #[test]
+    fn an_operation_can_move_between_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Operation>();
+    }
+
     #[test]
     fn server_labels_come_from_the_base_url() {
         let some = |a: &str, p: &str| (Some(a.to_owned()), Some(p.to_owned()));
