@@ -68,9 +68,10 @@ impl OperationName {
 /// let base_url = http::Uri::from_static("https://foundation-models.api.cloud.ru/v1");
 /// let mut operation = metrics.operation(OperationName::Chat, "GigaChat/GigaChat-2-Max", &base_url);
 /// for _chunk in ["Hel", "lo"] {
+///     // Each chunk of a stream names the model that answers.
+///     operation.response_model("GigaChat/GigaChat-2-Max");
 ///     operation.chunk();
 /// }
-/// operation.response_model("GigaChat/GigaChat-2-Max");
 /// operation.usage(12, 2);
 /// assert!(operation.time_to_first_chunk().is_some());
 /// operation.finish(None);
@@ -185,8 +186,8 @@ impl Operation {
     }
 
     /// Sets `gen_ai.response.model`, the model the answer named, on the series recorded from
-    /// now on (the chunk histograms, the token usage and the duration). An empty name is
-    /// left out.
+    /// now on (the chunk histograms, the token usage and the duration): for a chunk that
+    /// names the model, call it before [`chunk`](Self::chunk). An empty name is left out.
     pub fn response_model(&mut self, model: &str) {
         let Some(attributes) = &mut self.attributes else {
             return;
