@@ -125,4 +125,62 @@ async fn clients_get_what_they_asked_for_and_every_token_is_counted() {
         Some(2.0),
         "the client stack's, of the same two streams: {text}"
     );
+
+    // The OpenTelemetry GenAI series, beside the evolution_* ones.
+    let chat = [
+        "gen_ai_operation_name=\"chat\"",
+        "gen_ai_provider_name=\"cloud.ru\"",
+        "gen_ai_request_model=\"demo-model\"",
+        "gen_ai_response_model=\"demo-model\"",
+        "server_address=\"127.0.0.1\"",
+    ];
+    assert_eq!(
+        sample(&text, "gen_ai_client_operation_duration_count", &chat),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "gen_ai_client_operation_duration_count",
+            &[
+                "gen_ai_operation_name=\"embeddings\"",
+                "gen_ai_request_model=\"embedder\""
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "gen_ai_client_operation_time_to_first_chunk_count",
+            &chat
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    let input: f64 = ["chat", "embeddings"]
+        .iter()
+        .filter_map(|operation| {
+            sample(
+                &text,
+                "gen_ai_client_token_usage_sum",
+                &[
+                    &format!("gen_ai_operation_name=\"{operation}\""),
+                    "gen_ai_token_type=\"input\"",
+                ],
+            )
+        })
+        .sum();
+    assert_eq!(input, reported.reported_input_tokens as f64, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "gen_ai_client_token_usage_sum",
+            &["gen_ai_token_type=\"output\""]
+        ),
+        Some(reported.reported_output_tokens as f64),
+        "{text}"
+    );
 }
