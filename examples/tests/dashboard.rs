@@ -113,9 +113,10 @@ fn has_a_client_variable() {
 }
 
 /// Every series the gateway exports itself.
-const GATEWAY_SERIES: [&str; 3] = [
+const GATEWAY_SERIES: [&str; 4] = [
     evolution_gateway::telemetry::REQUESTS_TOTAL,
     evolution_gateway::telemetry::REQUEST_DURATION_SECONDS,
+    evolution_gateway::telemetry::TIME_TO_FIRST_CHUNK_SECONDS,
     evolution_gateway::telemetry::REQUESTS_IN_FLIGHT,
 ];
 

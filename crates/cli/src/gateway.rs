@@ -148,10 +148,9 @@ fn warn_about_exposure(gateway: &Gateway, address: std::net::SocketAddr) {
 
 fn install_prometheus() -> Result<PrometheusHandle, Failure> {
     let mut builder = PrometheusBuilder::new();
-    let buckets = histogram_buckets().into_iter().chain([(
-        telemetry::REQUEST_DURATION_SECONDS,
-        telemetry::REQUEST_DURATION_BUCKETS,
-    )]);
+    let buckets = histogram_buckets()
+        .into_iter()
+        .chain(telemetry::histogram_buckets());
     for (name, buckets) in buckets {
         builder = builder
             .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)

@@ -285,6 +285,15 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
+/// A `usage` member, or `None` when it is `null` or not of [`Usage`]'s shape: a server's
+/// odd accounting must not cost the caller the chunk.
+pub(crate) fn lenient_usage<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Usage>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
 /// One Server-Sent Events chunk of a streamed completion.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[non_exhaustive]
@@ -301,7 +310,8 @@ pub struct ChatChunk {
     /// The token usage, on the one chunk that reports it (the last, when the request asked
     /// for `stream_options.include_usage`). [`ChatStream`](crate::ChatStream) reads it and
     /// does not yield a chunk that carries only usage: see [`ChatStream::usage`](crate::ChatStream::usage).
-    #[serde(default)]
+    /// A `usage` of another shape reads as `None` rather than failing the chunk.
+    #[serde(default, deserialize_with = "lenient_usage")]
     pub usage: Option<Usage>,
 }
 

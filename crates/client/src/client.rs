@@ -219,29 +219,41 @@ impl EvolutionInference {
             );
             match stream.first().instrument(span.clone()).await {
                 Ok(()) => return Ok(stream),
-                // Nothing reached the caller: the request may go again, while the retry
-                // policy and the call's own limits allow.
+                // Nothing reached the caller: the request may go again, as the same logical
+                // call, while the retry policy and the call's own limits allow.
                 Err(timeout) if attempt < attempts && self.may_resend(started) => {
                     attempt += 1;
+                    if let Some(call) = stream.take_call() {
+                        call.resent();
+                    }
                     config.metrics.record_retry(timeout.as_str());
                     tracing::debug!(parent: &span, attempt, "no first chunk in time: sending the stream's request again");
                     operation = stream.take_operation();
                 }
-                Err(timeout) => return Err(Error::StreamTimeout(timeout)),
+                Err(timeout) => {
+                    let error = Error::StreamTimeout(timeout);
+                    if let Some(call) = stream.take_call() {
+                        call.body_error();
+                    }
+                    if let Some(operation) = stream.take_operation() {
+                        operation.finish(Some(&error));
+                    }
+                    return Err(error);
+                }
             }
         }
     }
 
-    /// Whether a stream's request may be sent again, `started` at its call's start: not
-    /// once the call's total limit or the stream's would be over by the end of the attempt.
+    /// Whether a stream's request may be sent again, `started` at its call's start: only if
+    /// the call's total limit and the stream's both leave room for the whole next attempt.
     fn may_resend(&self, started: tokio::time::Instant) -> bool {
         let config = &self.inner.config;
-        let by_end = started.elapsed() + config.request_timeout;
-        config.total_timeout.is_none_or(|total| by_end <= total)
-            && config
-                .stream
-                .total
-                .is_none_or(|total| started.elapsed() < total)
+        // The next attempt's worst case: its head, then its wait for a first chunk.
+        let by_end = started.elapsed() + config.request_timeout + config.stream.first_chunk;
+        [config.total_timeout, config.stream.total]
+            .into_iter()
+            .flatten()
+            .all(|limit| by_end <= limit)
     }
 
     /// Embeddings of one or more texts (`POST {base_url}/embeddings`), through the same
@@ -516,8 +528,13 @@ impl EvolutionInference {
             return Ok(response.map(|body| counted(body, call)));
         }
         operation.served(response.extensions().get::<Served>().cloned());
+        let events = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
         Ok(response.map(|body| {
-            let watched = if watched.stream {
+            let watched = if events {
                 WatchedEvents::new(body, strip, operation).boxed()
             } else {
                 WatchedJson::new(body, operation).boxed()

@@ -9,37 +9,29 @@
 //! span's name, kind and status (the `otel` feature wires it). The span is at `INFO`:
 //! without a subscriber that listens, it costs a check.
 
-use std::time::Duration;
-
-use evolution_metrics::Metrics;
+use evolution_metrics::names::gen_ai::{ERROR_CANCELLED, PROVIDER};
+use evolution_metrics::{Metrics, OperationName};
 use evolution_pool::Served;
 use http::Uri;
-use tokio::time::Instant;
 use tracing::Span;
 use tracing::field::Empty;
 
 use crate::{Error, Usage};
 
-/// `gen_ai.provider.name`.
-pub(crate) const PROVIDER: &str = "cloud.ru";
-
 /// What kind of call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Chat,
-    Embeddings,
-}
+pub(crate) type Kind = OperationName;
 
 /// A call in progress: its span, and what it records when it ends.
 #[derive(Debug)]
 pub(crate) struct Operation {
     span: Span,
-    started: Instant,
-    metrics: Metrics,
-    first_chunk: Option<Duration>,
+    /// The call's GenAI series and `evolution_*` ones (time to first chunk, time per chunk,
+    /// tokens, duration); `None` once recorded.
+    record: Option<evolution_metrics::Operation>,
     /// The deployment that answers, whose rate limit the usage settles.
     served: Option<Served>,
-    finished: bool,
+    /// The model the answer named last (every chunk of a stream names it).
+    response_model: String,
 }
 
 impl Operation {
@@ -50,8 +42,25 @@ impl Operation {
             Some("http") => 80,
             _ => 443,
         });
-        let span = match kind {
-            Kind::Chat => tracing::info_span!(
+        let span = if kind == Kind::Embeddings {
+            tracing::info_span!(
+                target: "evolution_client",
+                "embeddings",
+                otel.name = format_args!("embeddings {model}").to_string(),
+                otel.kind = "client",
+                otel.status_code = Empty,
+                gen_ai.operation.name = "embeddings",
+                gen_ai.provider.name = PROVIDER,
+                gen_ai.request.model = model,
+                gen_ai.response.model = Empty,
+                gen_ai.usage.input_tokens = Empty,
+                gen_ai.usage.output_tokens = Empty,
+                server.address = host,
+                server.port = port,
+                error.type = Empty,
+            )
+        } else {
+            tracing::info_span!(
                 target: "evolution_client",
                 "chat",
                 otel.name = format_args!("chat {model}").to_string(),
@@ -67,31 +76,13 @@ impl Operation {
                 server.address = host,
                 server.port = port,
                 error.type = Empty,
-            ),
-            Kind::Embeddings => tracing::info_span!(
-                target: "evolution_client",
-                "embeddings",
-                otel.name = format_args!("embeddings {model}").to_string(),
-                otel.kind = "client",
-                otel.status_code = Empty,
-                gen_ai.operation.name = "embeddings",
-                gen_ai.provider.name = PROVIDER,
-                gen_ai.request.model = model,
-                gen_ai.response.model = Empty,
-                gen_ai.usage.input_tokens = Empty,
-                gen_ai.usage.output_tokens = Empty,
-                server.address = host,
-                server.port = port,
-                error.type = Empty,
-            ),
+            )
         };
         Self {
             span,
-            started: Instant::now(),
-            metrics: metrics.clone(),
-            first_chunk: None,
+            record: Some(metrics.operation(kind, model, uri)),
             served: None,
-            finished: false,
+            response_model: String::new(),
         }
     }
 
@@ -100,12 +91,22 @@ impl Operation {
         &self.span
     }
 
-    /// A chunk of a stream arrived: the first records the time to first chunk.
+    /// Whether a chunk has come.
+    pub(crate) fn has_chunk(&self) -> bool {
+        self.record
+            .as_ref()
+            .is_some_and(|record| record.time_to_first_chunk().is_some())
+    }
+
+    /// A chunk of a stream arrived: the first records the time to first chunk, the others
+    /// the time since the one before. Give the model a chunk names first.
     pub(crate) fn chunk(&mut self) {
-        if self.first_chunk.is_none() {
-            let elapsed = self.started.elapsed();
-            self.first_chunk = Some(elapsed);
-            self.metrics.record_time_to_first_chunk(elapsed);
+        let Some(record) = self.record.as_mut() else {
+            return;
+        };
+        let first = record.time_to_first_chunk().is_none();
+        record.chunk();
+        if first && let Some(elapsed) = record.time_to_first_chunk() {
             self.span
                 .record("gen_ai.response.time_to_first_chunk", elapsed.as_secs_f64());
         }
@@ -113,9 +114,14 @@ impl Operation {
 
     /// The answer's model.
     pub(crate) fn response_model(&mut self, model: &str) {
-        if !model.is_empty() {
-            self.span.record("gen_ai.response.model", model);
+        if model.is_empty() || model == self.response_model {
+            return;
         }
+        model.clone_into(&mut self.response_model);
+        if let Some(record) = self.record.as_mut() {
+            record.response_model(model);
+        }
+        self.span.record("gen_ai.response.model", model);
     }
 
     /// The deployment of a pool that answers: the usage settles its token limit.
@@ -129,8 +135,9 @@ impl Operation {
         if let Some(served) = self.served.take() {
             served.settle(u32::try_from(usage.total_tokens).unwrap_or(u32::MAX));
         }
-        self.metrics
-            .record_tokens(usage.prompt_tokens, usage.completion_tokens);
+        if let Some(record) = self.record.as_mut() {
+            record.usage(usage.prompt_tokens, usage.completion_tokens);
+        }
         self.span
             .record("gen_ai.usage.input_tokens", usage.prompt_tokens);
         self.span
@@ -147,19 +154,22 @@ impl Operation {
         self.end(Some(error_type));
     }
 
-    fn end(&mut self, error_type: Option<&str>) {
-        self.finished = true;
+    fn end(&mut self, error_type: Option<&'static str>) {
         if let Some(error_type) = error_type {
             self.span.record("error.type", error_type);
             self.span.record("otel.status_code", "ERROR");
+        }
+        if let Some(record) = self.record.take() {
+            record.finish(error_type);
         }
     }
 }
 
 impl Drop for Operation {
     fn drop(&mut self) {
-        if !self.finished {
-            self.end(Some("cancelled"));
+        // Not ended: the stream or body was dropped before its end.
+        if self.record.is_some() {
+            self.end(Some(ERROR_CANCELLED));
         }
     }
 }

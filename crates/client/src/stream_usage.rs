@@ -8,9 +8,11 @@
 //!
 //! [`StreamUsage`] sits in each key's stack, where the request's URI is final (a pool's
 //! deployment may have its own base URL). A request marked [`AskUsage`] gets the option
-//! spliced into its body, unless that URI is known to refuse it. A `400` whose body names
-//! `stream_options` marks the URI and the request is sent again as it was: the call costs one
-//! extra round trip, once per URI and process, and then goes without usage.
+//! spliced into its body, unless that URI is known to refuse it. A `400` or `422` whose body
+//! names `stream_options` is answered by sending the request again as it was; if that one
+//! is not refused, the URI is marked: the call costs one extra round trip, once per URI and
+//! process, and then goes without usage. (An error that quotes the whole request, option
+//! included, costs the extra round trip and marks nothing.)
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -21,6 +23,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use evolution_token::BoxError;
 use futures_util::future::Either;
+use http::header::CONTENT_LENGTH;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt};
@@ -124,7 +127,9 @@ where
             return Either::Left(self.inner.call(request));
         };
         let plain = request.clone();
-        let (parts, _) = request.into_parts();
+        let (mut parts, _) = request.into_parts();
+        // The body grew: a length the caller set would cut it short.
+        parts.headers.remove(CONTENT_LENGTH);
         let sent = self.inner.call(Request::from_parts(parts, asking));
         // The resend, if any, goes through a clone that was not polled ready: `oneshot`
         // readies it (take the ready one for the first call, as tower's own `Retry` does).
@@ -132,16 +137,23 @@ where
         let refusals = Arc::clone(&self.refusals);
         Either::Right(Box::pin(async move {
             let response = sent.await?;
-            if response.status() != StatusCode::BAD_REQUEST {
+            if !is_refusal_status(response.status()) {
                 return Ok(response);
             }
             let (head, body) = response.into_parts();
-            let body = read_some(body).await?;
+            let body = read_some(body).await;
             if !mentions_stream_options(&body) {
                 return Ok(Response::from_parts(head, full(body)));
             }
-            refusals.remember(plain.uri());
-            again.oneshot(plain).await
+            // Most likely a refusal of the option; perhaps an error that quotes the whole
+            // body. Sent again without it, the answer says which: the endpoint is marked
+            // only if that one is not refused too.
+            let uri = plain.uri().clone();
+            let response = again.oneshot(plain).await?;
+            if !is_refusal_status(response.status()) {
+                refusals.remember(&uri);
+            }
+            Ok(response)
         }))
     }
 }
@@ -167,16 +179,23 @@ fn with_option(body: &Bytes) -> Option<Bytes> {
     Some(spliced.freeze())
 }
 
+/// The statuses servers refuse an unknown member with: 400 (OpenAI, vLLM), 422 (FastAPI's
+/// and axum's validation).
+fn is_refusal_status(status: StatusCode) -> bool {
+    status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY
+}
+
 fn mentions_stream_options(body: &[u8]) -> bool {
     body.windows(b"stream_options".len())
         .any(|window| window == b"stream_options")
 }
 
-/// The first [`MAX_REFUSAL_BODY`] bytes of `body` (an error body is small; more is cut).
-async fn read_some(mut body: Body) -> Result<Bytes, BoxError> {
+/// The first [`MAX_REFUSAL_BODY`] bytes of `body` (an error body is small; more is cut),
+/// or what was read before it failed.
+async fn read_some(mut body: Body) -> Bytes {
     let mut read = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
             let room = MAX_REFUSAL_BODY - read.len();
             read.extend_from_slice(&data[..data.len().min(room)]);
             if read.len() == MAX_REFUSAL_BODY {
@@ -184,7 +203,7 @@ async fn read_some(mut body: Body) -> Result<Bytes, BoxError> {
             }
         }
     }
-    Ok(read.freeze())
+    read.freeze()
 }
 
 fn full(bytes: Bytes) -> Body {
@@ -225,6 +244,107 @@ mod tests {
         for body in ["", "  ", "[1]", "null", "\"{\""] {
             assert!(with_option(&Bytes::copy_from_slice(body.as_bytes())).is_none());
         }
+    }
+
+    /// A server that answers `status` with `error` to a body with `stream_options` (every
+    /// body if `always`), 200 otherwise; counts the requests and the lengths they declared.
+    fn server(
+        status: u16,
+        error: &'static str,
+        always: bool,
+    ) -> (
+        impl Service<
+            Request<Bytes>,
+            Response = Response<Body>,
+            Error = BoxError,
+            Future = impl Future<Output = Result<Response<Body>, BoxError>> + Send,
+        > + Clone
+        + Send
+        + 'static,
+        Arc<std::sync::Mutex<Vec<(bool, Option<String>)>>>,
+    ) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let service = tower::service_fn(move |request: Request<Bytes>| {
+            let asked = mentions_stream_options(request.body());
+            let length = request
+                .headers()
+                .get(CONTENT_LENGTH)
+                .map(|value| value.to_str().unwrap().to_owned());
+            log.lock().unwrap().push((asked, length));
+            let status = if asked || always { status } else { 200 };
+            let body = if status == 200 { "{}" } else { error };
+            async move {
+                let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                Ok::<_, BoxError>(response)
+            }
+        });
+        (service, seen)
+    }
+
+    fn streamed() -> Request<Bytes> {
+        let body = Bytes::from_static(br#"{"model":"m","stream":true}"#);
+        let mut request = Request::post("http://api/v1/chat/completions")
+            .header(CONTENT_LENGTH, body.len())
+            .body(body)
+            .unwrap();
+        request.extensions_mut().insert(AskUsage);
+        request
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_learnt_once_and_the_option_is_no_longer_sent() {
+        let (server, seen) = server(
+            400,
+            r#"{"error":{"message":"Unrecognized request argument supplied: stream_options","param":"stream_options"}}"#,
+            false,
+        );
+        let mut layer = StreamUsageLayer::default().layer(server);
+        for _ in 0..3 {
+            let response = layer.ready().await.unwrap().call(streamed()).await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        let seen = seen.lock().unwrap().clone();
+        let asked: Vec<bool> = seen.iter().map(|(asked, _)| *asked).collect();
+        assert_eq!(asked, [true, false, false, false]);
+        // The spliced body is longer: the caller's length went with it.
+        assert_eq!(seen[0].1, None);
+        assert_eq!(seen[1].1.as_deref(), Some("27"));
+    }
+
+    #[tokio::test]
+    async fn an_error_that_quotes_the_request_marks_nothing() {
+        // A validation error quoting the whole body, option included: refused without it too.
+        let (server, seen) = server(
+            422,
+            r#"{"detail":[{"msg":"bad role","input":{"stream_options":{"include_usage":true}}}]}"#,
+            true,
+        );
+        let mut layer = StreamUsageLayer::default().layer(server);
+        for _ in 0..2 {
+            let response = layer.ready().await.unwrap().call(streamed()).await.unwrap();
+            assert_eq!(response.status(), 422);
+        }
+        let asked: Vec<bool> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(asked, _)| *asked)
+            .collect();
+        assert_eq!(asked, [true, false, true, false], "asked again each time");
+    }
+
+    #[tokio::test]
+    async fn another_400_comes_back_whole_and_unrepeated() {
+        let error = r#"{"error":{"message":"model not found"}}"#;
+        let (server, seen) = server(400, error, true);
+        let mut layer = StreamUsageLayer::default().layer(server);
+        let response = layer.ready().await.unwrap().call(streamed()).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, error.as_bytes());
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     #[test]

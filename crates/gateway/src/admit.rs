@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 
 use crate::Gateway;
 use crate::error::ApiError;
@@ -68,6 +68,11 @@ fn authorize(gateway: &Gateway, request: &Request) -> Result<(), ApiError> {
 
 /// The answer, carrying the request's [`InFlight`] until its body ends.
 fn finish(response: Response, mut in_flight: InFlight) -> Response {
-    in_flight.answered(response.status());
+    let streamed = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    in_flight.answered(response.status(), streamed);
     response.map(|body| Body::new(Tracked::new(body, in_flight)))
 }

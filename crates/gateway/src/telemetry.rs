@@ -18,12 +18,25 @@ use tokio::time::Instant;
 pub const REQUESTS_TOTAL: &str = "evolution_gateway_requests_total";
 /// Time from a request's arrival to the end of its answer (a stream's last chunk), by `route`.
 pub const REQUEST_DURATION_SECONDS: &str = "evolution_gateway_request_duration_seconds";
+/// Time from a request's arrival to the first chunk of its streamed answer (time to first
+/// token, as the gateway's clients see it), by `route`.
+pub const TIME_TO_FIRST_CHUNK_SECONDS: &str = "evolution_gateway_time_to_first_chunk_seconds";
 /// Requests being answered now (open streams included).
 pub const REQUESTS_IN_FLIGHT: &str = "evolution_gateway_requests_in_flight";
 /// Suggested buckets for [`REQUEST_DURATION_SECONDS`]: 1 ms to 5 minutes (a long stream).
 pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
+
+/// The gateway's histograms with their suggested buckets, for an exporter that needs them
+/// up front (as [`histogram_buckets`](evolution_client::metrics::names::histogram_buckets)
+/// gives the client stack's).
+pub fn histogram_buckets() -> [(&'static str, &'static [f64]); 2] {
+    [
+        (REQUEST_DURATION_SECONDS, REQUEST_DURATION_BUCKETS),
+        (TIME_TO_FIRST_CHUNK_SECONDS, REQUEST_DURATION_BUCKETS),
+    ]
+}
 
 /// Describes the series to the installed recorder (the `# HELP` lines).
 pub fn describe() {
@@ -36,6 +49,11 @@ pub fn describe() {
         REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "Time from a request's arrival to the end of its answer, by route"
+    );
+    describe_histogram!(
+        TIME_TO_FIRST_CHUNK_SECONDS,
+        Unit::Seconds,
+        "Time from a request's arrival to the first chunk of its streamed answer, by route"
     );
     describe_gauge!(
         REQUESTS_IN_FLIGHT,
@@ -66,6 +84,8 @@ pub(crate) struct InFlight {
     started: Instant,
     /// The load-shedding slot of an upstream call, freed with the answer.
     permit: Option<OwnedSemaphorePermit>,
+    /// The answer is an event stream whose first chunk has not been sent yet.
+    awaiting_first_chunk: bool,
 }
 
 impl InFlight {
@@ -76,6 +96,7 @@ impl InFlight {
             status: 0,
             started: Instant::now(),
             permit: None,
+            awaiting_first_chunk: false,
         }
     }
 
@@ -83,8 +104,19 @@ impl InFlight {
         self.permit = Some(permit);
     }
 
-    pub(crate) fn answered(&mut self, status: http::StatusCode) {
+    /// The answer's head: `streamed` if it is a successful event stream, whose first chunk
+    /// is then timed.
+    pub(crate) fn answered(&mut self, status: http::StatusCode, streamed: bool) {
         self.status = status.as_u16();
+        self.awaiting_first_chunk = streamed && status.is_success();
+    }
+
+    /// A frame of the answer's body is going out.
+    fn sent_data(&mut self) {
+        if std::mem::take(&mut self.awaiting_first_chunk) {
+            metrics::histogram!(TIME_TO_FIRST_CHUNK_SECONDS, "route" => self.route)
+                .record(self.started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -131,9 +163,15 @@ impl<B: Body<Data = Bytes>> Body for Tracked<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
         let frame = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = frame {
+        match &frame {
+            Poll::Ready(Some(Ok(data))) if data.data_ref().is_some_and(|data| !data.is_empty()) => {
+                if let Some(in_flight) = this.in_flight.as_mut() {
+                    in_flight.sent_data();
+                }
+            }
             // Done: record now rather than when hyper gets round to dropping the body.
-            this.in_flight.take();
+            Poll::Ready(None) => drop(this.in_flight.take()),
+            _ => {}
         }
         frame
     }

@@ -1,4 +1,5 @@
-//! Building a [`Metrics`] handle: constant labels and the opt-in `key_id` label.
+//! Building a [`Metrics`] handle: constant labels, the opt-in `key_id` label, and the
+//! switch of the OpenTelemetry GenAI series.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,18 +17,30 @@ use crate::names::RESERVED_LABELS;
 /// let metrics = Metrics::builder()
 ///     .label("client", "billing")
 ///     .key_id_label(true)
+///     .gen_ai(false)
 ///     .build()?;
 /// # drop(metrics);
 /// # Ok::<(), evolution_metrics::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MetricsBuilder {
     labels: Vec<(String, String)>,
     key_id_label: bool,
+    gen_ai: bool,
+}
+
+impl Default for MetricsBuilder {
+    fn default() -> Self {
+        Self {
+            labels: Vec::new(),
+            key_id_label: false,
+            gen_ai: true,
+        }
+    }
 }
 
 impl MetricsBuilder {
-    /// A builder with no constant labels and no `key_id` label.
+    /// A builder with no constant labels, no `key_id` label, and the GenAI series on.
     pub fn new() -> Self {
         Self::default()
     }
@@ -56,6 +69,17 @@ impl MetricsBuilder {
         self
     }
 
+    /// Whether [`Operation`](crate::Operation)s record the OpenTelemetry GenAI series
+    /// (`gen_ai.client.*`, see [`names::gen_ai`](crate::names::gen_ai)) beside the
+    /// `evolution_*` ones. Defaults to `true`.
+    ///
+    /// Off, no `gen_ai.*` series is recorded at all; the `evolution_*` series and [`Stats`](crate::Stats)
+    /// are the same either way.
+    pub fn gen_ai(mut self, enabled: bool) -> Self {
+        self.gen_ai = enabled;
+        self
+    }
+
     /// Checks the labels and builds the handle, registering the metric descriptions with
     /// the current recorder ([`Metrics::describe`]).
     pub fn build(self) -> Result<Metrics, ConfigError> {
@@ -78,7 +102,7 @@ impl MetricsBuilder {
             labels.push(Label::new(shared(name), shared(value)));
         }
         Metrics::describe();
-        Ok(Metrics::from_parts(labels, self.key_id_label))
+        Ok(Metrics::from_parts(labels, self.key_id_label, self.gen_ai))
     }
 }
 

@@ -9,9 +9,10 @@ use metrics::{Label, counter, gauge};
 use tokio::time::Duration;
 
 use crate::keys::{METADATA, RequestKeys};
+use crate::models::ModelLabels;
 use crate::names::{FALLBACK_ACTIVE, FALLBACK_SWITCHES_TOTAL, LABEL_REASON, RETRIES_TOTAL};
 use crate::stats::StatsCells;
-use crate::{MetricsBuilder, MetricsLayer, Outcome, Stats};
+use crate::{MetricsBuilder, MetricsLayer, Operation, OperationName, Outcome, Stats};
 
 /// Records the metrics of one client: requests (through [`MetricsLayer`]), token refreshes
 /// (as a [`TokenObserver`](evolution_token::TokenObserver)), retries and fallback switches
@@ -42,7 +43,9 @@ pub struct Metrics {
 struct Shared {
     labels: Vec<Label>,
     key_id_label: bool,
+    gen_ai: bool,
     keys: RequestKeys,
+    models: ModelLabels,
     stats: StatsCells,
 }
 
@@ -74,10 +77,11 @@ impl FallbackSide {
 }
 
 impl Metrics {
-    /// A handle without constant labels. See [`builder`](Self::builder) for labels.
+    /// A handle without constant labels, with the GenAI series on. See
+    /// [`builder`](Self::builder) for labels and the switch.
     pub fn new() -> Self {
         Self::describe();
-        Self::from_parts(Vec::new(), false)
+        Self::from_parts(Vec::new(), false, true)
     }
 
     /// A builder for a handle with constant labels or the `key_id` label.
@@ -85,12 +89,14 @@ impl Metrics {
         MetricsBuilder::new()
     }
 
-    pub(crate) fn from_parts(labels: Vec<Label>, key_id_label: bool) -> Self {
+    pub(crate) fn from_parts(labels: Vec<Label>, key_id_label: bool, gen_ai: bool) -> Self {
         Self {
             shared: Arc::new(Shared {
                 keys: RequestKeys::new(&labels),
                 labels,
                 key_id_label,
+                gen_ai,
+                models: ModelLabels::default(),
                 stats: StatsCells::default(),
             }),
         }
@@ -126,6 +132,23 @@ impl Metrics {
     /// Whether token series carry the `key_id` label.
     pub fn has_key_id_label(&self) -> bool {
         self.shared.key_id_label
+    }
+
+    /// Whether [`Operation`]s record the OpenTelemetry GenAI series
+    /// ([`MetricsBuilder::gen_ai`]).
+    pub fn has_gen_ai(&self) -> bool {
+        self.shared.gen_ai
+    }
+
+    /// Starts the recording of one chat or embeddings call to the model `request_model` at
+    /// the API whose base URL is `server`: see [`Operation`]. Its clock starts now.
+    pub fn operation(
+        &self,
+        name: OperationName,
+        request_model: &str,
+        server: &http::Uri,
+    ) -> Operation {
+        Operation::start(self.clone(), name, request_model, server)
     }
 
     /// Records one finished logical call: `evolution_requests_total{outcome,status}`,
@@ -251,6 +274,14 @@ impl Metrics {
     pub(crate) fn stats_cells(&self) -> &StatsCells {
         &self.shared.stats
     }
+
+    pub(crate) fn keys(&self) -> &RequestKeys {
+        &self.shared.keys
+    }
+
+    pub(crate) fn models(&self) -> &ModelLabels {
+        &self.shared.models
+    }
 }
 
 impl Default for Metrics {
@@ -264,6 +295,7 @@ impl fmt::Debug for Metrics {
         f.debug_struct("Metrics")
             .field("labels", &self.constant_labels().collect::<Vec<_>>())
             .field("key_id_label", &self.shared.key_id_label)
+            .field("gen_ai", &self.shared.gen_ai)
             .finish_non_exhaustive()
     }
 }

@@ -11,7 +11,8 @@ use metrics::{Key, Label, Level, Metadata};
 use crate::Outcome;
 use crate::names::{
     AUTH_ERRORS_TOTAL, LABEL_OUTCOME, LABEL_STATUS, LABEL_TYPE, REQUEST_ATTEMPTS,
-    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TIME_TO_FIRST_CHUNK_SECONDS, TOKENS_TOTAL,
+    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TIME_PER_OUTPUT_CHUNK_SECONDS,
+    TIME_TO_FIRST_CHUNK_SECONDS, TOKENS_TOTAL,
 };
 use crate::outcome::status_label;
 
@@ -32,6 +33,7 @@ pub(crate) struct RequestKeys {
     /// `evolution_tokens_total{type="input"}` and `{type="output"}`.
     pub(crate) tokens: [Key; 2],
     pub(crate) first_chunk: Key,
+    pub(crate) per_chunk: Key,
     /// `evolution_requests_total{outcome, status="none"}`, by [`Outcome::index`].
     without_status: Vec<Key>,
     /// `evolution_requests_total{outcome=from_status(status), status}`, by `COMMON_STATUSES`.
@@ -50,6 +52,7 @@ impl RequestKeys {
             attempts: key(REQUEST_ATTEMPTS, &[]),
             auth_errors: key(AUTH_ERRORS_TOTAL, &[]),
             first_chunk: key(TIME_TO_FIRST_CHUNK_SECONDS, &[]),
+            per_chunk: key(TIME_PER_OUTPUT_CHUNK_SECONDS, &[]),
             tokens: ["input", "output"]
                 .map(|kind| key(TOKENS_TOTAL, &[Label::from_static_parts(LABEL_TYPE, kind)])),
             without_status: Outcome::ALL

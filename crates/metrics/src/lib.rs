@@ -14,11 +14,25 @@
 //!   [`Metrics::record_retry`] (`evolution_retries_total{reason}`) and
 //!   [`Metrics::record_fallback_switch`] (`evolution_fallback_switches_total{reason}`,
 //!   `evolution_fallback_active`).
+//! - An [`Operation`] ([`Metrics::operation`]) records one chat or embeddings call from its
+//!   start to its end: `evolution_time_to_first_chunk_seconds` and
+//!   `evolution_time_per_output_chunk_seconds` for streams, `evolution_tokens_total{type}`,
+//!   and, beside them, the OpenTelemetry GenAI series of semantic conventions
+//!   [`names::gen_ai::SEMCONV_VERSION`] (on by default, [`MetricsBuilder::gen_ai`] turns
+//!   them off): `gen_ai.client.operation.duration`, `gen_ai.client.token.usage`,
+//!   `gen_ai.client.operation.time_to_first_chunk` and
+//!   `gen_ai.client.operation.time_per_output_chunk`, with the attributes
+//!   `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
+//!   `gen_ai.response.model`, `server.address`, `server.port`, `gen_ai.token.type` and
+//!   `error.type`. Prometheus renders them with underscores (`gen_ai_client_operation_duration`,
+//!   `gen_ai_operation_name`).
 //!
 //! The names are in [`names`]. Every series carries the handle's constant labels (such as
 //! `client="billing"`); the token series carry `key_id` only if asked for; no API takes a
 //! secret or a token, so none can become a label. Label values come from small fixed sets:
-//! `outcome` is one of [`Outcome`], `status` is the numeric status or `none`.
+//! `outcome` is one of [`Outcome`], `status` is the numeric status or `none`; model names,
+//! which may come from a gateway's clients, are bounded per handle
+//! ([`names::gen_ai::MAX_MODELS`]).
 //!
 //! A call's latency is measured to its response head: a streamed body is not part of it. A
 //! call dropped before that is recorded as [`Outcome::Cancelled`]. Its outcome is decided
@@ -39,6 +53,12 @@
 //! about 0.5 µs with the Prometheus recorder (its registry lookups). The keys of the
 //! per-call series are built once per handle. Measured by
 //! `cargo bench -p evolution-metrics --bench layer_overhead`.
+//!
+//! An [`Operation`] with the Prometheus recorder costs about 70 ns per chunk of a stream
+//! (50 ns with the GenAI series off): it registers its chunk histograms once and keeps
+//! them, where registering them on every chunk would cost 430 ns. Its start and end cost
+//! about 2 µs with the GenAI series (their keys carry the call's model), 0.15 µs without.
+//! Measured by `cargo bench -p evolution-metrics --bench operation`.
 //!
 //! # Example
 //!
@@ -83,8 +103,10 @@ mod handle;
 mod histogram;
 mod keys;
 mod layer;
+mod models;
 pub mod names;
 mod observer;
+mod operation;
 mod outcome;
 mod pending;
 mod service;
@@ -97,6 +119,7 @@ pub use self::deployments::{DeploymentStats, PoolMetrics};
 pub use self::handle::{FallbackSide, Metrics};
 pub use self::layer::MetricsLayer;
 pub use self::observer::{DeploymentTokenObserver, SideObserver};
+pub use self::operation::{Operation, OperationName};
 pub use self::outcome::Outcome;
 pub use self::pending::{Capture, PendingCall, capture};
 pub use self::service::MetricsService;

@@ -1,8 +1,12 @@
 //! Metric and label names, their descriptions, and histogram buckets for exporters.
 //!
-//! Names follow the Prometheus conventions: base units (`_seconds`), `_total` on counters.
-//! Every series also carries the [constant labels](crate::MetricsBuilder::label) of its
-//! [`Metrics`](crate::Metrics) handle.
+//! The `evolution_*` names follow the Prometheus conventions: base units (`_seconds`),
+//! `_total` on counters. Beside them, the OpenTelemetry GenAI names of [`gen_ai`]
+//! (semantic conventions [`gen_ai::SEMCONV_VERSION`], on unless
+//! [switched off](crate::MetricsBuilder::gen_ai)). Every series also carries the
+//! [constant labels](crate::MetricsBuilder::label) of its [`Metrics`](crate::Metrics) handle.
+
+pub mod gen_ai;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
@@ -31,6 +35,9 @@ pub const AUTH_ERRORS_TOTAL: &str = "evolution_auth_errors_total";
 /// Histogram of the time from a streamed call's start to its first chunk, in seconds
 /// (time to first token, as LLM clients call it): retries and the wait for a token included.
 pub const TIME_TO_FIRST_CHUNK_SECONDS: &str = "evolution_time_to_first_chunk_seconds";
+/// Histogram of the time between consecutive chunks of a stream (each chunk after the
+/// first, from the one before), in seconds.
+pub const TIME_PER_OUTPUT_CHUNK_SECONDS: &str = "evolution_time_per_output_chunk_seconds";
 
 /// Counter of tokens the API reported in its answers' `usage`, labelled `type` (`input`:
 /// the prompt's, `output`: the generated ones).
@@ -95,6 +102,16 @@ pub const RESERVED_LABELS: &[&str] = &[
     LABEL_DEPLOYMENT,
     LABEL_KIND,
     LABEL_TYPE,
+    // The GenAI attributes as the Prometheus exporter renders them: a constant label of the
+    // same name would be a duplicate label there.
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+    "gen_ai_token_type",
+    "error_type",
+    "server_address",
+    "server_port",
     "le",
     "quantile",
 ];
@@ -104,6 +121,12 @@ pub const RESERVED_LABELS: &[&str] = &[
 pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 ];
+/// Suggested buckets for [`TIME_PER_OUTPUT_CHUNK_SECONDS`]: 1 ms to 10 s (chunks of a
+/// healthy stream come tens of milliseconds apart; the idle timeout bounds the gap).
+pub const TIME_PER_OUTPUT_CHUNK_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0,
+    10.0,
+];
 /// Suggested buckets for [`REQUEST_ATTEMPTS`].
 pub const REQUEST_ATTEMPTS_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
 /// Suggested buckets for [`TOKEN_REFRESH_DURATION_SECONDS`]: 10 ms to 1 minute.
@@ -111,8 +134,9 @@ pub const TOKEN_REFRESH_DURATION_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// Every histogram of this crate with its suggested buckets, for exporters that need them
-/// up front (the Prometheus exporter renders histograms without buckets as summaries).
+/// Every histogram of this crate with its suggested buckets (the GenAI ones with the
+/// conventions' advice), for exporters that need them up front (the Prometheus exporter
+/// renders histograms without buckets as summaries).
 ///
 /// ```
 /// use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -123,17 +147,20 @@ pub const TOKEN_REFRESH_DURATION_BUCKETS: &[f64] = &[
 /// }
 /// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
 /// ```
-pub fn histogram_buckets() -> [(&'static str, &'static [f64]); 4] {
+pub fn histogram_buckets() -> impl Iterator<Item = (&'static str, &'static [f64])> + Clone {
     [
         (REQUEST_DURATION_SECONDS, REQUEST_DURATION_BUCKETS),
         // A first chunk is a call's head plus the first token: the calls' buckets fit.
         (TIME_TO_FIRST_CHUNK_SECONDS, REQUEST_DURATION_BUCKETS),
+        (TIME_PER_OUTPUT_CHUNK_SECONDS, TIME_PER_OUTPUT_CHUNK_BUCKETS),
         (REQUEST_ATTEMPTS, REQUEST_ATTEMPTS_BUCKETS),
         (
             TOKEN_REFRESH_DURATION_SECONDS,
             TOKEN_REFRESH_DURATION_BUCKETS,
         ),
     ]
+    .into_iter()
+    .chain(gen_ai::HISTOGRAM_BUCKETS)
 }
 
 /// Registers the description and unit of every metric with the current recorder.
@@ -189,6 +216,11 @@ pub(crate) fn describe() {
         Unit::Seconds,
         "Time from a streamed call's start to its first chunk (time to first token), retries included"
     );
+    describe_histogram!(
+        TIME_PER_OUTPUT_CHUNK_SECONDS,
+        Unit::Seconds,
+        "Time between consecutive chunks of a stream, for each chunk after the first"
+    );
     describe_counter!(
         TOKENS_TOTAL,
         Unit::Count,
@@ -222,4 +254,5 @@ pub(crate) fn describe() {
         Unit::Count,
         "Logical calls that ended in an authentication failure (401/403, or a rejected IAM key)"
     );
+    gen_ai::describe();
 }

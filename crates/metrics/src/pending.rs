@@ -81,6 +81,13 @@ impl PendingCall {
         self.record(Outcome::BodyError);
     }
 
+    /// The call is being made again, its answer unused (a stream that sent nothing in
+    /// time): nothing is recorded for it, so that the logical call is counted once, by the
+    /// call that replaces it.
+    pub fn resent(mut self) {
+        self.call = None;
+    }
+
     /// The status of the response head.
     pub fn status(&self) -> Option<StatusCode> {
         self.call.as_ref().map(|call| call.status)

@@ -112,9 +112,15 @@ impl ChatStream {
         }
     }
 
-    /// The call's record, for the request sent again after a first-chunk timeout.
+    /// The call's record and span, after a first-chunk timeout: for the request sent
+    /// again, or to finish.
     pub(crate) fn take_operation(&mut self) -> Option<Operation> {
         self.operation.take()
+    }
+
+    /// The call's metrics verdict, after a first-chunk timeout.
+    pub(crate) fn take_call(&mut self) -> Option<PendingCall> {
+        self.call.take()
     }
 
     /// The token usage the server reported for this stream: `None` until its usage chunk
@@ -144,6 +150,7 @@ fn end(
     state: &mut State,
     call: &mut Option<PendingCall>,
     operation: &mut Option<Operation>,
+    usage: Option<Usage>,
     item: Option<Result<ChatChunk>>,
 ) -> Poll<Option<Result<ChatChunk>>> {
     *state = State::Ended;
@@ -157,7 +164,12 @@ fn end(
             Some(_) => call.body_error(),
         }
     }
-    if let Some(operation) = operation.take() {
+    if let Some(mut operation) = operation.take() {
+        // Counted once, at the end: a server that reports usage on every chunk reports
+        // running totals, the last of which is the stream's.
+        if let Some(usage) = &usage {
+            operation.usage(usage);
+        }
         operation.finish(error);
     }
     Poll::Ready(item)
@@ -195,7 +207,7 @@ impl Stream for ChatStream {
         // Ends the stream: the verdict for the metrics and the span, and the last item.
         macro_rules! end {
             ($item:expr) => {
-                end(this.state, this.call, this.operation, $item)
+                end(this.state, this.call, this.operation, *this.usage, $item)
             };
         }
         loop {
@@ -217,11 +229,8 @@ impl Stream for ChatStream {
                         this.timer.as_mut().reset(Instant::now() + this.limits.idle);
                     }
                     if let Some(operation) = this.operation.as_mut() {
+                        operation.response_model(&chunk.model);
                         operation.chunk();
-                        if let Some(usage) = &chunk.usage {
-                            operation.response_model(&chunk.model);
-                            operation.usage(usage);
-                        }
                     }
                     if let Some(usage) = chunk.usage {
                         *this.usage = Some(usage);
@@ -264,9 +273,17 @@ impl Stream for ChatStream {
                             match chunk_of(event.as_deref(), &data, true) {
                                 Ok(chunk) => {
                                     if let Some(operation) = this.operation.as_mut() {
+                                        operation.response_model(&chunk.model);
                                         operation.chunk();
                                     }
+                                    if let Some(usage) = chunk.usage {
+                                        *this.usage = Some(usage);
+                                    }
                                     *this.state = State::Cut;
+                                    if chunk.usage.is_some() && chunk.choices.is_empty() {
+                                        // Nothing to yield: the cut comes next.
+                                        return end!(Some(Err(cut())));
+                                    }
                                     Poll::Ready(Some(Ok(chunk)))
                                 }
                                 Err(error) => end!(Some(Err(error))),
@@ -277,11 +294,15 @@ impl Stream for ChatStream {
                 }
                 Poll::Pending => {
                     ready!(this.timer.as_mut().poll(cx));
-                    let timeout = if *this.waiting_first {
-                        StreamTimeout::FirstChunk(this.limits.first_chunk)
-                    } else {
-                        StreamTimeout::Idle(this.limits.idle)
-                    };
+                    if *this.waiting_first {
+                        // Nothing reached the caller: `stream` may send the request again,
+                        // as the same logical call, with the same record and span; it
+                        // takes them (`take_call`, `take_operation`) and decides.
+                        *this.state = State::Ended;
+                        let timeout = StreamTimeout::FirstChunk(this.limits.first_chunk);
+                        return Poll::Ready(Some(Err(Error::StreamTimeout(timeout))));
+                    }
+                    let timeout = StreamTimeout::Idle(this.limits.idle);
                     return end!(Some(Err(Error::StreamTimeout(timeout))));
                 }
             }
@@ -294,5 +315,55 @@ impl std::fmt::Debug for ChatStream {
         f.debug_struct("ChatStream")
             .field("state", &self.state)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use evolution_metrics::Metrics;
+    use futures_util::StreamExt;
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+    use crate::operation::Kind;
+
+    fn chunk(text: &str, completion_tokens: u64) -> String {
+        format!(
+            "data: {{\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}],\"usage\":{{\"prompt_tokens\":5,\"completion_tokens\":{completion_tokens},\"total_tokens\":{}}}}}\n\n",
+            5 + completion_tokens
+        )
+    }
+
+    #[tokio::test]
+    async fn running_totals_on_every_chunk_are_counted_once() {
+        let metrics = Metrics::new();
+        let events = format!(
+            "{}{}{}data: [DONE]\n\n",
+            chunk("a", 1),
+            chunk("b", 2),
+            chunk("c", 3)
+        );
+        let body = Full::new(Bytes::from(events))
+            .map_err(|never| match never {})
+            .boxed();
+        let uri = http::Uri::from_static("http://api/v1/chat/completions");
+        let operation = Operation::start(&metrics, Kind::Chat, "m", &uri);
+        let limits = StreamLimits {
+            first_chunk: Duration::from_secs(10),
+            idle: Duration::from_secs(10),
+            total: None,
+        };
+        let mut stream = ChatStream::new(body, limits, Instant::now(), None, Some(operation));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text.push_str(chunk.unwrap().text());
+        }
+        assert_eq!(text, "abc", "chunks with choices are yielded, usage or not");
+        assert_eq!(stream.usage().map(|u| u.completion_tokens), Some(3));
+        let stats = metrics.stats();
+        assert_eq!((stats.input_tokens, stats.output_tokens), (5, 3));
     }
 }

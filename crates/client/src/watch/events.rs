@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::operation::Operation;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{MAX_EVENT_BYTES, SseEvent, SseParser};
 use crate::{Body, Usage};
 
 pin_project! {
@@ -34,6 +34,10 @@ pin_project! {
         ready: VecDeque<Bytes>,
         strip: bool,
         ended: bool,
+        // The last usage a chunk reported, recorded when the stream ends.
+        usage: Option<Usage>,
+        // Trailers, passed on after the events held before them.
+        trailers: Option<Frame<Bytes>>,
         operation: Option<Operation>,
     }
 }
@@ -47,6 +51,8 @@ impl WatchedEvents {
             ready: VecDeque::new(),
             strip,
             ended: false,
+            usage: None,
+            trailers: None,
             operation: Some(operation),
         }
     }
@@ -65,6 +71,9 @@ impl HttpBody for WatchedEvents {
             if let Some(event) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(event))));
             }
+            if let Some(trailers) = this.trailers.take() {
+                return Poll::Ready(Some(Ok(trailers)));
+            }
             if *this.ended {
                 return Poll::Ready(None);
             }
@@ -76,12 +85,30 @@ impl HttpBody for WatchedEvents {
                         while let Some(end) = event_end(this.partial, this.scanned) {
                             let event = this.partial.split_to(end).freeze();
                             *this.scanned = 0;
-                            if keep(&event, *this.strip, this.operation) {
+                            let watch = Watch {
+                                strip: *this.strip,
+                                usage: this.usage,
+                                operation: this.operation,
+                            };
+                            if watch.keep(&event) {
                                 this.ready.push_back(event);
                             }
                         }
+                        if this.partial.len() > MAX_EVENT_BYTES {
+                            // Not an event stream after all, or a broken one: passed on
+                            // as it comes, unwatched.
+                            *this.scanned = 0;
+                            this.ready.push_back(std::mem::take(this.partial).freeze());
+                        }
                     }
-                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                    Err(trailers) => {
+                        // Trailers come last: the bytes held go out before them.
+                        if !this.partial.is_empty() {
+                            *this.scanned = 0;
+                            this.ready.push_back(std::mem::take(this.partial).freeze());
+                        }
+                        *this.trailers = Some(trailers);
+                    }
                 },
                 Poll::Ready(Some(Err(error))) => {
                     *this.ended = true;
@@ -93,19 +120,22 @@ impl HttpBody for WatchedEvents {
                 Poll::Ready(None) => {
                     *this.ended = true;
                     let rest = std::mem::take(this.partial).freeze();
-                    if !rest.is_empty() && keep(&rest, *this.strip, this.operation) {
+                    let watch = Watch {
+                        strip: *this.strip,
+                        usage: this.usage,
+                        operation: this.operation,
+                    };
+                    if !rest.is_empty() && watch.keep(&rest) {
                         this.ready.push_back(rest);
                     }
-                    if let Some(operation) = this.operation.take() {
-                        operation.finish(None);
-                    }
+                    finish(this.operation, *this.usage);
                 }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.ready.is_empty()
+        self.ended && self.ready.is_empty() && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -144,44 +174,76 @@ fn event_end(bytes: &[u8], scanned: &mut usize) -> Option<usize> {
     }
 }
 
-/// Watches one whole event: whether to pass it on.
-fn keep(event: &[u8], strip: bool, operation: &mut Option<Operation>) -> bool {
-    let mut parser = SseParser::default();
-    parser.feed(event);
-    let data = match parser.next_event().or_else(|| parser.finish()) {
-        Some(SseEvent::Data { data, .. }) => data,
-        // `[DONE]`, a comment, a keep-alive: passed on as they are.
-        _ => return true,
-    };
-    let Some(operation) = operation.as_mut() else {
-        return true;
-    };
-    operation.chunk();
-    // A chunk never has an unescaped `"usage"` but as its key: most chunks are passed on
-    // without being parsed.
-    if !data.contains("\"usage\"") {
-        return true;
-    }
-    #[derive(Deserialize)]
-    struct UsageChunk {
-        #[serde(default)]
-        model: String,
-        #[serde(default)]
-        choices: Vec<IgnoredAny>,
-        #[serde(default)]
-        usage: Option<Usage>,
-    }
-    match serde_json::from_str::<UsageChunk>(&data) {
-        Ok(UsageChunk {
-            model,
-            choices,
-            usage: Some(usage),
-        }) => {
-            operation.response_model(&model);
-            operation.usage(&usage);
-            !(strip && choices.is_empty())
+/// Ends the call's record: its usage, counted once, then the verdict.
+fn finish(operation: &mut Option<Operation>, usage: Option<Usage>) {
+    if let Some(mut operation) = operation.take() {
+        if let Some(usage) = &usage {
+            operation.usage(usage);
         }
-        _ => true,
+        operation.finish(None);
+    }
+}
+
+/// What one event is looked at with.
+struct Watch<'a> {
+    strip: bool,
+    usage: &'a mut Option<Usage>,
+    operation: &'a mut Option<Operation>,
+}
+
+impl Watch<'_> {
+    /// Watches one whole event: whether to pass it on.
+    fn keep(self, event: &[u8]) -> bool {
+        let mut parser = SseParser::default();
+        parser.feed(event);
+        let data = match parser.next_event().or_else(|| parser.finish()) {
+            Some(SseEvent::Data { data, .. }) => data,
+            Some(SseEvent::Done) => {
+                // The stream is complete: a reader may stop here and drop the body.
+                finish(self.operation, *self.usage);
+                return true;
+            }
+            // A comment, a keep-alive: passed on as they are.
+            None => return true,
+        };
+        let Some(operation) = self.operation.as_mut() else {
+            return true;
+        };
+        if !operation.has_chunk() {
+            // The first chunk names the model (each does): read it once, not per chunk.
+            #[derive(Deserialize)]
+            struct Named {
+                #[serde(default)]
+                model: String,
+            }
+            if let Ok(Named { model }) = serde_json::from_str(&data) {
+                operation.response_model(&model);
+            }
+        }
+        operation.chunk();
+        // A chunk never has an unescaped `"usage"` but as its key: most chunks are passed
+        // on without being parsed.
+        if !data.contains("\"usage\"") {
+            return true;
+        }
+        #[derive(Deserialize)]
+        struct UsageChunk {
+            #[serde(default)]
+            choices: Vec<IgnoredAny>,
+            #[serde(default, deserialize_with = "crate::chat::lenient_usage")]
+            usage: Option<Usage>,
+        }
+        match serde_json::from_str::<UsageChunk>(&data) {
+            Ok(UsageChunk {
+                choices,
+                usage: Some(usage),
+            }) => {
+                // A server may report running totals on every chunk: the last one counts.
+                *self.usage = Some(usage);
+                !(self.strip && choices.is_empty())
+            }
+            _ => true,
+        }
     }
 }
 

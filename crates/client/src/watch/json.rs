@@ -1,10 +1,12 @@
 //! A JSON answer's body, watched by its ends as it passes.
 //!
-//! OpenAI-compatible servers write `model` near the start of an answer and `usage` near its
-//! end (OpenAI, vLLM, Evolution: `{"id", "object", "created", "model", "choices" | "data",
-//! …, "usage", …}`). Only the first [`HEAD`] and the last [`TAIL`] bytes are kept, so a
-//! 16 MB embeddings answer costs no more than a short one; each frame is passed on at once.
-//! An answer that puts them elsewhere is counted without them.
+//! Each frame is passed on at once; the watch keeps a reference to it. An answer of up to
+//! [`WHOLE`] bytes (a chat answer is a few KB) is read as JSON when it ends, for its `model`
+//! and `usage`. A larger one (a big embeddings answer) keeps only its first [`HEAD`] and
+//! last [`TAIL`] bytes, since OpenAI-compatible servers write `model` near the start and
+//! `usage` near the end (`{"id", "object", "created", "model", "choices" | "data", …,
+//! "usage", …}`): a 16 MB answer costs no more than a short one. A large answer that puts
+//! them elsewhere is counted without them.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,9 +19,11 @@ use pin_project_lite::pin_project;
 use crate::operation::Operation;
 use crate::{Body, Usage};
 
-/// The bytes kept from the start, to find `model`.
+/// The largest answer read whole.
+const WHOLE: usize = 1024 * 1024;
+/// The bytes kept from the start of a larger one, to find `model`.
 const HEAD: usize = 1024;
-/// The bytes kept from the end, to find `usage`.
+/// The bytes kept from the end of a larger one, to find `usage`.
 const TAIL: usize = 2048;
 
 pin_project! {
@@ -27,6 +31,10 @@ pin_project! {
     pub(crate) struct WatchedJson {
         #[pin]
         body: Body,
+        // The frames so far, while they add up to at most WHOLE bytes.
+        frames: Vec<Bytes>,
+        held: usize,
+        whole: bool,
         head: BytesMut,
         // At most 2 × TAIL bytes, the last TAIL of them the answer's end so far.
         tail: BytesMut,
@@ -38,6 +46,9 @@ impl WatchedJson {
     pub(crate) fn new(body: Body, operation: Operation) -> Self {
         Self {
             body,
+            frames: Vec::new(),
+            held: 0,
+            whole: true,
             head: BytesMut::new(),
             tail: BytesMut::new(),
             operation: Some(operation),
@@ -62,6 +73,15 @@ impl HttpBody for WatchedJson {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     keep_ends(this.head, this.tail, data);
+                    if *this.whole {
+                        *this.held += data.len();
+                        if *this.held <= WHOLE {
+                            this.frames.push(data.clone());
+                        } else {
+                            *this.whole = false;
+                            this.frames.clear();
+                        }
+                    }
                 }
             }
             Some(Err(_)) => {
@@ -75,10 +95,15 @@ impl HttpBody for WatchedJson {
         // each frame too.
         let ended = matches!(frame, None | Some(Ok(_)) if this.body.is_end_stream());
         if ended && let Some(mut operation) = this.operation.take() {
-            if let Some(model) = model_in(this.head) {
+            let (model, usage) = if *this.whole {
+                read_whole(&std::mem::take(this.frames).concat())
+            } else {
+                (model_in(this.head), usage_in(this.tail))
+            };
+            if let Some(model) = model {
                 operation.response_model(&model);
             }
-            if let Some(usage) = usage_in(this.tail) {
+            if let Some(usage) = usage {
                 operation.usage(&usage);
             }
             operation.finish(None);
@@ -92,6 +117,24 @@ impl HttpBody for WatchedJson {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// The `model` and `usage` of a whole answer.
+fn read_whole(answer: &[u8]) -> (Option<String>, Option<Usage>) {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        model: Option<serde_json::Value>,
+        #[serde(default, deserialize_with = "crate::chat::lenient_usage")]
+        usage: Option<Usage>,
+    }
+    match serde_json::from_slice::<Answer>(answer) {
+        Ok(Answer { model, usage }) => (
+            model.and_then(|model| model.as_str().map(str::to_owned)),
+            usage,
+        ),
+        Err(_) => (None, None),
     }
 }
 
@@ -229,6 +272,23 @@ mod tests {
         }
         assert_eq!(model_in(&head).as_deref(), Some("e"));
         assert_eq!(usage_in(&tail).map(|u| u.prompt_tokens), Some(5));
+    }
+
+    #[test]
+    fn a_whole_answer_is_read_wherever_its_usage_is() {
+        let mut answer =
+            br#"{"model":"m","usage":{"prompt_tokens":2,"total_tokens":2},"prompt_logprobs":[""#
+                .to_vec();
+        answer.extend(std::iter::repeat_n(b'x', 10_000));
+        answer.extend_from_slice(br#""]}"#);
+        let (model, usage) = read_whole(&answer);
+        assert_eq!(model.as_deref(), Some("m"));
+        assert_eq!(usage.map(|u| u.prompt_tokens), Some(2));
+        assert_eq!(
+            read_whole(br#"{"usage":{"prompt_tokens":null}}"#),
+            (None, None)
+        );
+        assert_eq!(read_whole(b"[]"), (None, None));
     }
 
     #[test]

@@ -144,8 +144,20 @@ async fn a_stream_with_no_first_chunk_in_time_is_sent_again() {
     let (text, error) = drain(stream).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(text, format!("[{}] echo: again", super::KEY));
-    assert_eq!(emu.stats().chat_requests, 2);
-    assert_eq!(llm.stats().retries, 1);
+    let reported = emu.stats();
+    assert_eq!(reported.chat_requests, 2);
+    let stats = llm.stats();
+    assert_eq!(stats.retries, 1);
+    // One logical call, counted once, with the resent stream's usage.
+    assert_eq!((stats.total_requests, stats.successes), (1, 1));
+    assert!(reported.reported_output_tokens > 0);
+    assert_eq!(
+        (stats.input_tokens, stats.output_tokens),
+        (
+            reported.reported_input_tokens,
+            reported.reported_output_tokens
+        )
+    );
     let retried: Vec<String> = snapshotter
         .snapshot()
         .into_vec()

@@ -2,6 +2,7 @@
 //! installed thread-locally (current-thread runtimes with paused time).
 
 mod layer;
+mod operation;
 mod prometheus;
 mod scenario;
 mod support;
