@@ -148,9 +148,7 @@ fn warn_about_exposure(gateway: &Gateway, address: std::net::SocketAddr) {
 
 fn install_prometheus() -> Result<PrometheusHandle, Failure> {
     let mut builder = PrometheusBuilder::new();
-    let buckets = histogram_buckets()
-        .into_iter()
-        .chain(telemetry::histogram_buckets());
+    let buckets = histogram_buckets().chain(telemetry::histogram_buckets());
     for (name, buckets) in buckets {
         builder = builder
             .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)

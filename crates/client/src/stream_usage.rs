@@ -246,23 +246,14 @@ mod tests {
         }
     }
 
+    type Server = tower::util::BoxCloneSyncService<Request<Bytes>, Response<Body>, BoxError>;
+
+    /// Per request: whether it asked for usage, and the length it declared.
+    type Seen = Arc<std::sync::Mutex<Vec<(bool, Option<String>)>>>;
+
     /// A server that answers `status` with `error` to a body with `stream_options` (every
     /// body if `always`), 200 otherwise; counts the requests and the lengths they declared.
-    fn server(
-        status: u16,
-        error: &'static str,
-        always: bool,
-    ) -> (
-        impl Service<
-            Request<Bytes>,
-            Response = Response<Body>,
-            Error = BoxError,
-            Future = impl Future<Output = Result<Response<Body>, BoxError>> + Send,
-        > + Clone
-        + Send
-        + 'static,
-        Arc<std::sync::Mutex<Vec<(bool, Option<String>)>>>,
-    ) {
+    fn server(status: u16, error: &'static str, always: bool) -> (Server, Seen) {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let service = tower::service_fn(move |request: Request<Bytes>| {
@@ -280,7 +271,7 @@ mod tests {
                 Ok::<_, BoxError>(response)
             }
         });
-        (service, seen)
+        (Server::new(service), seen)
     }
 
     fn streamed() -> Request<Bytes> {
