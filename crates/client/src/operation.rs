@@ -53,10 +53,10 @@ impl Operation {
                 gen_ai.provider.name = PROVIDER,
                 gen_ai.request.model = model,
                 gen_ai.response.model = Empty,
+                // Embeddings generate no tokens: no output count.
                 gen_ai.usage.input_tokens = Empty,
-                gen_ai.usage.output_tokens = Empty,
                 server.address = host,
-                server.port = port,
+                server.port = i64::from(port),
                 error.type = Empty,
             )
         } else {
@@ -74,7 +74,7 @@ impl Operation {
                 gen_ai.usage.output_tokens = Empty,
                 gen_ai.response.time_to_first_chunk = Empty,
                 server.address = host,
-                server.port = port,
+                server.port = i64::from(port),
                 error.type = Empty,
             )
         };
@@ -139,9 +139,11 @@ impl Operation {
             record.usage(usage.prompt_tokens, usage.completion_tokens);
         }
         self.span
-            .record("gen_ai.usage.input_tokens", usage.prompt_tokens);
-        self.span
-            .record("gen_ai.usage.output_tokens", usage.completion_tokens);
+            .record("gen_ai.usage.input_tokens", otel_int(usage.prompt_tokens));
+        self.span.record(
+            "gen_ai.usage.output_tokens",
+            otel_int(usage.completion_tokens),
+        );
     }
 
     /// The call ended: well, or with `error`.
@@ -172,6 +174,12 @@ impl Drop for Operation {
             self.end(Some(ERROR_CANCELLED));
         }
     }
+}
+
+/// A count as an OpenTelemetry integer: tracing-opentelemetry (0.34) has no `record_u64`,
+/// so a `u64` field would be exported as text (tokio-rs/tracing-opentelemetry#267).
+fn otel_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// `error.type`: low in cardinality, as the conventions ask: the HTTP status of an answer,
