@@ -275,14 +275,66 @@ pub struct Choice {
 #[non_exhaustive]
 pub struct Usage {
     /// Tokens in the prompt.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub prompt_tokens: u64,
     /// Tokens generated.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub completion_tokens: u64,
     /// Their sum.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub total_tokens: u64,
+}
+
+/// A token count: a number (a float is cut to its whole part), or 0 for `null` or anything
+/// else a server may write there, so that odd accounting never costs the answer.
+fn count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a token count")
+        }
+        fn visit_u64<E>(self, n: u64) -> std::result::Result<u64, E> {
+            Ok(n)
+        }
+        fn visit_i64<E>(self, n: i64) -> std::result::Result<u64, E> {
+            Ok(u64::try_from(n).unwrap_or(0))
+        }
+        fn visit_f64<E>(self, n: f64) -> std::result::Result<u64, E> {
+            // `as` saturates, and NaN becomes 0.
+            Ok(n as u64)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_none<E>(self) -> std::result::Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<u64, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(0)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<u64, A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(0)
+        }
+    }
+    deserializer.deserialize_any(Count)
 }
 
 /// A `usage` member, or `None` when it is `null` or not of [`Usage`]'s shape: a server's
@@ -290,8 +342,49 @@ pub struct Usage {
 pub(crate) fn lenient_usage<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<Option<Usage>, D::Error> {
-    let value = serde_json::Value::deserialize(deserializer)?;
-    Ok(serde_json::from_value(value).ok())
+    struct Lenient;
+    impl<'de> serde::de::Visitor<'de> for Lenient {
+        type Value = Option<Usage>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a usage object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            // Its counts are lenient themselves (`count`): an object always reads.
+            Usage::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(Lenient)
 }
 
 /// One Server-Sent Events chunk of a streamed completion.
@@ -444,4 +537,34 @@ pub(crate) struct ModelList {
 
 fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    fn usage_of(chunk: &str) -> Option<(u64, u64, u64)> {
+        let chunk: ChatChunk = serde_json::from_str(chunk).expect("a chunk whatever its usage");
+        chunk
+            .usage
+            .map(|u| (u.prompt_tokens, u.completion_tokens, u.total_tokens))
+    }
+
+    #[test]
+    fn odd_usage_never_costs_the_chunk() {
+        assert_eq!(
+            usage_of(r#"{"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#),
+            Some((3, 2, 5))
+        );
+        assert_eq!(
+            usage_of(
+                r#"{"usage":{"prompt_tokens":3.0,"completion_tokens":null,"total_tokens":-1,"details":{"x":[1]}}}"#
+            ),
+            Some((3, 0, 0))
+        );
+        for odd in ["null", "\"n/a\"", "7", "[1,2]", "true"] {
+            assert_eq!(usage_of(&format!(r#"{{"usage":{odd}}}"#)), None, "{odd}");
+        }
+        assert_eq!(usage_of("{}"), None);
+    }
 }

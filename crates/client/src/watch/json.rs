@@ -95,11 +95,12 @@ impl HttpBody for WatchedJson {
         // each frame too.
         let ended = matches!(frame, None | Some(Ok(_)) if this.body.is_end_stream());
         if ended && let Some(mut operation) = this.operation.take() {
-            let (model, usage) = if *this.whole {
-                read_whole(&std::mem::take(this.frames).concat())
-            } else {
-                (model_in(this.head), usage_in(this.tail))
-            };
+            // The ends first, where servers put them: the whole answer is parsed only
+            // when its usage is not at its end (vLLM's logprobs after it).
+            let (mut model, mut usage) = (model_in(this.head), usage_in(this.tail));
+            if usage.is_none() && *this.whole {
+                (model, usage) = read_whole(&std::mem::take(this.frames).concat());
+            }
             if let Some(model) = model {
                 operation.response_model(&model);
             }
@@ -284,9 +285,11 @@ mod tests {
         let (model, usage) = read_whole(&answer);
         assert_eq!(model.as_deref(), Some("m"));
         assert_eq!(usage.map(|u| u.prompt_tokens), Some(2));
+        // A count a server left null reads as 0, rather than losing the answer's usage.
+        let nulls = read_whole(br#"{"usage":{"prompt_tokens":null,"total_tokens":3}}"#).1;
         assert_eq!(
-            read_whole(br#"{"usage":{"prompt_tokens":null}}"#),
-            (None, None)
+            nulls.map(|u| (u.prompt_tokens, u.total_tokens)),
+            Some((0, 3))
         );
         assert_eq!(read_whole(b"[]"), (None, None));
     }
