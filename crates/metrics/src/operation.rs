@@ -3,6 +3,7 @@
 //! the OpenTelemetry GenAI series.
 
 use std::fmt;
+use std::sync::Arc;
 
 use metrics::{Histogram, Key, Label, SharedString};
 use tokio::time::{Duration, Instant};
@@ -323,9 +324,11 @@ fn server_labels(uri: &http::Uri) -> (Option<SharedString>, Option<SharedString>
         Some("http") => Some(80),
         _ => None,
     });
+    // Shared, so that the label values of each series recorded are reference counts, not
+    // copies of the text.
     (
-        Some(SharedString::from(host.to_owned())),
-        port.map(|port| SharedString::from(port.to_string())),
+        Some(SharedString::from(Arc::<str>::from(host))),
+        port.map(|port| SharedString::from(Arc::<str>::from(port.to_string()))),
     )
 }
 
