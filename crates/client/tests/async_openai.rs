@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
@@ -43,19 +42,6 @@ async fn ask(openai: &Client<OpenAIConfig>, text: &str) -> Result<String, OpenAI
         .content
         .clone()
         .unwrap_or_default())
-}
-
-/// Waits for `calls` successes: async-openai drops a stream's body at `[DONE]`, and the
-/// adapter reads its end in a task of its own.
-async fn drained(llm: &EvolutionInference, calls: u64) {
-    let counted = async {
-        while llm.stats().successes < calls {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), counted)
-        .await
-        .expect("the stream is counted once its body is read to the end");
 }
 
 fn llm(emu: &Emulator) -> EvolutionInference {
@@ -106,7 +92,6 @@ async fn a_stream_arrives_chunk_by_chunk_and_is_counted_once_read() {
     }
     assert_eq!(text, format!("[{KEY}] echo: one two three four"));
     assert!(chunks > 1, "the answer came in {chunks} chunk(s)");
-    drained(&llm, 1).await;
     let stats = emu.stats();
     assert_eq!((stats.chat_streams, stats.chat_requests), (1, 1));
     let ours = llm.stats();
@@ -383,7 +368,6 @@ async fn the_metrics_and_stats_count_async_openai_calls() {
     while let Some(chunk) = stream.next().await {
         chunk.unwrap();
     }
-    drained(&llm, 2).await;
     let request = CreateEmbeddingRequestArgs::default()
         .model("embedder")
         .input("five six")

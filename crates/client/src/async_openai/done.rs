@@ -1,47 +1,54 @@
-//! An event stream's body that is read to its end after `data: [DONE]`.
+//! An event stream's body that ends before it hands over its `data: [DONE]`.
 //!
 //! async-openai stops reading a stream at its `[DONE]` event and drops the body, one poll
 //! short of its end. The stack would then count a complete answer as `cancelled` (in
 //! [`stats`](crate::EvolutionInference::stats) and the metrics), and hyper would close a
-//! connection it could have reused. So a body dropped right after `[DONE]` is read to its
-//! end in a task of its own: what is left is the end of the chunked encoding, or a few
-//! bytes; a body that keeps sending is cut off after [`DRAIN_LIMIT`] bytes or the given
-//! time. A body dropped before `[DONE]` is dropped, and counted `cancelled`, as before.
+//! connection it could have reused. So the frame that ends with `[DONE]` is held back
+//! until the body has ended (what is left is the end of the chunked encoding): by the time
+//! async-openai sees `[DONE]`, the call is counted, and the connection is free. A server
+//! that does not end the body within [`HOLD`] gets the frame released anyway (and the call
+//! counted `cancelled` when async-openai drops it).
 
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use evolution_token::BoxError;
 use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
+use tokio::time::Sleep;
 
 use crate::Body;
 
-/// The most read from a body after its `[DONE]` event.
-const DRAIN_LIMIT: usize = 64 * 1024;
+/// How long the `[DONE]` frame waits for the body's end.
+const HOLD: Duration = Duration::from_secs(1);
 
 /// The last event of an OpenAI stream, as the data ends with it (blank line trimmed).
 const DONE: &[u8] = b"data: [DONE]";
 
-/// A `text/event-stream` body remembering whether its data so far ends with `[DONE]`.
+type Polled = Option<Result<Frame<Bytes>, BoxError>>;
+
+/// A `text/event-stream` body holding back its `[DONE]` frame until its end.
 pub(super) struct DoneBody {
-    inner: Option<Body>,
+    inner: Body,
     /// The last bytes of the data, enough for [`DONE`] and its blank line.
     tail: Tail,
+    /// The `[DONE]` frame, and how long it may still wait.
+    held: Option<(Frame<Bytes>, Pin<Box<Sleep>>)>,
+    /// What the inner body answered after the held frame, to hand over next.
+    after: Option<Polled>,
     ended: bool,
-    /// How long the read after `[DONE]` may take.
-    drain_for: Duration,
 }
 
 impl DoneBody {
-    pub(super) fn new(inner: Body, drain_for: Duration) -> Self {
+    pub(super) fn new(inner: Body) -> Self {
         Self {
-            inner: Some(inner),
+            inner,
             tail: Tail::default(),
+            held: None,
+            after: None,
             ended: false,
-            drain_for,
         }
     }
 }
@@ -50,59 +57,58 @@ impl http_body::Body for DoneBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        // `Body` is boxed, hence `Unpin`, and so is this.
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Polled> {
+        // `Body` is boxed and the timer too, so this is `Unpin`.
         let this = self.get_mut();
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    this.tail.push(data.chunk());
-                }
-            }
-            Some(Err(_)) | None => this.ended = true,
+        if let Some(after) = this.after.take() {
+            return Poll::Ready(after);
         }
-        Poll::Ready(frame)
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            let polled = match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(polled) => polled,
+                Poll::Pending => {
+                    let Some((_, timer)) = this.held.as_mut() else {
+                        return Poll::Pending;
+                    };
+                    ready!(timer.as_mut().poll(cx));
+                    return Poll::Ready(this.held.take().map(|(frame, _)| Ok(frame)));
+                }
+            };
+            this.ended = !matches!(polled, Some(Ok(_)));
+            if let Some(Ok(frame)) = &polled
+                && let Some(data) = frame.data_ref()
+            {
+                this.tail.push(data.chunk());
+            }
+            if let Some((frame, _)) = this.held.take() {
+                this.after = Some(polled);
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            match polled {
+                Some(Ok(frame)) if this.tail.ends_with_done() => {
+                    this.held = Some((frame, Box::pin(tokio::time::sleep(HOLD))));
+                }
+                polled => return Poll::Ready(polled),
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_none_or(|inner| inner.is_end_stream())
+        self.held.is_none()
+            && match &self.after {
+                Some(after) => after.is_none(),
+                None => self.ended || self.inner.is_end_stream(),
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |inner| inner.size_hint())
-    }
-}
-
-impl Drop for DoneBody {
-    fn drop(&mut self) {
-        if self.ended || !self.tail.ends_with_done() {
-            return;
-        }
-        let (Some(body), Ok(runtime)) = (self.inner.take(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        runtime.spawn(tokio::time::timeout(self.drain_for, drain(body)));
-    }
-}
-
-async fn drain(mut body: Body) {
-    let mut read = 0;
-    while let Some(Ok(frame)) = body.frame().await {
-        read += frame.data_ref().map_or(0, Buf::remaining);
-        if read > DRAIN_LIMIT {
-            return;
+        if self.held.is_some() || self.after.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
         }
     }
 }
@@ -136,7 +142,58 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::sync::mpsc;
+
     use super::*;
+
+    /// A body whose frames are sent on the channel; it ends when the sender is dropped.
+    fn body() -> (mpsc::UnboundedSender<&'static str>, DoneBody) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let data = receiver.recv().await?;
+            Some((Ok::<_, BoxError>(Frame::data(Bytes::from(data))), receiver))
+        });
+        (sender, DoneBody::new(StreamBody::new(frames).boxed()))
+    }
+
+    fn data(polled: Option<Polled>) -> Option<Option<Bytes>> {
+        polled.map(|polled| polled.map(|frame| frame.unwrap().into_data().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn done_is_handed_over_once_the_body_has_ended() {
+        let (sender, mut body) = body();
+        sender.send("data: {\"a\":1}\n\n").unwrap();
+        sender.send("data: [DONE]\n\n").unwrap();
+        let first = data(body.frame().now_or_never());
+        assert_eq!(first, Some(Some(Bytes::from("data: {\"a\":1}\n\n"))));
+        // `[DONE]` arrived, but the body has not ended: nothing yet.
+        assert_eq!(data(body.frame().now_or_never()), None);
+        drop(sender);
+        let done = data(body.frame().now_or_never());
+        assert_eq!(done, Some(Some(Bytes::from("data: [DONE]\n\n"))));
+        assert!(http_body::Body::is_end_stream(&body));
+        assert_eq!(data(body.frame().now_or_never()), Some(None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn done_is_released_if_the_body_does_not_end() {
+        let (sender, mut body) = body();
+        sender.send("data: [DONE]\n\n").unwrap();
+        let done = tokio::time::timeout(HOLD * 2, body.frame()).await.unwrap();
+        assert_eq!(
+            data(Some(done)),
+            Some(Some(Bytes::from("data: [DONE]\n\n")))
+        );
+        // Data after `[DONE]` is passed on as it comes.
+        sender.send("data: late\n\n").unwrap();
+        assert_eq!(
+            data(body.frame().now_or_never()),
+            Some(Some(Bytes::from("data: late\n\n")))
+        );
+    }
 
     fn tail(pieces: &[&str]) -> Tail {
         let mut tail = Tail::default();

@@ -73,8 +73,8 @@
 //! - The stack's own timeouts apply until the response head; async-openai reads the
 //!   body, with no idle limit of its own.
 //! - async-openai stops reading a stream at `data: [DONE]`, one read short of the body's
-//!   end; the rest (the end of the chunked encoding) is read in the background, so that
-//!   the call counts as `ok`, not `cancelled`, and the connection is reused.
+//!   end: that event is handed over once the body has ended, so that the call counts as
+//!   `ok`, not `cancelled`, and the connection is reused.
 //! - async-openai sends only the parameters you set; [`EvolutionInference`]'s defaults
 //!   (512 tokens, ...) do not apply.
 
@@ -246,7 +246,7 @@ impl HttpService {
                 .and_then(|value| value.to_str().ok())
                 .is_some_and(|value| value.starts_with("text/event-stream"));
         let body = if events {
-            reqwest::Body::wrap(done::DoneBody::new(body, self.inference.request_timeout()))
+            reqwest::Body::wrap(done::DoneBody::new(body))
         } else {
             reqwest::Body::wrap(body)
         };
