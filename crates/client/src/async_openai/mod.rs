@@ -118,11 +118,14 @@ pub fn client_from_env() -> Result<Client<OpenAIConfig>> {
 }
 
 /// The async-openai configuration [`client`] uses: `inference`'s base URL, no API key
-/// (the stack sets the token).
+/// (the stack sets the token), and no OpenAI organization or project headers, whatever
+/// the `OPENAI_*` variables say.
 pub fn config(inference: &EvolutionInference) -> OpenAIConfig {
     OpenAIConfig::new()
         .with_api_base(inference.base_url())
         .with_api_key("")
+        .with_org_id("")
+        .with_project_id("")
 }
 
 /// An [`EvolutionInference`] as async-openai's HTTP service: each `HttpRequestFactory` is
