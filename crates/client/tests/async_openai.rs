@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
@@ -15,7 +16,7 @@ use async_openai::types::chat::{
     FunctionObject, ToolChoiceOptions,
 };
 use async_openai::types::embeddings::CreateEmbeddingRequestArgs;
-use evolution_client::async_openai::{HttpService, ServiceError, client};
+use evolution_client::async_openai::{HttpService, ServiceError, client, config};
 use evolution_client::{Error, EvolutionInference, RetryConfig};
 use evolution_emulator::{DEFAULT_EMBEDDING_DIMENSIONS, DEMO_MODEL, Emulator, Fault, Route};
 use evolution_testkit::{
@@ -25,6 +26,7 @@ use futures_util::StreamExt;
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use serde_json::json;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 fn chat(text: &str) -> CreateChatCompletionRequest {
@@ -99,6 +101,39 @@ async fn a_stream_arrives_chunk_by_chunk_and_is_counted_once_read() {
     // The usage the stack asked for was recorded, as the emulator reported it.
     assert_eq!(ours.output_tokens, stats.reported_output_tokens);
     assert!(ours.output_tokens > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_stream_fails_after_the_read_timeout() {
+    let emu = emulator().await;
+    let llm = llm(&emu);
+    let service = HttpService::new(&llm).read_timeout(Duration::from_secs(5));
+    let openai = Client::with_config(config(&llm)).with_http_service(service);
+    emu.push_fault(
+        Route::Chat,
+        Fault::stall_stream(2, Duration::from_secs(600)),
+    );
+    let mut request = chat("one two three four five six");
+    request.stream = Some(true);
+    let started = Instant::now();
+    let mut stream = openai.chat().create_stream(request).await.unwrap();
+    let (mut chunks, mut errors) = (0, 0);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(_) => chunks += 1,
+            Err(OpenAIError::StreamError(_)) => errors += 1,
+            Err(other) => panic!("expected a stream error, got {other:?}"),
+        }
+    }
+    assert_eq!((chunks, errors), (2, 1));
+    // Cut by the read timeout, not by the end of the server's 600 s pause.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    let stats = llm.stats();
+    assert_eq!((stats.total_requests, stats.successes), (1, 0));
 }
 
 #[tokio::test]

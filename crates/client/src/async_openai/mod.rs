@@ -70,8 +70,10 @@
 //!   these bytes are resent like a JSON body's: once after a 401 with a fresh token, after
 //!   a status the retry layer retries (a 503, say) within its policy, and to the backup
 //!   key. The form itself is never rebuilt.
-//! - The stack's own timeouts apply until the response head; async-openai reads the
-//!   body, with no idle limit of its own.
+//! - The stack's timeouts apply until the response head; then a body silent for longer
+//!   than [`HttpService::read_timeout`] (the client's `request_timeout`) fails with
+//!   [`Error::Timeout`], which async-openai reports as a stream error. The client's
+//!   `stream_*_timeout` settings belong to its own [`stream`](EvolutionInference::stream).
 //! - async-openai stops reading a stream at `data: [DONE]`, one read short of the body's
 //!   end: that event is handed over once the body has ended, so that the call counts as
 //!   `ok`, not `cancelled`, and the connection is reused.
@@ -83,6 +85,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use ::async_openai::Client;
 use ::async_openai::config::OpenAIConfig;
@@ -95,7 +98,7 @@ use tower::Service;
 
 use crate::{Error, EvolutionInference, EvolutionInferenceBuilder, Result};
 
-mod done;
+mod body;
 
 /// async-openai's client on `inference`'s stack, sending to its base URL, with no retry of
 /// async-openai's own (see the [module docs](self)).
@@ -138,6 +141,7 @@ pub struct HttpService {
     inference: EvolutionInference,
     /// `{base_url}/`: only URLs under it are sent.
     prefix: Arc<str>,
+    read_timeout: Duration,
 }
 
 impl HttpService {
@@ -146,7 +150,17 @@ impl HttpService {
         Self {
             inference: inference.clone(),
             prefix: Arc::from(format!("{}/", inference.base_url())),
+            read_timeout: inference.request_timeout(),
         }
+    }
+
+    /// How long a response body may go without data (a stream between two chunks
+    /// included) before it fails with [`Error::Timeout`]. Defaults to the client's
+    /// `request_timeout`.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 
     /// The Evolution client underneath.
@@ -159,6 +173,7 @@ impl fmt::Debug for HttpService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpService")
             .field("base_url", &self.inference.base_url())
+            .field("read_timeout", &self.read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -248,11 +263,7 @@ impl HttpService {
                 .get(CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .is_some_and(|value| value.starts_with("text/event-stream"));
-        let body = if events {
-            reqwest::Body::wrap(done::DoneBody::new(body))
-        } else {
-            reqwest::Body::wrap(body)
-        };
+        let body = reqwest::Body::wrap(body::ReadBody::new(body, self.read_timeout, events));
         Ok(reqwest::Response::from(http::Response::from_parts(
             head, body,
         )))

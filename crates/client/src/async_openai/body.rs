@@ -1,13 +1,19 @@
-//! An event stream's body that ends before it hands over its `data: [DONE]`.
+//! The body async-openai reads: a limit on silence, and a stream's `[DONE]` handed over
+//! once the body has ended.
 //!
-//! async-openai stops reading a stream at its `[DONE]` event and drops the body, one poll
-//! short of its end. The stack would then count a complete answer as `cancelled` (in
-//! [`stats`](crate::EvolutionInference::stats) and the metrics), and hyper would close a
-//! connection it could have reused. So the frame that ends with `[DONE]` is held back
-//! until the body has ended (what is left is the end of the chunked encoding): by the time
-//! async-openai sees `[DONE]`, the call is counted, and the connection is free. A server
-//! that does not end the body within [`HOLD`] gets the frame released anyway (and the call
-//! counted `cancelled` when async-openai drops it).
+//! - async-openai has no limit of its own on a body that stops sending: a stalled stream
+//!   would wait forever. A body silent for its `read_timeout` fails with
+//!   [`Error::Timeout`], as the rig transport's does.
+//! - async-openai stops reading a stream at its `[DONE]` event and drops the body, one
+//!   poll short of its end. The stack would then count a complete answer as `cancelled`
+//!   (in [`stats`](crate::EvolutionInference::stats) and the metrics), and hyper would
+//!   close a connection it could have reused. So the frame that ends with `[DONE]` is held
+//!   back until the body has ended (what is left is the end of the chunked encoding): by
+//!   the time async-openai sees `[DONE]`, the call is counted and the connection free. A
+//!   server that does not end the body within [`HOLD`] gets the frame released anyway
+//!   (and the call counted `cancelled` when async-openai drops it).
+//!
+//! One timer serves both, reset on each frame.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,9 +23,9 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use evolution_token::BoxError;
 use http_body::{Frame, SizeHint};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
-use crate::Body;
+use crate::{Body, Error};
 
 /// How long the `[DONE]` frame waits for the body's end.
 const HOLD: Duration = Duration::from_secs(1);
@@ -29,31 +35,42 @@ const DONE: &[u8] = b"data: [DONE]";
 
 type Polled = Option<Result<Frame<Bytes>, BoxError>>;
 
-/// A `text/event-stream` body holding back its `[DONE]` frame until its end.
-pub(super) struct DoneBody {
+/// A response body with a limit on silence; an event stream's `[DONE]` frame is held back
+/// until the body's end.
+pub(super) struct ReadBody {
     inner: Body,
-    /// The last bytes of the data, enough for [`DONE`] and its blank line.
-    tail: Tail,
-    /// The `[DONE]` frame, and how long it may still wait.
-    held: Option<(Frame<Bytes>, Pin<Box<Sleep>>)>,
+    read_timeout: Duration,
+    /// Runs out `read_timeout` after the last frame, or [`HOLD`] after `[DONE]`.
+    timer: Pin<Box<Sleep>>,
+    /// The last bytes of an event stream's data (`None` for other bodies).
+    tail: Option<Tail>,
+    /// The `[DONE]` frame.
+    held: Option<Frame<Bytes>>,
     /// What the inner body answered after the held frame, to hand over next.
     after: Option<Polled>,
     ended: bool,
 }
 
-impl DoneBody {
-    pub(super) fn new(inner: Body) -> Self {
+impl ReadBody {
+    /// `events`: a `text/event-stream` body, whose `[DONE]` is held back.
+    pub(super) fn new(inner: Body, read_timeout: Duration, events: bool) -> Self {
         Self {
             inner,
-            tail: Tail::default(),
+            read_timeout,
+            timer: Box::pin(tokio::time::sleep(read_timeout)),
+            tail: events.then(Tail::default),
             held: None,
             after: None,
             ended: false,
         }
     }
+
+    fn wait(&mut self, limit: Duration) {
+        self.timer.as_mut().reset(Instant::now() + limit);
+    }
 }
 
-impl http_body::Body for DoneBody {
+impl http_body::Body for ReadBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -67,29 +84,30 @@ impl http_body::Body for DoneBody {
             return Poll::Ready(None);
         }
         loop {
-            let polled = match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(polled) => polled,
-                Poll::Pending => {
-                    let Some((_, timer)) = this.held.as_mut() else {
-                        return Poll::Pending;
-                    };
-                    ready!(timer.as_mut().poll(cx));
-                    return Poll::Ready(this.held.take().map(|(frame, _)| Ok(frame)));
+            let Poll::Ready(polled) = Pin::new(&mut this.inner).poll_frame(cx) else {
+                ready!(this.timer.as_mut().poll(cx));
+                if let Some(done) = this.held.take() {
+                    this.wait(this.read_timeout);
+                    return Poll::Ready(Some(Ok(done)));
                 }
+                this.ended = true;
+                return Poll::Ready(Some(Err(Error::Timeout(this.read_timeout).into())));
             };
             this.ended = !matches!(polled, Some(Ok(_)));
-            if let Some(Ok(frame)) = &polled
+            this.wait(this.read_timeout);
+            if let (Some(Ok(frame)), Some(tail)) = (&polled, &mut this.tail)
                 && let Some(data) = frame.data_ref()
             {
-                this.tail.push(data.chunk());
+                tail.push(data.chunk());
             }
-            if let Some((frame, _)) = this.held.take() {
+            if let Some(done) = this.held.take() {
                 this.after = Some(polled);
-                return Poll::Ready(Some(Ok(frame)));
+                return Poll::Ready(Some(Ok(done)));
             }
             match polled {
-                Some(Ok(frame)) if this.tail.ends_with_done() => {
-                    this.held = Some((frame, Box::pin(tokio::time::sleep(HOLD))));
+                Some(Ok(frame)) if this.tail.as_ref().is_some_and(Tail::ends_with_done) => {
+                    this.held = Some(frame);
+                    this.wait(HOLD);
                 }
                 polled => return Poll::Ready(polled),
             }
@@ -148,14 +166,20 @@ mod tests {
 
     use super::*;
 
-    /// A body whose frames are sent on the channel; it ends when the sender is dropped.
-    fn body() -> (mpsc::UnboundedSender<&'static str>, DoneBody) {
+    /// An event stream whose frames are sent on the channel; it ends when the sender is
+    /// dropped.
+    fn body() -> (mpsc::UnboundedSender<&'static str>, ReadBody) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let frames = futures_util::stream::unfold(receiver, |mut receiver| async move {
             let data = receiver.recv().await?;
             Some((Ok::<_, BoxError>(Frame::data(Bytes::from(data))), receiver))
         });
-        (sender, DoneBody::new(StreamBody::new(frames).boxed()))
+        let body = ReadBody::new(
+            StreamBody::new(frames).boxed(),
+            Duration::from_secs(60),
+            true,
+        );
+        (sender, body)
     }
 
     fn data(polled: Option<Polled>) -> Option<Option<Bytes>> {
@@ -193,6 +217,21 @@ mod tests {
             data(body.frame().now_or_never()),
             Some(Some(Bytes::from("data: late\n\n")))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_longer_than_the_read_timeout_fails_the_body() {
+        let (sender, mut body) = body();
+        sender.send("data: {\"a\":1}\n\n").unwrap();
+        body.frame().await.unwrap().unwrap();
+        let started = Instant::now();
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+        assert!(matches!(
+            error.downcast_ref::<Error>(),
+            Some(Error::Timeout(limit)) if *limit == Duration::from_secs(60)
+        ));
+        assert!(body.frame().await.is_none(), "the body ends with its error");
     }
 
     fn tail(pieces: &[&str]) -> Tail {
