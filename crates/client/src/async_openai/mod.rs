@@ -185,7 +185,7 @@ impl fmt::Debug for HttpService {
 #[non_exhaustive]
 pub enum ServiceError {
     /// async-openai could not build the request, or read its body.
-    #[error("async-openai could not build the request: {0}")]
+    #[error("async-openai could not build the request")]
     Build(#[source] OpenAIError),
     /// The stack failed before a response head (or refused the URL).
     #[error(transparent)]
