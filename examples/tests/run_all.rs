@@ -92,6 +92,11 @@ examples! {
         "    chat demo-model (client) gen_ai.operation.name=chat gen_ai.provider.name=cloud.ru gen_ai.request.model=demo-model server.address=127.0.0.1",
         "✓ two `chat demo-model` client spans, for the call and for the stream, in the trace of `ask`",
     ];
+    async_openai => [
+        "answer: [demo-key-id] echo: Привет!",
+        "streamed: [demo-key-id] echo: Расскажи о Rust в двух словах",
+        "2 requests, 100.0% ok, 1 token refresh(es)",
+    ];
     full => [
         "Question 3: Что такое нейронные сети?",
         "[backup-key-id] echo: Что такое нейронные сети?",

@@ -49,6 +49,8 @@
     unreachable_pub
 )]
 
+#[cfg(feature = "async-openai")]
+pub mod async_openai;
 pub mod blocking;
 mod builder;
 mod chat;
