@@ -37,9 +37,7 @@ use rig_core::http_client::{self, HttpClientExt, LazyBody, MultipartForm, Stream
 use rig_core::providers::openai::wire::{Auth, BodyRewrite, Chat, Dialect, Quirks};
 use rig_core::providers::openai::{OpenAI, OpenAIConfig};
 use rig_core::wasm_compat::WasmCompatSend;
-use tower::ServiceExt;
 
-use crate::stack::EvolutionService;
 use crate::{
     Body, ENV_BASE_URL, ENV_KEY_ID, Error, EvolutionInference, EvolutionInferenceBuilder,
     MAX_RESPONSE_BYTES, Result,
@@ -98,7 +96,7 @@ impl Client {
     pub fn new(inference: EvolutionInference) -> Self {
         let base = inference.base_url().to_owned();
         let http = HttpClient {
-            service: inference.service(),
+            inference: inference.clone(),
             prefix: format!("{base}/"),
             read_timeout: inference.request_timeout(),
         };
@@ -161,7 +159,8 @@ impl Client {
 /// key's token. Multipart requests (transcription) are not supported.
 #[derive(Clone)]
 pub struct HttpClient {
-    service: EvolutionService,
+    // Its `send`: the whole stack, and the GenAI record and token usage of each call.
+    inference: EvolutionInference,
     prefix: String,
     read_timeout: Duration,
 }
@@ -184,16 +183,15 @@ impl HttpClient {
                 ),
             )
         });
-        let service = self.service.clone();
-        let timeout = self.read_timeout;
+        let inference = self.inference.clone();
         async move {
             if let Some(refusal) = refusal {
                 return Err(http_client::Error::instance(refusal));
             }
-            service
-                .oneshot(request)
+            inference
+                .send(request)
                 .await
-                .map_err(|error| http_client::Error::instance(Error::from_service(error, timeout)))
+                .map_err(http_client::Error::instance)
         }
     }
 }

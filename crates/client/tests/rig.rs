@@ -29,8 +29,15 @@ async fn an_agent_prompt_returns_the_answer() {
     assert_eq!(sent["messages"][0]["role"], "system");
     assert_eq!(sent["messages"][0]["content"], "Отвечай кратко.");
     assert_eq!(sent["messages"][1]["content"], "Привет!");
-    // The call went through the stack: it is in the client's statistics.
-    assert_eq!(client.inference().stats().total_requests, 1);
+    // The call went through the stack: it is in the client's statistics, its tokens too.
+    let stats = client.inference().stats();
+    assert_eq!(stats.total_requests, 1);
+    let reported = emu.stats();
+    assert!(reported.reported_output_tokens > 0);
+    assert_eq!(
+        (stats.input_tokens, stats.output_tokens),
+        (reported.reported_input_tokens, reported.reported_output_tokens)
+    );
 }
 
 #[tokio::test]
@@ -57,7 +64,15 @@ async fn a_streamed_prompt_yields_the_answer_in_pieces() {
     assert_eq!(text, expected);
     assert!(deltas > 1, "the answer came in {deltas} piece(s)");
     assert_eq!(last.as_deref(), Some(expected.as_str()));
-    assert_eq!(emu.stats().chat_streams, 1);
+    let reported = emu.stats();
+    assert_eq!(reported.chat_streams, 1);
+    // The stream's usage, as the server reported it.
+    let stats = client.inference().stats();
+    assert!(reported.reported_output_tokens > 0);
+    assert_eq!(
+        (stats.input_tokens, stats.output_tokens),
+        (reported.reported_input_tokens, reported.reported_output_tokens)
+    );
 }
 
 #[tokio::test]
