@@ -36,7 +36,10 @@ async fn an_agent_prompt_returns_the_answer() {
     assert!(reported.reported_output_tokens > 0);
     assert_eq!(
         (stats.input_tokens, stats.output_tokens),
-        (reported.reported_input_tokens, reported.reported_output_tokens)
+        (
+            reported.reported_input_tokens,
+            reported.reported_output_tokens
+        )
     );
 }
 
@@ -71,7 +74,10 @@ async fn a_streamed_prompt_yields_the_answer_in_pieces() {
     assert!(reported.reported_output_tokens > 0);
     assert_eq!(
         (stats.input_tokens, stats.output_tokens),
-        (reported.reported_input_tokens, reported.reported_output_tokens)
+        (
+            reported.reported_input_tokens,
+            reported.reported_output_tokens
+        )
     );
 }
 
