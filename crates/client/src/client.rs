@@ -178,12 +178,17 @@ impl EvolutionInference {
     ///
     /// The stream ends after `data: [DONE]`; if the connection breaks before that, or the
     /// server sends an error inside the stream, its last item is an error (see
-    /// [`ChatStream`]). Retries and the 401 resend apply only until the response head has
-    /// arrived. The call is counted in [`stats`](Self::stats) when the stream ends.
+    /// [`ChatStream`]). Retries and the 401 resend apply until the response head has
+    /// arrived. This returns once the first item has arrived: a stream whose first chunk
+    /// does not come within `first_chunk_timeout` is sent again, as the retry policy
+    /// allows, since nothing has reached you yet. The server is asked for the stream's
+    /// token usage ([`ChatStream::usage`]). The call is counted in [`stats`](Self::stats)
+    /// when the stream ends.
     ///
     /// # Errors
     ///
-    /// See [`Error`], for failures before the first chunk.
+    /// See [`Error`], for failures before the first item; [`Error::StreamTimeout`] if no
+    /// attempt's first chunk came in time.
     pub async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
         let started = tokio::time::Instant::now();
         let http = self.chat_request(&request, true)?;
