@@ -79,6 +79,7 @@ mod config;
 mod error_body;
 pub mod future;
 mod layer;
+mod no_retry;
 mod observe;
 mod policy;
 mod reqwest;
@@ -99,6 +100,7 @@ pub use self::error_body::{
     ErrorBody, MAX_ERROR_BODY_BYTES, QUOTA_EXHAUSTED_CODES, is_quota_exhausted,
 };
 pub use self::layer::RetryLayer;
+pub use self::no_retry::NoRetry;
 pub use self::observe::{RetryEvent, RetryObserver, RetryReason};
 pub use self::policy::RetryPolicy;
 pub use self::reqwest::{ReqwestRetryPolicy, ReqwestRetryStrategy, RetryMiddleware};

@@ -14,6 +14,7 @@ use crate::classify::{Classify, DefaultClassifier, Retryable, error_reason};
 use crate::config::RetryConfig;
 use crate::error_body::ErrorBody;
 use crate::future::Delay;
+use crate::no_retry::NoRetry;
 use crate::observe::RetryReason;
 use crate::retry_after::retry_after;
 use crate::shared::{Failure, GiveUp, Shared};
@@ -116,9 +117,12 @@ where
 
     fn retry(
         &mut self,
-        _request: &mut Request<ReqBody>,
+        request: &mut Request<ReqBody>,
         result: &mut Result<Response<ResBody>, BoxError>,
     ) -> Option<Delay> {
+        if request.extensions().get::<NoRetry>().is_some() {
+            return None;
+        }
         let shared = &self.shared;
         let failure = match result {
             Ok(response) => {

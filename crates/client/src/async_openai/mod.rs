@@ -65,11 +65,12 @@
 //!   removed, and the stack sets the key's bearer token. Requests must go under the
 //!   client's [`base_url`](EvolutionInference::base_url) (as [`client`] configures); any
 //!   other URL is refused ([`Error::Config`]), since it would carry the token.
-//! - Multipart requests (audio, files) are built once and read into memory, since the
-//!   stack sends `Bytes`. The stack has no per-request switch to skip its retries, so
-//!   these bytes are resent like a JSON body's: once after a 401 with a fresh token, after
-//!   a status the retry layer retries (a 503, say) within its policy, and to the backup
-//!   key. The form itself is never rebuilt.
+//! - Multipart requests (audio, files) are built once, read into memory (the stack sends
+//!   `Bytes`) and sent once: they carry [`NoRetry`](crate::retry::NoRetry), so the retry
+//!   layer hands back whatever the first answer is (a 503, say). Only the resends where
+//!   the server refused the request without processing it still apply: once after a 401
+//!   with a fresh token, and to another key (the backup key, another deployment) when a key
+//!   is refused. The form itself is never rebuilt.
 //! - The stack's timeouts apply until the response head; then a body silent for longer
 //!   than [`HttpService::read_timeout`] (the client's `request_timeout`) fails with
 //!   [`Error::Timeout`], which async-openai reports as a stream error. The client's
@@ -248,6 +249,15 @@ impl HttpService {
             .map_err(|error| ServiceError::Build(OpenAIError::Reqwest(error)))?
             .to_bytes();
         head.headers.remove(AUTHORIZATION);
+        let multipart = head
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("multipart/"));
+        if multipart {
+            // A form is sent once: see the module docs.
+            head.extensions.insert(crate::retry::NoRetry);
+        }
         let response = self
             .inference
             .send(http::Request::from_parts(head, body))

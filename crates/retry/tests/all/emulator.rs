@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use evolution_emulator::{DEMO_MODEL, Emulator, Fault, Route};
-use evolution_retry::{BoxError, RetryConfig, RetryLayer};
+use evolution_retry::{BoxError, NoRetry, RetryConfig, RetryLayer};
 use evolution_testkit::transport;
 use evolution_token::{AuthLayer, Credentials, TokenManager};
 use http::{Request, Response};
@@ -88,6 +88,23 @@ async fn tower_recovers_from_two_503s() {
     assert_eq!(stats.chat_requests, 3);
     assert_eq!(stats.chat_status(503), 2);
     assert_eq!(stats.iam_requests, 1, "one token for every attempt");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_marked_no_retry_is_sent_once() {
+    let emu = emulator().await;
+    emu.push_fault(Route::Chat, Fault::status(503));
+    let service = stack(&emu, RetryConfig::default(), Attempts::default());
+    let mut request = chat_request(&emu);
+    request.extensions_mut().insert(NoRetry);
+    let response = service.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 503, "the answer comes back as it was");
+    assert_eq!(emu.stats().chat_requests, 1);
+    // Unmarked, the same answer is retried.
+    emu.push_fault(Route::Chat, Fault::status(503));
+    let response = service.oneshot(chat_request(&emu)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(emu.stats().chat_requests, 3);
 }
 
 #[tokio::test(start_paused = true)]
