@@ -25,6 +25,7 @@ pub(crate) type Kind = OperationName;
 #[derive(Debug)]
 pub(crate) struct Operation {
     span: Span,
+    kind: Kind,
     /// The call's GenAI series and `evolution_*` ones (time to first chunk, time per chunk,
     /// tokens, duration); `None` once recorded.
     record: Option<evolution_metrics::Operation>,
@@ -42,44 +43,37 @@ impl Operation {
             Some("http") => 80,
             _ => 443,
         });
+        // A span's name is a literal: one invocation per operation, the fields alike.
+        // Fields left empty are not exported (embeddings never get an output count).
+        macro_rules! span {
+            ($name:literal) => {
+                tracing::info_span!(
+                    target: "evolution_client",
+                    $name,
+                    otel.name = format_args!("{} {model}", $name).to_string(),
+                    otel.kind = "client",
+                    otel.status_code = Empty,
+                    gen_ai.operation.name = $name,
+                    gen_ai.provider.name = PROVIDER,
+                    gen_ai.request.model = model,
+                    gen_ai.response.model = Empty,
+                    gen_ai.usage.input_tokens = Empty,
+                    gen_ai.usage.output_tokens = Empty,
+                    gen_ai.response.time_to_first_chunk = Empty,
+                    server.address = host,
+                    server.port = i64::from(port),
+                    error.type = Empty,
+                )
+            };
+        }
         let span = if kind == Kind::Embeddings {
-            tracing::info_span!(
-                target: "evolution_client",
-                "embeddings",
-                otel.name = format_args!("embeddings {model}").to_string(),
-                otel.kind = "client",
-                otel.status_code = Empty,
-                gen_ai.operation.name = "embeddings",
-                gen_ai.provider.name = PROVIDER,
-                gen_ai.request.model = model,
-                gen_ai.response.model = Empty,
-                // Embeddings generate no tokens: no output count.
-                gen_ai.usage.input_tokens = Empty,
-                server.address = host,
-                server.port = i64::from(port),
-                error.type = Empty,
-            )
+            span!("embeddings")
         } else {
-            tracing::info_span!(
-                target: "evolution_client",
-                "chat",
-                otel.name = format_args!("chat {model}").to_string(),
-                otel.kind = "client",
-                otel.status_code = Empty,
-                gen_ai.operation.name = "chat",
-                gen_ai.provider.name = PROVIDER,
-                gen_ai.request.model = model,
-                gen_ai.response.model = Empty,
-                gen_ai.usage.input_tokens = Empty,
-                gen_ai.usage.output_tokens = Empty,
-                gen_ai.response.time_to_first_chunk = Empty,
-                server.address = host,
-                server.port = i64::from(port),
-                error.type = Empty,
-            )
+            span!("chat")
         };
         Self {
             span,
+            kind,
             record: Some(metrics.operation(kind, model, uri)),
             served: None,
             response_model: String::new(),
@@ -140,10 +134,12 @@ impl Operation {
         }
         self.span
             .record("gen_ai.usage.input_tokens", otel_int(usage.prompt_tokens));
-        self.span.record(
-            "gen_ai.usage.output_tokens",
-            otel_int(usage.completion_tokens),
-        );
+        if self.kind != Kind::Embeddings {
+            self.span.record(
+                "gen_ai.usage.output_tokens",
+                otel_int(usage.completion_tokens),
+            );
+        }
     }
 
     /// The call ended: well, or with `error`.

@@ -21,14 +21,14 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use evolution_retry::ErrorBody;
 use evolution_token::BoxError;
 use futures_util::future::Either;
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::Body;
+use crate::{Body, error_body};
 
 /// A request extension: splice `"stream_options":{"include_usage":true}` into this
 /// request's body (a JSON object without a `stream_options` member of its own).
@@ -37,9 +37,6 @@ pub(crate) struct AskUsage;
 
 /// The member spliced in, with the comma that follows it when the object has other members.
 const OPTION: &[u8] = br#""stream_options":{"include_usage":true}"#;
-
-/// The most of a `400` body read to see whether it is about `stream_options`.
-const MAX_REFUSAL_BODY: usize = 64 * 1024;
 
 /// The most URIs remembered as refusing: past it, new ones are still handled, with a resend
 /// each time.
@@ -140,10 +137,20 @@ where
             if !is_refusal_status(response.status()) {
                 return Ok(response);
             }
-            let (head, body) = response.into_parts();
-            let body = read_some(body).await;
-            if !mentions_stream_options(&body) {
-                return Ok(Response::from_parts(head, full(body)));
+            // `HttpTransport` has buffered the error body already; a transport of the
+            // caller's own may not have, and `buffer` does it then (bodies of at most
+            // `MAX_ERROR_BODY_BYTES`, replayed to the caller as they came).
+            let response = if response.extensions().get::<ErrorBody>().is_some() {
+                response
+            } else {
+                error_body::buffer(response).await
+            };
+            let refused = response
+                .extensions()
+                .get::<ErrorBody>()
+                .is_some_and(|body| mentions_stream_options(body.bytes()));
+            if !refused {
+                return Ok(response);
             }
             // Most likely a refusal of the option; perhaps an error that quotes the whole
             // body. Sent again without it, the answer says which: the endpoint is marked
@@ -190,29 +197,15 @@ fn mentions_stream_options(body: &[u8]) -> bool {
         .any(|window| window == b"stream_options")
 }
 
-/// The first [`MAX_REFUSAL_BODY`] bytes of `body` (an error body is small; more is cut),
-/// or what was read before it failed.
-async fn read_some(mut body: Body) -> Bytes {
-    let mut read = BytesMut::new();
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Ok(data) = frame.into_data() {
-            let room = MAX_REFUSAL_BODY - read.len();
-            read.extend_from_slice(&data[..data.len().min(room)]);
-            if read.len() == MAX_REFUSAL_BODY {
-                break;
-            }
-        }
-    }
-    read.freeze()
-}
-
-fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
 #[cfg(test)]
 mod tests {
+    use http_body_util::{BodyExt, Full};
+
     use super::*;
+
+    fn full(bytes: Bytes) -> Body {
+        Full::new(bytes).map_err(|never| match never {}).boxed()
+    }
 
     fn spliced(body: &str) -> Option<serde_json::Value> {
         with_option(&Bytes::copy_from_slice(body.as_bytes()))

@@ -38,6 +38,8 @@ pin_project! {
         usage: Option<Usage>,
         // Trailers, passed on after the events held before them.
         trailers: Option<Frame<Bytes>>,
+        // Reads the data of one whole event at a time; kept for its buffers.
+        parser: SseParser,
         operation: Option<Operation>,
     }
 }
@@ -53,6 +55,7 @@ impl WatchedEvents {
             ended: false,
             usage: None,
             trailers: None,
+            parser: SseParser::default(),
             operation: Some(operation),
         }
     }
@@ -81,19 +84,28 @@ impl HttpBody for WatchedEvents {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        this.partial.extend_from_slice(&data);
-                        while let Some(end) = event_end(this.partial, this.scanned) {
-                            let event = this.partial.split_to(end).freeze();
+                        // Servers write an event per frame: it is cut from the frame itself,
+                        // and only an event split over frames is copied.
+                        let mut pending = if this.partial.is_empty() {
+                            data
+                        } else {
+                            this.partial.extend_from_slice(&data);
+                            this.partial.split().freeze()
+                        };
+                        while let Some(end) = event_end(&pending, this.scanned) {
+                            let event = pending.split_to(end);
                             *this.scanned = 0;
                             let watch = Watch {
                                 strip: *this.strip,
                                 usage: this.usage,
                                 operation: this.operation,
+                                parser: this.parser,
                             };
                             if watch.keep(&event) {
                                 this.ready.push_back(event);
                             }
                         }
+                        this.partial.extend_from_slice(&pending);
                         if this.partial.len() > MAX_EVENT_BYTES {
                             // Not an event stream after all, or a broken one: passed on
                             // as it comes, unwatched.
@@ -124,6 +136,7 @@ impl HttpBody for WatchedEvents {
                         strip: *this.strip,
                         usage: this.usage,
                         operation: this.operation,
+                        parser: this.parser,
                     };
                     if !rest.is_empty() && watch.keep(&rest) {
                         this.ready.push_back(rest);
@@ -189,13 +202,15 @@ struct Watch<'a> {
     strip: bool,
     usage: &'a mut Option<Usage>,
     operation: &'a mut Option<Operation>,
+    parser: &'a mut SseParser,
 }
 
 impl Watch<'_> {
     /// Watches one whole event: whether to pass it on.
     fn keep(self, event: &[u8]) -> bool {
-        let mut parser = SseParser::default();
+        let parser = self.parser;
         parser.feed(event);
+        // A whole event ends in a blank line; the body's last bytes may not.
         let data = match parser.next_event().or_else(|| parser.finish()) {
             Some(SseEvent::Data { data, .. }) => data,
             Some(SseEvent::Done) => {
